@@ -1,0 +1,28 @@
+# Ferry: `make demo` and `make test` are all a fresh Debian machine needs.
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: all deps lint test demo bench clean
+
+all: test
+
+deps:
+	@bash scripts/bootstrap.sh
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	.venv/bin/lint-imports
+
+test: lint
+	$(PY) -m pytest
+
+demo: deps
+	$(PY) -m scripts.demo
+
+bench: deps
+	$(PY) -m bench.run
+
+clean:
+	rm -rf .venv node_modules .mypy_cache .pytest_cache .ruff_cache

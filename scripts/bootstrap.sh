@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
+# is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
+# pinned Python packages, and the pinned npm packages (Azurite).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "bootstrap: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  # policy-rc.d keeps the package from starting a system-wide registry on :5000.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+python=${PYTHON:-python3}
+stamp=.venv/.installed
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
+  echo "bootstrap: installing Python packages" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  touch "$stamp"
+fi
+
+if [ ! -f node_modules/.installed ] || [ package-lock.json -nt node_modules/.installed ]; then
+  echo "bootstrap: installing npm packages (azurite)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  touch node_modules/.installed
+fi

@@ -1,0 +1,1 @@
+"""The only code that imports azure.storage and azure.data.tables."""

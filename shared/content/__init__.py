@@ -1,0 +1,1 @@
+"""Storage protocols the engine walks over (fetch, exists, push, mount, resolve, tag)."""

@@ -1,0 +1,96 @@
+"""Credential values. Secrets are wrapped in :class:`Secret`, which never prints its value:
+a credential can be logged, put in an exception or repr'd without leaking anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Entra ID scope for tokens that ACR's ``/oauth2/exchange`` accepts. The ACR audience (not ARM's)
+#: keeps working on registries with ``azureADAuthenticationAsArmPolicy`` disabled.
+ACR_AUDIENCE = "https://containerregistry.azure.net/.default"
+#: The username that tells ACR the password is an ACR refresh token (Azure/acr AAD-OAuth.md).
+ACR_NULL_USERNAME = "00000000-0000-0000-0000-000000000000"
+
+
+class Secret:
+    """A secret string that shows as ``***`` everywhere but :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:  # refuse to be pickled into a queue message by accident
+        raise TypeError("a Secret cannot be pickled")
+
+
+class TokenSource(Protocol):
+    """What Ferry needs of an ``azure.core.credentials.TokenCredential`` (sync or async)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Anonymous:
+    """No credential: anonymous pulls, or anonymous tokens from the realm."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsernamePassword:
+    """Basic credentials: htpasswd, Docker Hub user + PAT, ACR admin user, a service principal
+    (app id + secret), an ACR repository-scoped token, or ACR's null-GUID user with a refresh token."""
+
+    username: str
+    password: Secret
+
+    @property
+    def is_acr_refresh_token(self) -> bool:
+        return self.username == ACR_NULL_USERNAME
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A token with no username. On ACR it is an Entra access token, exchanged for an ACR refresh
+    token; elsewhere it is sent as a bearer token as is."""
+
+    token: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class EntraIdentity:
+    """A managed identity or any other Entra ``TokenCredential``; exchanged at ACR."""
+
+    source: TokenSource = field(repr=False)
+    tenant_id: str | None = None
+
+    async def entra_token(self) -> str:
+        if inspect.iscoroutinefunction(self.source.get_token):
+            result = await self.source.get_token(ACR_AUDIENCE)
+        else:
+            # A sync azure-identity credential may block on IMDS: keep the event loop free.
+            result = await asyncio.to_thread(self.source.get_token, ACR_AUDIENCE)
+        token = getattr(result, "token", None)
+        if not isinstance(token, str):
+            raise TypeError("the token credential returned no token")
+        return token
+
+
+Credential = Anonymous | UsernamePassword | AccessToken | EntraIdentity

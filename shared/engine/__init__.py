@@ -1,0 +1,1 @@
+"""The copy as a graph walk over :mod:`shared.content` protocols."""

@@ -1,0 +1,170 @@
+"""Every error Ferry raises on purpose, as one tree.
+
+::
+
+    FerryError                          retryable=False unless said otherwise
+    ├── InvalidReferenceError           a reference or registry name that does not parse (also ValueError)
+    ├── ConfigurationError              a setting or option that cannot work
+    ├── UnsupportedContentError         schema 1 manifests and other content Ferry refuses to copy
+    ├── ContentIntegrityError           bytes that are not what their descriptor says
+    │   ├── DigestMismatchError
+    │   └── SizeMismatchError
+    ├── InsecureEndpointError           plain HTTP, or a token realm / redirect Ferry will not follow
+    ├── TransportError                  retryable: connection refused, reset, timed out
+    └── RegistryError                   an HTTP answer from a registry that is not what was asked for
+        ├── AuthenticationError         401 / UNAUTHORIZED, and token-server failures
+        ├── PermissionDeniedError       403 / DENIED
+        ├── NotFoundError               404 / *_UNKNOWN
+        ├── TooLargeError               413, or a manifest over the size cap
+        ├── RateLimitedError            retryable: 429 / TOOMANYREQUESTS (``retry_after`` in seconds)
+        ├── RegistryUnavailableError    retryable: 408 and 5xx
+        └── ProtocolError               an answer the distribution spec does not allow
+
+Messages never contain a secret: URLs are passed through :func:`redact_url` (no userinfo, no query
+string) before they are put into a message, and no header value is ever quoted.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: object) -> str:
+    """The URL without userinfo, query string or fragment: SAS tokens and state live in those."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class FerryError(Exception):
+    """Base of every error Ferry raises on purpose."""
+
+    retryable: bool = False
+    #: A short, stable, machine-readable name (recorded in job status records).
+    code: str = "FERRY_ERROR"
+
+
+class InvalidReferenceError(FerryError, ValueError):
+    """A reference, repository, tag, digest or registry name that does not parse."""
+
+    code = "INVALID_REFERENCE"
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid reference {text!r}: {reason}")
+
+
+class ConfigurationError(FerryError):
+    """A setting or option that cannot work."""
+
+    code = "CONFIGURATION"
+
+
+class UnsupportedContentError(FerryError):
+    """Content Ferry refuses to copy, such as Docker schema 1 manifests."""
+
+    code = "UNSUPPORTED"
+
+
+class ContentIntegrityError(FerryError):
+    """Bytes that are not what their descriptor says. Never written anywhere."""
+
+    code = "INTEGRITY"
+
+
+class DigestMismatchError(ContentIntegrityError):
+    code = "DIGEST_MISMATCH"
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+
+
+class SizeMismatchError(ContentIntegrityError):
+    code = "SIZE_MISMATCH"
+
+    def __init__(self, what: str, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {actual}")
+
+
+class InsecureEndpointError(FerryError):
+    """Plain HTTP to a host not allowed to use it, or a token realm / redirect Ferry will not follow."""
+
+    code = "INSECURE_ENDPOINT"
+
+
+class TransportError(FerryError):
+    """The connection failed: refused, reset, timed out. Worth another try."""
+
+    retryable = True
+    code = "TRANSPORT"
+
+
+class RegistryError(FerryError):
+    """A registry answered, but not with what was asked for.
+
+    The message reads ``{op} on {origin}: {METHOD} {url}: {status} {CODE}: {message}``.
+    """
+
+    code = "REGISTRY_ERROR"
+
+    def __init__(
+        self,
+        op: str,
+        origin: str,
+        method: str,
+        url: str,
+        status: int,
+        registry_code: str = "",
+        detail: str = "",
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        self.op = op
+        #: Seconds the registry asked us to wait (``Retry-After``), when it said.
+        self.retry_after = retry_after
+        self.origin = origin
+        self.method = method
+        self.url = redact_url(url)
+        self.status = status
+        self.registry_code = registry_code
+        self.detail = detail
+        tail = ": ".join(part for part in (registry_code, detail) if part)
+        super().__init__(f"{op} on {origin}: {method} {self.url}: {status}" + (f" {tail}" if tail else ""))
+
+
+class AuthenticationError(RegistryError):
+    code = "UNAUTHORIZED"
+
+
+class PermissionDeniedError(RegistryError):
+    code = "DENIED"
+
+
+class NotFoundError(RegistryError):
+    code = "NOT_FOUND"
+
+
+class TooLargeError(RegistryError):
+    code = "TOO_LARGE"
+
+
+class RateLimitedError(RegistryError):
+    retryable = True
+    code = "TOOMANYREQUESTS"
+
+
+class RegistryUnavailableError(RegistryError):
+    retryable = True
+    code = "UNAVAILABLE"
+
+
+class ProtocolError(RegistryError):
+    code = "PROTOCOL"

@@ -1,0 +1,1 @@
+"""Import requests, jobs and their status."""

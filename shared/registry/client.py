@@ -1,0 +1,239 @@
+"""An async client for one registry: the OCI distribution spec v1.1 over httpx.
+
+Manifests (``HEAD``/``GET``/``PUT``), tags, referrers here; blobs in :mod:`shared.registry.blobs`.
+Every manifest's bytes are checked against ``Docker-Content-Digest`` and any digest asked for, and
+pushed exactly as fetched, so digests never change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from shared.credentials import Credential
+from shared.errors import DigestMismatchError, NotFoundError, ProtocolError, TooLargeError
+from shared.oci import mediatypes as mt
+from shared.oci.digest import Digest
+from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Index, ManifestError, parse_manifest
+from shared.oci.reference import DOCKER_HUB, DOCKER_HUB_API
+from shared.registry import blobs
+from shared.registry import scopes as sc
+from shared.registry.policy import TransportOptions
+from shared.registry.transport import Transport
+
+log = logging.getLogger(__name__)
+
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def _pull(repo: str) -> frozenset[sc.Scope]:
+    return sc.repository(repo, "pull")
+
+
+def _push(repo: str) -> frozenset[sc.Scope]:
+    return sc.repository(repo, "pull", "push")
+
+
+def next_link(response: httpx.Response) -> httpx.URL | None:
+    """The ``Link: <url>; rel="next"`` of a paginated answer (RFC 8288), resolved against it."""
+    match = _LINK_NEXT.search(response.headers.get("link", ""))
+    return response.request.url.join(match.group(1)) if match else None
+
+
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip()
+
+
+class RegistryClient(blobs.BlobOps):
+    """The distribution API of one registry, as one credential. Use as an async context manager."""
+
+    def __init__(
+        self,
+        registry: str,
+        credential: Credential | None = None,
+        options: TransportOptions | None = None,
+        **transport: Any,
+    ) -> None:
+        api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        self.transport = Transport(registry, api_host, credential, options, **transport)
+        self.registry = registry
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def ping(self) -> None:
+        """``GET /v2/``: the registry answers and speaks the v2 API (401 counts: it asked for auth)."""
+        await self.transport.request("ping", "GET", self.transport.url("/v2/"), ok=(200, 401))
+
+    # -- manifests --------------------------------------------------------------------------
+
+    def _manifest_url(self, repo: str, ref: str) -> httpx.URL:
+        return self.transport.url(f"/v2/{repo}/manifests/{ref}")
+
+    async def resolve(self, repo: str, ref: str) -> Descriptor:
+        """The descriptor a tag or digest points at, by ``HEAD`` (which Docker Hub does not count as
+        a pull); by ``GET`` when the registry sends no digest on ``HEAD``."""
+        response = await self.transport.request(
+            "resolve manifest",
+            "HEAD",
+            self._manifest_url(repo, ref),
+            scopes=_pull(repo),
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+        )
+        digest_header = response.headers.get("docker-content-digest")
+        media_type = _content_type(response)
+        length = response.headers.get("content-length")
+        if digest_header and media_type and length and length.isdigit():
+            try:
+                digest = Digest.parse(digest_header)
+            except ValueError:
+                digest = None
+            if digest is not None:
+                if ref.startswith(f"{digest.algorithm}:") and str(digest) != ref:
+                    raise DigestMismatchError(f"resolve {repo}@{ref} on {self.registry}", ref, str(digest))
+                if mt.is_schema1(media_type):
+                    parse_manifest(b"{}", media_type)  # raises the schema 1 refusal
+                return Descriptor(media_type, digest, int(length))
+        descriptor, _ = await self.fetch_manifest(repo, ref)
+        return descriptor
+
+    async def fetch_manifest(self, repo: str, ref: str, *, expected: Digest | None = None) -> tuple[Descriptor, bytes]:
+        """A manifest's exact bytes and descriptor, verified, at most 4 MiB."""
+        if expected is None and ":" in ref:
+            expected = Digest.parse(ref)
+        what = f"fetch manifest {repo}@{ref} on {self.registry}"
+        async with self.transport.open(
+            "fetch manifest",
+            "GET",
+            self._manifest_url(repo, ref),
+            scopes=_pull(repo),
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+        ) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+                raise self._too_large(response, int(declared))
+            data = bytearray()
+            async for chunk in response.aiter_raw():
+                data += chunk
+                if len(data) > MAX_MANIFEST_BYTES:
+                    raise self._too_large(response, len(data))
+        body = bytes(data)
+        algorithm = expected.algorithm if expected and expected.verifiable else "sha256"
+        actual = Digest.of(body, algorithm)
+        if expected is not None and expected.verifiable and actual != expected:
+            raise DigestMismatchError(what, str(expected), str(actual))
+        header = response.headers.get("docker-content-digest")
+        if header and header.startswith(f"{algorithm}:") and header != str(actual):
+            raise DigestMismatchError(what, header, str(actual))
+        try:
+            node = parse_manifest(body, _content_type(response))
+        except ManifestError as exc:
+            raise ManifestError(f"{what}: {exc}") from None
+        return Descriptor(node.media_type, expected or actual, len(body), artifact_type=node.artifact_type), body
+
+    def _too_large(self, response: httpx.Response, size: int) -> TooLargeError:
+        return TooLargeError(
+            "fetch manifest",
+            self.registry,
+            "GET",
+            str(response.request.url),
+            response.status_code,
+            "MANIFEST_TOO_LARGE",
+            f"manifest is over {MAX_MANIFEST_BYTES} bytes ({size} read)",
+        )
+
+    async def push_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> Digest:
+        """``PUT`` the exact bytes under a tag or their digest; returns their digest."""
+        digest = Digest.of(data)
+        response = await self.transport.request(
+            "push manifest",
+            "PUT",
+            self._manifest_url(repo, ref),
+            scopes=_push(repo),
+            headers={"Content-Type": media_type},
+            content=data,
+            ok=(200, 201),
+        )
+        header = response.headers.get("docker-content-digest")
+        if header and header.startswith("sha256:") and header != str(digest):
+            raise DigestMismatchError(f"push manifest {repo}:{ref} on {self.registry}", str(digest), header)
+        return digest
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None:
+        await self.transport.request(
+            "delete manifest",
+            "DELETE",
+            self._manifest_url(repo, str(digest)),
+            scopes=sc.repository(repo, "delete"),
+            ok=(200, 202),
+        )
+
+    # -- discovery --------------------------------------------------------------------------
+
+    async def _pages(
+        self, op: str, url: httpx.URL, scopes: frozenset[sc.Scope], params: Any = None
+    ) -> AsyncIterator[httpx.Response]:
+        next_url: httpx.URL | None = url
+        seen: set[str] = set()
+        while next_url is not None:
+            if str(next_url) in seen:
+                raise ProtocolError(op, self.registry, "GET", str(next_url), 200, "", "pagination loops")
+            seen.add(str(next_url))
+            response = await self.transport.request(op, "GET", next_url, scopes=scopes, params=params)
+            params = None  # the Link URL carries its own query
+            yield response
+            next_url = next_link(response)
+
+    async def list_tags(self, repo: str, page_size: int | None = None) -> list[str]:
+        """Every tag of ``repo``, following ``Link`` pagination."""
+        tags: list[str] = []
+        params = {"n": str(page_size)} if page_size else None
+        async for page in self._pages("list tags", self.transport.url(f"/v2/{repo}/tags/list"), _pull(repo), params):
+            doc = page.json()
+            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+        return tags
+
+    async def referrers(self, repo: str, subject: Digest, artifact_type: str | None = None) -> list[Descriptor]:
+        """Manifests whose ``subject`` is ``subject``: the referrers API, or, where the registry
+        answers 404, the ``<alg>-<hex>`` tag schema (distribution-spec 1.1 "Listing Referrers")."""
+        url = self.transport.url(f"/v2/{repo}/referrers/{subject}")
+        params = {"artifactType": artifact_type} if artifact_type else None
+        found: list[Descriptor] = []
+        try:
+            async for page in self._pages("list referrers", url, _pull(repo), params):
+                if not mt.is_index(_content_type(page)):
+                    raise NotFoundError("list referrers", self.registry, "GET", str(url), 404, "", "not an index")
+                found.extend(self._index_entries(page.content))
+        except NotFoundError:
+            found = await self._referrers_by_tag(repo, subject)
+        if artifact_type:
+            found = [d for d in found if d.artifact_type == artifact_type]
+        return found
+
+    async def _referrers_by_tag(self, repo: str, subject: Digest) -> list[Descriptor]:
+        try:
+            _, body = await self.fetch_manifest(repo, subject.tag_schema)
+        except (NotFoundError, ManifestError):
+            return []  # no tag, or not a valid index: no referrers (the spec says to assume so)
+        return self._index_entries(body)
+
+    @staticmethod
+    def _index_entries(body: bytes) -> list[Descriptor]:
+        try:
+            node = parse_manifest(body, mt.OCI_INDEX)
+        except ManifestError:
+            return []
+        return list(node.manifests) if isinstance(node, Index) else []
+
+
+ClientFactory = Callable[[str], RegistryClient]

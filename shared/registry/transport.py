@@ -1,0 +1,166 @@
+"""One registry host's HTTP: a connection pool, authentication, retries and error mapping.
+
+Retries (429, 408, 5xx, connection errors) use exponential backoff with full jitter, honour
+``Retry-After``, and are bounded in attempts and total time. A request whose body is a stream is
+never retried here: its bytes are gone; the blob layer resumes uploads from the registry's offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from shared.credentials import Anonymous, Credential
+from shared.errors import FerryError, RegistryError, redact_url
+from shared.registry import scopes as sc
+from shared.registry.auth import SCOPES, RegistryAuth
+from shared.registry.errors import error_from_exception, error_from_response
+from shared.registry.policy import TransportOptions
+
+log = logging.getLogger(__name__)
+
+#: Bytes of an error answer read for its message.
+_ERROR_BODY = 64 * 1024
+
+
+class _RedactURLs(logging.Filter):
+    """httpx logs every request with its full URL at INFO; a blob redirect's query string can be a
+    storage SAS token. This filter rewrites those records with the URL redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+_redactor = _RedactURLs()
+if _redactor not in logging.getLogger("httpx").filters:
+    logging.getLogger("httpx").addFilter(_redactor)
+
+
+class Transport:
+    """HTTP to one registry host, authenticated as one credential."""
+
+    def __init__(
+        self,
+        registry: str,
+        api_host: str,
+        credential: Credential | None = None,
+        options: TransportOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.options = options or TransportOptions()
+        self.registry = registry
+        self.api_host = api_host
+        self.base_url = f"{self.options.scheme_for(api_host)}://{api_host}"
+        self._sleep = sleep
+        timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
+        limits = httpx.Limits(
+            max_connections=self.options.max_connections,
+            max_keepalive_connections=self.options.max_connections,
+        )
+        headers = {"User-Agent": self.options.user_agent}
+        hooks = {"request": [self._check_request]}
+        self._token_http = httpx.AsyncClient(timeout=timeout, headers=headers, event_hooks=hooks)
+        self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
+        self.http = httpx.AsyncClient(
+            auth=self.auth, timeout=timeout, limits=limits, headers=headers, event_hooks=hooks
+        )
+
+    async def _check_request(self, request: httpx.Request) -> None:
+        self.options.check_url(request.url, f"request to {self.registry}")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self._token_http.aclose()
+
+    def url(self, path: str) -> httpx.URL:
+        return httpx.URL(self.base_url + path)
+
+    # -- retries ----------------------------------------------------------------------------
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (full jitter; ``Retry-After`` is a floor)."""
+        delay = random.uniform(  # noqa: S311 - jitter, not a secret
+            0, min(self.options.backoff_cap, self.options.backoff_base * 2**attempt)
+        )
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    async def _wait_or_raise(self, error: FerryError, attempt: int, started: float, replayable: bool) -> None:
+        if not error.retryable or not replayable or attempt + 1 >= self.options.max_attempts:
+            raise error
+        retry_after = getattr(error, "retry_after", None)
+        delay = self.backoff(attempt, retry_after)
+        remaining = self.options.retry_budget - (time.monotonic() - started)
+        if delay > min(remaining, max(self.options.backoff_cap, retry_after or 0.0)) or remaining <= 0:
+            raise error
+        log.info("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 2, self.options.max_attempts)
+        await self._sleep(delay)
+
+    @asynccontextmanager
+    async def open(
+        self,
+        op: str,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        scopes: frozenset[sc.Scope] = frozenset(),
+        ok: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
+        content: Any = None,
+        params: Any = None,
+        follow_redirects: bool = False,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed response whose status is in ``ok``, after retries; the body is left to read.
+        Any other status raises the mapped :class:`RegistryError`."""
+        replayable = content is None or isinstance(content, bytes)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            request = self.http.build_request(
+                method, url, headers=headers, content=content, params=params, extensions={SCOPES: scopes}
+            )
+            try:
+                response = await self.http.send(request, stream=True, follow_redirects=follow_redirects)
+            except httpx.HTTPError as exc:
+                error: FerryError = error_from_exception(op, self.registry, exc)
+            else:
+                if response.status_code in ok:
+                    try:
+                        yield response
+                    finally:
+                        await response.aclose()
+                    return
+                error = await self._error(op, response)
+            await self._wait_or_raise(error, attempt, started, replayable)
+            attempt += 1
+
+    async def _error(self, op: str, response: httpx.Response) -> RegistryError:
+        body = b""
+        try:
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) >= _ERROR_BODY:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        return error_from_response(op, self.registry, response, body[:_ERROR_BODY])
+
+    async def request(self, op: str, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """Like :meth:`open`, with the body read (for small answers only)."""
+        async with self.open(op, method, url, **kwargs) as response:
+            await response.aread()
+            return response

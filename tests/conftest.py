@@ -1,0 +1,98 @@
+"""Shared fixtures: real registries on 127.0.0.1 (open, htpasswd, Docker token auth, ACR-style
+token exchange), started once per session and stopped by PID."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared.credentials import Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
+from shared.registry import RegistryClient, TransportOptions
+from tests.harness.entra import FakeTokenCredential
+from tests.harness.registry import RegistryProcess, basic_registry, free_port, open_registry, token_registry
+from tests.harness.tokenserver import ACR_ISSUER, ISSUER, TokenServer
+
+BASIC_USERS = {"alice": "alice-s3cret-pw"}
+TOKEN_USERS = {"bob": "bob-s3cret-pw"}
+
+#: Fast retries for tests: the behaviour is the same, the waits are short.
+FAST = TransportOptions(backoff_base=0.01, backoff_cap=0.2, retry_budget=10.0, chunk_size=64 * 1024)
+
+
+@dataclass
+class Reg:
+    """A running registry and a credential that may push to it."""
+
+    proc: RegistryProcess
+    credential: Credential
+    tokens: TokenServer | None = None
+    entra: FakeTokenCredential | None = None
+
+    @property
+    def host(self) -> str:
+        return self.proc.host
+
+    def client(self, credential: Credential | None = None, options: TransportOptions = FAST) -> RegistryClient:
+        return RegistryClient(self.host, self.credential if credential is None else credential, options)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ferry")
+
+
+@pytest.fixture(scope="session")
+def open_reg(workdir: Path) -> Iterator[Reg]:
+    proc = open_registry(workdir)
+    yield Reg(proc, Anonymous())
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def basic_reg(workdir: Path) -> Iterator[Reg]:
+    proc = basic_registry(workdir, BASIC_USERS)
+    yield Reg(proc, UsernamePassword("alice", Secret(BASIC_USERS["alice"])))
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def token_reg(workdir: Path) -> Iterator[Reg]:
+    tokens = TokenServer(workdir / "token-ts", TOKEN_USERS).start()
+    proc = token_registry(workdir, f"{tokens.url}/token", "ferry-test-registry", ISSUER, tokens.certfile)
+    yield Reg(proc, UsernamePassword("bob", Secret(TOKEN_USERS["bob"])), tokens)
+    proc.stop()
+    tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def acr_reg(workdir: Path) -> Iterator[Reg]:
+    """A registry that authenticates like ACR: realm ``/oauth2/token``, service = its host."""
+    tokens = TokenServer(workdir / "acr-ts", {"acradmin": "acr-admin-s3cret"}).start()
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    auth = {
+        "token": {
+            "realm": f"{tokens.url}/oauth2/token",
+            "service": host,
+            "issuer": ACR_ISSUER,
+            "rootcertbundle": str(tokens.certfile),
+        }
+    }
+    proc = RegistryProcess("acr", port, workdir / "acr", auth).start()
+    entra = FakeTokenCredential(tenant="tenant-acr")
+    yield Reg(proc, EntraIdentity(entra), tokens, entra)
+    proc.stop()
+    tokens.stop()
+
+
+@pytest.fixture
+def repo() -> str:
+    """A repository name no other test uses."""
+    return f"test/{uuid.uuid4().hex[:12]}"
+
+
+_ = token_registry  # re-exported for tests that start their own

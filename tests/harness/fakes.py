@@ -1,0 +1,65 @@
+"""Small fake HTTP servers for edge cases a real registry will not produce on demand."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: (method, path, headers) -> (status, headers, body)
+Responder = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], bytes]]
+
+
+@contextmanager
+def fake_server(respond: Responder) -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
+    """Serve ``respond`` on 127.0.0.1; yields ``(host, seen requests)``."""
+    seen: list[tuple[str, str, dict[str, str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            seen.append((self.command, self.path, headers))
+            status, extra, body = respond(self.command, self.path, headers)
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def challenge_server(challenge: str) -> Iterator[str]:
+    """A registry that answers every request with 401 and ``challenge``."""
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (
+            401,
+            {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+            b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
+        )
+
+    with fake_server(respond) as (host, _):
+        yield host
