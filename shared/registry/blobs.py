@@ -216,6 +216,18 @@ class BlobOps:
             int(last) + 1 if last.isdigit() else 0
         )
 
+    async def _recover_upload(self, location: httpx.URL, repo: str, lost: bool) -> tuple[httpx.URL, int]:
+        """Where to go on after a failed chunk: the registry's offset, or a new session from 0."""
+        if not lost:
+            try:
+                return await self.upload_offset(location, repo)
+            except NotFoundError:
+                pass
+        await self.cancel_upload(location, repo)
+        fresh = await self.start_upload(repo)
+        assert fresh is not None
+        return fresh, 0
+
     async def push_blob_chunked(
         self,
         repo: str,
@@ -252,12 +264,15 @@ class BlobOps:
                         },
                     )
                 except (TransportError, RegistryError) as exc:
-                    if isinstance(exc, RegistryError) and exc.status != 416 and not exc.retryable:
+                    # 416: the registry has a different offset; 404: the session is gone (distribution
+                    # invalidates one whose body was cut); retryable: the transport gave up on it.
+                    lost = isinstance(exc, NotFoundError)
+                    if isinstance(exc, RegistryError) and not (exc.status == 416 or exc.retryable or lost):
                         raise
                     recoveries += 1
                     if recoveries >= self.transport.options.max_attempts:
                         raise
-                    location, offset = await self.upload_offset(location, repo)
+                    location, offset = await self._recover_upload(location, repo, lost)
                     log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
                     source, pending = aiter(open_at(offset)), b""
                     continue

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from shared.credentials import Anonymous, Credential
-from shared.errors import FerryError, RegistryError, redact_url
+from shared.errors import FerryError, RegistryError
+from shared.registry import logsafety
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
 from shared.registry.errors import error_from_exception, error_from_response
@@ -30,19 +31,7 @@ log = logging.getLogger(__name__)
 _ERROR_BODY = 64 * 1024
 
 
-class _RedactURLs(logging.Filter):
-    """httpx logs every request with its full URL at INFO; a blob redirect's query string can be a
-    storage SAS token. This filter rewrites those records with the URL redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
-        return True
-
-
-_redactor = _RedactURLs()
-if _redactor not in logging.getLogger("httpx").filters:
-    logging.getLogger("httpx").addFilter(_redactor)
+logsafety.install()
 
 
 class Transport:

@@ -124,17 +124,31 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length)
 
+    def _cut_request(self, limit: int, headers: dict[str, str]) -> None:
+        """Forward the first ``limit`` bytes of the request body, then drop both connections: the
+        registry sees a body that ends early, the client a connection that breaks mid-upload."""
+        partial = self.rfile.read(min(limit, int(self.headers.get("Content-Length") or 0)))
+        upstream = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=60)
+        upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            if k.lower() not in _HOP:
+                upstream.putheader(k, v)
+        upstream.endheaders()
+        upstream.send(partial)
+        upstream.close()
+        self.close_connection = True
+        self.connection.shutdown(2)
+
     def _handle(self) -> None:
         method, path = self.command, self.path
         headers = {k: v for k, v in self.headers.items()}
         seen = Seen(method, path, headers)
         self.owner.seen.append(seen)
         rule = self.owner.take(method, path, {k.lower(): v for k, v in headers.items()})
-        body = self._read_body(rule.cut_request if rule and rule.cut_request is not None else None)
-        if body is None:  # cut the request mid-body
-            self.close_connection = True
-            self.connection.shutdown(2)
+        if rule and rule.cut_request is not None:
+            self._cut_request(rule.cut_request, headers)
             return
+        body = self._read_body(None) or b""
         if rule and rule.respond:
             status, extra, payload = rule.respond
             seen.status = status

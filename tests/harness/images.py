@@ -32,10 +32,17 @@ class Image:
     media_type: str
     blobs: list[Blob]
     platform: Platform | None = None
+    artifact_type: str | None = None
 
     @property
     def descriptor(self) -> Descriptor:
-        return Descriptor(self.media_type, Digest.of(self.manifest), len(self.manifest), platform=self.platform)
+        return Descriptor(
+            self.media_type,
+            Digest.of(self.manifest),
+            len(self.manifest),
+            platform=self.platform,
+            artifact_type=self.artifact_type,
+        )
 
     @property
     def digest(self) -> Digest:
@@ -149,7 +156,7 @@ def make_artifact(subject: Descriptor, artifact_type: str, payload: bytes, *, se
         "subject": _desc_json(subject),
         "annotations": {"seed": str(seed)},
     }
-    return Image(json.dumps(doc).encode(), mt.OCI_MANIFEST, [empty, blob])
+    return Image(json.dumps(doc).encode(), mt.OCI_MANIFEST, [empty, blob], artifact_type=artifact_type)
 
 
 async def push_image(client: RegistryClient, repo: str, image: Image | IndexImage, tag: str | None = None) -> Digest:

@@ -77,6 +77,8 @@ class TokenServer:
         self.refresh_lifetime = 3 * 3600
         self.requests: Counter[str] = Counter()
         self.seen_tenants: list[str] = []
+        #: Every token and refresh token handed out, so tests can look for them where they must not be.
+        self.issued: list[str] = []
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ferry test token issuer")])
         now = dt.datetime.now(dt.UTC)
@@ -127,7 +129,9 @@ class TokenServer:
     # -- tokens -----------------------------------------------------------------------------
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self._key, algorithm="ES256", headers={"x5c": [self._x5c]})
+        token = jwt.encode(claims, self._key, algorithm="ES256", headers={"x5c": [self._x5c]})
+        self.issued.append(token)
+        return token
 
     def access_token(
         self, user: str | None, service: str, scope_texts: list[str], issuer: str = ISSUER

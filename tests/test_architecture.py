@@ -1,0 +1,75 @@
+"""Dependencies point down (DESIGN.md "Layout"): import-linter's contracts from pyproject.toml,
+and an AST check for the two rules that matter most, which also sees imports inside functions."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE = ("shared/oci", "shared/content", "shared/engine")
+
+
+def imported_modules(source: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def violations(path: str, source: str) -> list[str]:
+    found = []
+    for name in sorted(imported_modules(source)):
+        top = name.split(".")[0]
+        if name == "azure.functions" or name.startswith("azure.functions."):
+            found.append(f"{path} imports {name}: nothing under shared/ may know the Functions host")
+        elif path.startswith(PURE) and top in ("azure", "httpx"):
+            found.append(f"{path} imports {name}: values, storage protocols and the engine do no I/O of their own")
+    return found
+
+
+def test_ast_rules_hold() -> None:
+    problems = []
+    for file in sorted((ROOT / "shared").rglob("*.py")):
+        rel = file.relative_to(ROOT).as_posix()
+        problems += violations(rel, file.read_text())
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "bad"),
+    [
+        ("shared/jobs/x.py", "import azure.functions as func", True),
+        ("shared/jobs/x.py", "from azure.functions import HttpRequest", True),
+        ("shared/jobs/x.py", "from azure import functions", True),
+        ("shared/engine/x.py", "def f():\n    import httpx", True),
+        ("shared/oci/x.py", "from azure.core import credentials", True),
+        ("shared/registry/x.py", "import httpx", False),
+        ("shared/engine/x.py", "from shared.oci import Digest", False),
+    ],
+)
+def test_ast_rules_catch_violations(path: str, source: str, bad: bool) -> None:
+    assert bool(violations(path, source)) is bad
+
+
+def test_import_linter_contracts() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" in result.stdout and " 0 broken" in result.stdout

@@ -1,0 +1,154 @@
+"""The registry client's distribution-spec behaviour, against a real registry and small fakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from shared.errors import DigestMismatchError, NotFoundError, TooLargeError, UnsupportedContentError
+from shared.oci import mediatypes as mt
+from shared.oci.digest import Digest
+from shared.oci.manifest import MAX_MANIFEST_BYTES
+from shared.registry import RegistryClient
+from tests.conftest import FAST, Reg
+from tests.harness.fakes import fake_server
+from tests.harness.images import make_artifact, make_image, make_index, push_image
+
+
+async def test_manifest_bytes_are_kept_exactly(open_reg: Reg, repo: str) -> None:
+    """Odd whitespace and key order survive the round trip: digests never change."""
+    image = make_image(seed="exact")
+    assert b"\n   " in image.manifest  # indent=3: not what a re-serialiser would write
+    async with open_reg.client() as client:
+        await push_image(client, repo, image, "v1")
+        desc, body = await client.fetch_manifest(repo, "v1")
+    assert body == image.manifest and desc.digest == image.digest
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{open_reg.host}/{repo}:v1"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert raw == image.manifest
+
+
+async def test_missing_things(open_reg: Reg, repo: str) -> None:
+    async with open_reg.client() as client:
+        assert await client.blob_exists(repo, Digest.of(b"nothing")) is None
+        with pytest.raises(NotFoundError) as caught:
+            await client.fetch_manifest(repo, "nope")
+        assert "NAME_UNKNOWN" in str(caught.value) or "MANIFEST_UNKNOWN" in str(caught.value)
+
+
+async def test_tags(open_reg: Reg, repo: str) -> None:
+    image = make_image(seed="tags")
+    async with open_reg.client() as client:
+        await push_image(client, repo, image, "t0")
+        for i in range(1, 7):
+            await client.push_manifest(repo, f"t{i}", image.manifest, image.media_type)
+        # distribution 2.8 ignores ``n`` and answers in storage order; the set is what counts.
+        assert sorted(await client.list_tags(repo, page_size=2)) == [f"t{i}" for i in range(7)]
+
+
+async def test_tags_follow_link_pagination() -> None:
+    """Pages as the spec describes them (``n``, ``last``, ``Link: <...>; rel="next"``)."""
+    tags = [f"v{i:02d}" for i in range(7)]
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(path).query)
+        n, last = int(query["n"][0]), query.get("last", [""])[0]
+        page = [t for t in tags if t > last][:n]
+        extra = {"Content-Type": "application/json"}
+        if page and page[-1] != tags[-1]:
+            extra["Link"] = f'</v2/a/b/tags/list?n={n}&last={page[-1]}>; rel="next"'
+        return 200, extra, json.dumps({"name": "a/b", "tags": page}).encode()
+
+    with fake_server(respond) as (host, seen):
+        async with RegistryClient(host, options=FAST) as client:
+            assert await client.list_tags("a/b", page_size=3) == tags
+    assert len(seen) == 3
+
+
+async def test_referrers_fall_back_to_the_tag_schema(open_reg: Reg, repo: str) -> None:
+    """distribution 2.8 has no referrers API (404): the ``sha256-<hex>`` tag is read instead."""
+    image = make_image(seed="subject")
+    sbom = make_artifact(image.descriptor, "application/spdx+json", b'{"spdx":1}', seed="sbom")
+    sig = make_artifact(image.descriptor, "application/vnd.cncf.notary.signature", b"sig", seed="sig")
+    async with open_reg.client() as client:
+        await push_image(client, repo, image, "v1")
+        assert await client.referrers(repo, image.digest) == []
+        for artifact in (sbom, sig):
+            await push_image(client, repo, artifact)
+        index = make_index([sbom, sig])
+        await client.push_manifest(repo, image.digest.tag_schema, index.manifest, index.media_type)
+        found = await client.referrers(repo, image.digest)
+        assert [d.digest for d in found] == [sbom.digest, sig.digest]
+        only = await client.referrers(repo, image.digest, "application/spdx+json")
+        assert [d.digest for d in only] == [sbom.digest]
+
+
+async def test_referrers_api_with_pagination() -> None:
+    first = {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(b"1")), "size": 1, "artifactType": "a/x"}
+    second = {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(b"2")), "size": 1, "artifactType": "a/y"}
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        page2 = "page=2" in path
+        doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [second if page2 else first]}
+        extra = {"Content-Type": mt.OCI_INDEX}
+        if not page2:
+            extra["Link"] = f'<{path.split("?", maxsplit=1)[0]}?page=2>; rel="next"'
+        return 200, extra, json.dumps(doc).encode()
+
+    with fake_server(respond) as (host, seen):
+        async with RegistryClient(host, options=FAST) as client:
+            found = await client.referrers("a/b", Digest.of(b"subject"))
+    assert [d.artifact_type for d in found] == ["a/x", "a/y"]
+    assert len(seen) == 2
+
+
+def _manifest_server(body: bytes, content_type: str, digest: str | None = None):  # type: ignore[no-untyped-def]
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        extra = {"Content-Type": content_type}
+        if digest:
+            extra["Docker-Content-Digest"] = digest
+        return 200, extra, body
+
+    return fake_server(respond)
+
+
+async def test_manifest_over_4_mib_is_refused() -> None:
+    big = b"{" + b" " * MAX_MANIFEST_BYTES + b"}"
+    with _manifest_server(big, mt.OCI_MANIFEST) as (host, _):
+        async with RegistryClient(host, options=FAST) as client:
+            with pytest.raises(TooLargeError, match="over 4194304 bytes"):
+                await client.fetch_manifest("a/b", "v1")
+
+
+async def test_schema1_on_head_is_refused() -> None:
+    with _manifest_server(b"{}", mt.DOCKER_SCHEMA1_SIGNED, str(Digest.of(b"{}"))) as (host, _):
+        async with RegistryClient(host, options=FAST) as client:
+            with pytest.raises(UnsupportedContentError, match="schema 1"):
+                await client.resolve("a/b", "old")
+
+
+async def test_resolve_falls_back_to_get_without_a_digest_header() -> None:
+    image = make_image(seed="nodigest")
+    with _manifest_server(image.manifest, mt.OCI_MANIFEST) as (host, seen):
+        async with RegistryClient(host, options=FAST) as client:
+            desc = await client.resolve("a/b", "v1")
+    assert desc.digest == image.digest and desc.size == len(image.manifest)
+    assert [m for m, _, _ in seen] == ["HEAD", "GET"]
+
+
+async def test_a_registry_lying_about_the_digest_is_caught() -> None:
+    image = make_image(seed="liar")
+    other = str(Digest.of(b"other"))
+    with _manifest_server(image.manifest, mt.OCI_MANIFEST, other) as (host, _):
+        async with RegistryClient(host, options=FAST) as client:
+            with pytest.raises(DigestMismatchError):
+                await client.fetch_manifest("a/b", "v1")
+            with pytest.raises(DigestMismatchError):
+                await client.resolve("a/b", str(image.digest))
