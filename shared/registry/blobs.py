@@ -56,6 +56,32 @@ def _range_start(response: httpx.Response) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+class _Slicer:
+    """Hands out a byte stream in consecutive slices of given lengths, each as its own stream."""
+
+    def __init__(self, source: AsyncIterator[bytes], what: str, size: int) -> None:
+        self._source = source
+        self._left = b""
+        self._what = what
+        self._size = size
+        self._read = 0
+
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        while length > 0:
+            if not self._left:
+                try:
+                    self._left = await anext(self._source)
+                except StopAsyncIteration:
+                    raise SizeMismatchError(self._what, self._size, self._read) from None
+                self._read += len(self._left)
+            if len(self._left) <= length:
+                piece, self._left = self._left, b""
+            else:
+                piece, self._left = self._left[:length], self._left[length:]
+            length -= len(piece)
+            yield piece
+
+
 class BlobOps:
     """Blob operations; mixed into :class:`~shared.registry.client.RegistryClient`."""
 
@@ -234,38 +260,37 @@ class BlobOps:
         desc: Descriptor,
         open_at: Opener,
         *,
-        chunk_size: int = 8 * 1024 * 1024,
+        chunk_size: int | None = None,
         location: httpx.URL | None = None,
     ) -> None:
-        """A chunked upload that survives dropped connections: ``open_at(offset)`` gives the blob's
-        bytes from ``offset``, and is called again from the registry's offset after a failure."""
+        """A resumable upload: ``PATCH`` requests with ``Content-Range`` (one for the whole blob when
+        ``chunk_size`` is None), streamed from ``open_at(offset)``, then ``PUT ?digest=``. After a
+        dropped connection, a ``416`` or a lost session, it goes on from the registry's offset,
+        calling ``open_at`` again from there. Nothing is buffered beyond one read."""
         location = location or await self.start_upload(repo)
         assert location is not None
         try:
             offset, recoveries = 0, 0
-            source: AsyncIterator[bytes] = aiter(open_at(0))
-            pending = b""
+            source = _Slicer(aiter(open_at(0)), f"upload {desc.digest}", desc.size)
             while offset < desc.size:
-                want = min(chunk_size, desc.size - offset)
-                while len(pending) < want:
-                    pending += await anext(source)
-                chunk, pending = pending[:want], pending[want:]
+                length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
                 try:
                     response = await self.transport.request(
                         "upload chunk",
                         "PATCH",
                         location,
                         scopes=_push(repo),
-                        content=chunk,
+                        content=source.take(length),
                         ok=(202,),
                         headers={
                             "Content-Type": "application/octet-stream",
-                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                            "Content-Length": str(length),
+                            "Content-Range": f"{offset}-{offset + length - 1}",
                         },
                     )
                 except (TransportError, RegistryError) as exc:
                     # 416: the registry has a different offset; 404: the session is gone (distribution
-                    # invalidates one whose body was cut); retryable: the transport gave up on it.
+                    # invalidates one whose body was cut); retryable: the connection or registry failed.
                     lost = isinstance(exc, NotFoundError)
                     if isinstance(exc, RegistryError) and not (exc.status == 416 or exc.retryable or lost):
                         raise
@@ -274,10 +299,10 @@ class BlobOps:
                         raise
                     location, offset = await self._recover_upload(location, repo, lost)
                     log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
-                    source, pending = aiter(open_at(offset)), b""
+                    source = _Slicer(aiter(open_at(offset)), f"upload {desc.digest}", desc.size - offset)
                     continue
                 location = self._location(response)
-                offset += len(chunk)
+                offset += length
             await self.transport.request(
                 "finish upload",
                 "PUT",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
-from shared.credentials import Credential
+from shared.credentials import Anonymous, Credential
 from shared.errors import DigestMismatchError, NotFoundError, ProtocolError, TooLargeError
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
@@ -48,6 +48,11 @@ def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "")).split(";")[0].strip()
 
 
+class PushedManifest(NamedTuple):
+    digest: Digest
+    subject_indexed: bool
+
+
 class RegistryClient(blobs.BlobOps):
     """The distribution API of one registry, as one credential. Use as an async context manager."""
 
@@ -61,6 +66,7 @@ class RegistryClient(blobs.BlobOps):
         api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.transport = Transport(registry, api_host, credential, options, **transport)
         self.registry = registry
+        self.credential: Credential = credential or Anonymous()
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -152,8 +158,8 @@ class RegistryClient(blobs.BlobOps):
             f"manifest is over {MAX_MANIFEST_BYTES} bytes ({size} read)",
         )
 
-    async def push_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> Digest:
-        """``PUT`` the exact bytes under a tag or their digest; returns their digest."""
+    async def push_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> PushedManifest:
+        """``PUT`` the exact bytes under a tag or their digest."""
         digest = Digest.of(data)
         response = await self.transport.request(
             "push manifest",
@@ -167,7 +173,9 @@ class RegistryClient(blobs.BlobOps):
         header = response.headers.get("docker-content-digest")
         if header and header.startswith("sha256:") and header != str(digest):
             raise DigestMismatchError(f"push manifest {repo}:{ref} on {self.registry}", str(digest), header)
-        return digest
+        # distribution-spec 1.1 "Pushing Manifests with Subject": OCI-Subject says the registry
+        # indexed the subject itself; without it, the client maintains the referrers tag.
+        return PushedManifest(digest, bool(response.headers.get("oci-subject")))
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         await self.transport.request(

@@ -167,4 +167,5 @@ async def push_image(client: RegistryClient, repo: str, image: Image | IndexImag
             await client.push_blob(repo, blob.descriptor, blob.data)
     for child in children:
         await client.push_manifest(repo, str(child.digest), child.manifest, child.media_type)
-    return await client.push_manifest(repo, tag or str(image.digest), image.manifest, image.media_type)
+    pushed = await client.push_manifest(repo, tag or str(image.digest), image.manifest, image.media_type)
+    return pushed.digest

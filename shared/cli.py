@@ -1,0 +1,171 @@
+"""``python -m shared.cli import ...``: Ferry from a terminal, modelled on ``az acr import``.
+
+Prints one JSON document on stdout (the result, or ``{"status": "failed", "error": ...}``) and
+progress on stderr: a live line on a terminal, a plain line every few seconds otherwise.
+Exit codes: 0 done, 1 failed, 2 bad input. Imports are lazy: a small import starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from shared.credentials import Credential
+    from shared.engine.progress import Progress
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Ferry: import images into a registry.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
+    imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
+    imp.add_argument("--source", required=True, help="source image: [registry/]repository[:tag][@digest]")
+    imp.add_argument("--image", "-t", action="append", default=[], help="target REPO[:TAG]; repeatable")
+    imp.add_argument("--repository", action="append", default=[], help="untagged target repository; repeatable")
+    imp.add_argument("--force", action="store_true", help="overwrite existing target tags (Force mode)")
+    imp.add_argument(
+        "--registry", "-r", help="source registry (ACR name or login server); --source is then a path in it"
+    )
+    imp.add_argument("--username", "-u", help="source registry username")
+    pw = imp.add_mutually_exclusive_group()
+    pw.add_argument("--password", "-p", help="source registry password or token (prefer --password-stdin)")
+    pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
+    imp.add_argument(
+        "--platform", action="append", default=[], help="OS/ARCH[/VARIANT] to keep from an index; repeatable"
+    )
+    imp.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs and attestations")
+    imp.add_argument("--dry-run", action="store_true", help="print the plan and copy nothing")
+    imp.add_argument("--concurrency", type=int, default=int(os.environ.get("FERRY_CONCURRENCY", "8")))
+    return parser
+
+
+def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
+    from shared.credentials import AccessToken, Anonymous, Secret, UsernamePassword
+
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+    if args.username and not password:
+        raise ValueError("--username needs --password or --password-stdin")
+    if password:
+        return UsernamePassword(args.username, Secret(password)) if args.username else AccessToken(Secret(password))
+    return _identity(registry) or Anonymous()
+
+
+def _target_credential(registry: str) -> Credential:
+    """``FERRY_TARGET_USERNAME``/``FERRY_TARGET_PASSWORD``, else the Entra identity for an ACR."""
+    from shared.credentials import Anonymous, Secret, UsernamePassword
+
+    user, password = os.environ.get("FERRY_TARGET_USERNAME"), os.environ.get("FERRY_TARGET_PASSWORD")
+    if password:
+        return UsernamePassword(user or "", Secret(password))
+    return _identity(registry) or Anonymous()
+
+
+def _identity(registry: str) -> Credential | None:
+    from shared.oci.reference import is_acr
+
+    if not is_acr(registry):
+        return None
+    from azure.identity import DefaultAzureCredential
+
+    from shared.credentials import EntraIdentity
+
+    return EntraIdentity(DefaultAzureCredential())
+
+
+def _limits_from_env() -> Any:
+    from shared.jobs.spec import DEFAULT_MAX_MANIFESTS, DEFAULT_MAX_PUBLIC_BLOB_BYTES, Limits
+
+    blob = os.environ.get("FERRY_MAX_PUBLIC_BLOB_BYTES", str(DEFAULT_MAX_PUBLIC_BLOB_BYTES))
+    return Limits(
+        max_manifests=int(os.environ.get("FERRY_MAX_MANIFESTS", str(DEFAULT_MAX_MANIFESTS))),
+        max_public_blob_bytes=None if blob in ("", "0", "none") else int(blob),
+    )
+
+
+class ProgressLine:
+    """Progress on stderr: redrawn in place on a terminal, a plain line every 5 s otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = 0.2 if self.tty else 5.0
+
+    def __call__(self, p: Progress) -> None:
+        seconds = max(p.seconds, 1e-6)
+        line = (
+            f"manifests {p.manifests_done}/{p.manifests_total}  blobs {p.blobs_done}/{p.blobs_total}  "
+            f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB  {p.bytes_moved / 1e6 / seconds:.1f} MB/s"
+        )
+        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+async def _import(args: argparse.Namespace) -> dict[str, Any]:
+    from shared.jobs.run import run_import
+    from shared.jobs.spec import build_spec
+    from shared.registry import RegistryClient, TransportOptions
+
+    spec = build_spec(
+        args.source,
+        args.name,
+        args.image,
+        args.repository,
+        registry=args.registry,
+        force=args.force,
+        platforms=args.platform,
+        include_referrers=args.include_referrers,
+        dry_run=args.dry_run,
+        limits=_limits_from_env(),
+    )
+    options = TransportOptions.from_env()
+    source_credential = _source_credential(args, spec.source.registry)
+    line = ProgressLine(sys.stderr)
+    async with (
+        RegistryClient(spec.source.registry, source_credential, options) as source,
+        RegistryClient(spec.target_registry, _target_credential(spec.target_registry), options) as target,
+    ):
+        try:
+            return await run_import(
+                spec, source, target, concurrency=args.concurrency, on_progress=line, progress_interval=line.interval
+            )
+        finally:
+            line.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import asyncio
+
+    from shared.errors import ConfigurationError, FerryError, InvalidReferenceError
+
+    try:
+        result = asyncio.run(_import(args))
+    except (InvalidReferenceError, ConfigurationError, ValueError) as exc:
+        _fail(exc, "BAD_INPUT")
+        return EXIT_BAD_INPUT
+    except FerryError as exc:
+        _fail(exc, exc.code)
+        return EXIT_FAILED
+    result["status"] = "succeeded"
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def _fail(exc: Exception, code: str) -> None:
+    code = getattr(exc, "code", code)
+    print(json.dumps({"status": "failed", "error": {"code": code, "message": str(exc)}}, indent=2))
+    print(f"ferry: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""One import, start to end, with ``az acr import``'s policy around the engine:
+
+1. resolve the source once (``HEAD``); everything after works by digest, and ``name:tag@digest``
+   fails unless the tag still points at that digest;
+2. plan the graph (limits, platform filter, referrers) — nothing is copied yet;
+3. ``NoForce``: every target tag is checked before any byte moves; one that points elsewhere
+   fails the import with ``Tag REPO:TAG already exists in target registry``;
+4. copy the graph into each target repository (the first streams from the source, the others
+   mount from it);
+5. tag last, so a tag points at a fully copied image or does not move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared.credentials import Anonymous
+from shared.engine.copy import CopyOptions, copy_graph, totals
+from shared.engine.plan import Plan, PlanOptions, build_plan
+from shared.engine.progress import Progress, Reporter
+from shared.errors import DigestMismatchError, FerryError
+from shared.jobs.spec import ImportSpec, TargetRef
+from shared.oci.manifest import Descriptor
+from shared.registry.client import RegistryClient
+from shared.registry.store import RegistryRepository
+
+
+class TagExistsError(FerryError):
+    """``NoForce`` and a target tag that points at another image: nothing was written."""
+
+    code = "TAG_EXISTS"
+
+
+async def resolve_source(src: RegistryRepository, spec: ImportSpec) -> Descriptor:
+    ref = spec.source
+    if ref.tag is None:
+        return await src.resolve(ref.identifier)
+    root = await src.resolve(ref.tag)
+    if ref.digest is not None and root.digest != ref.digest:
+        raise DigestMismatchError(
+            f"source {ref}: tag {ref.tag} now points at {root.digest}, not the pinned digest",
+            str(ref.digest),
+            str(root.digest),
+        )
+    return root
+
+
+async def check_tags(target: RegistryClient, spec: ImportSpec, root: Descriptor) -> list[TargetRef]:
+    """The tagged targets that point elsewhere (all of them, so the message names every one)."""
+    repos = {repo: RegistryRepository(target, repo) for repo in spec.repositories}
+    found = await asyncio.gather(*(repos[t.repository].lookup(t.tag or "") for t in spec.tagged))
+    return [t for t, desc in zip(spec.tagged, found, strict=True) if desc is not None and desc.digest != root.digest]
+
+
+async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_registry: bool) -> dict[str, Any]:
+    dst = RegistryRepository(target, spec.repositories[0])
+    present = await asyncio.gather(*(dst.exists(b) for b in plan.blobs.values() if not b.is_foreign))
+    here = [b for b, p in zip([b for b in plan.blobs.values() if not b.is_foreign], present, strict=True) if p]
+    missing = [b for b in plan.blobs.values() if not b.is_foreign and b not in here]
+    manifests_present = await asyncio.gather(*(dst.exists(m) for m in plan.manifests.values()))
+    return {
+        "manifests": [
+            {"digest": str(d.digest), "mediaType": d.media_type, "present": p}
+            for d, p in zip(plan.manifests.values(), manifests_present, strict=True)
+        ],
+        "blobs": len(plan.blobs),
+        "uniqueBytes": plan.unique_bytes,
+        "blobsPresent": len(here),
+        "bytesPresent": sum(b.size for b in here),
+        "blobsToMount": len(missing) if same_registry else 0,
+        "blobsToCopy": 0 if same_registry else len(missing),
+        "bytesToCopy": 0 if same_registry else sum(b.size for b in missing),
+        "foreignBlobs": sum(1 for b in plan.blobs.values() if b.is_foreign),
+        "referrers": [str(r.digest) for r, _ in plan.referrers],
+    }
+
+
+async def run_import(
+    spec: ImportSpec,
+    source: RegistryClient,
+    target: RegistryClient,
+    *,
+    concurrency: int = 8,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval: float = 0.5,
+    source_anonymous: bool | None = None,
+) -> dict[str, Any]:
+    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
+    started = time.monotonic()
+    src = RegistryRepository(source, spec.source.repository)
+    root = await resolve_source(src, spec)
+    if source_anonymous is None:
+        source_anonymous = isinstance(source.credential, Anonymous)
+    plan = await build_plan(
+        src,
+        root,
+        PlanOptions(
+            platforms=spec.platforms,
+            include_referrers=spec.include_referrers,
+            max_manifests=spec.limits.max_manifests,
+            max_blob_bytes=spec.limits.max_public_blob_bytes if source_anonymous else None,
+            concurrency=concurrency,
+        ),
+    )
+    if not spec.force:
+        conflicts = await check_tags(target, spec, plan.root)
+        if conflicts:
+            names = ", ".join(str(t) for t in conflicts)
+            raise TagExistsError(f"Tag {names} already exists in target registry")
+    result: dict[str, Any] = {
+        "source": str(spec.source),
+        "digest": str(plan.root.digest),
+        "mediaType": plan.root.media_type,
+        "size": plan.root.size,
+    }
+    if plan.filtered and plan.source_root is not None:
+        result["sourceDigest"] = str(plan.source_root.digest)
+        result["platforms"] = [str(p) for p in spec.platforms]
+        result["note"] = "the index was filtered to the requested platforms, so its digest differs from the source's"
+    targets = [
+        f"{spec.target_registry}/{t.repository}:{t.tag}"
+        if t.tag
+        else f"{spec.target_registry}/{t.repository}@{plan.root.digest}"
+        for t in spec.targets
+    ]
+    result["targets"] = targets
+    same_registry = source.registry == target.registry
+    if spec.dry_run:
+        result["dryRun"] = True
+        result["plan"] = await _dry_run(spec, plan, target, same_registry)
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    progress = Progress()
+    totals(plan, progress)
+    progress.manifests_total *= len(spec.repositories)
+    progress.blobs_total *= len(spec.repositories)
+    reporter = Reporter(progress, on_progress, progress_interval)
+    first: str | None = None
+    for repository in spec.repositories:
+        dst = RegistryRepository(target, repository)
+        await copy_graph(src, dst, plan, CopyOptions(concurrency=concurrency, mount_from=first), reporter)
+        first = first or repository
+    data = plan.data[plan.root.digest]
+    for t in spec.tagged:
+        await RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "")
+    reporter.tick(force=True)
+    result.update(
+        {
+            "manifests": len(plan.manifests),
+            "manifestsPresent": progress.manifests_present,
+            "blobs": {
+                "total": len(plan.blobs),
+                "copied": progress.blobs_copied,
+                "mounted": progress.blobs_mounted,
+                "present": progress.blobs_present,
+                "foreign": progress.blobs_foreign,
+            },
+            "bytes": progress.bytes_moved,
+            "uniqueBytes": plan.unique_bytes,
+            "referrers": [str(r.digest) for r, _ in plan.referrers],
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    return result

@@ -1,0 +1,92 @@
+"""One repository of a registry as a :class:`~shared.content.protocols.Source` and
+:class:`~shared.content.protocols.Target`: the engine's view of :class:`RegistryClient`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from shared.content.protocols import Opener
+from shared.errors import NotFoundError, TransportError
+from shared.oci.manifest import Descriptor
+from shared.registry.client import RegistryClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    #: Blobs this large or larger are uploaded resumably (``PATCH`` then ``PUT``); smaller ones in
+    #: one streaming ``PUT``, which saves a request.
+    resumable_from: int = 32 * 1024 * 1024
+    #: Times a monolithic upload is started again after its connection failed.
+    attempts: int = 3
+
+
+class RegistryRepository:
+    """``registry/repository`` through ``client``; both a source and a target."""
+
+    def __init__(self, client: RegistryClient, repository: str, upload: UploadOptions | None = None) -> None:
+        self.client = client
+        self.registry = client.registry
+        self.repository = repository
+        self.upload = upload or UploadOptions()
+
+    def __repr__(self) -> str:
+        return f"RegistryRepository({self.registry}/{self.repository})"
+
+    # -- Source -----------------------------------------------------------------------------
+
+    async def resolve(self, reference: str) -> Descriptor:
+        return await self.client.resolve(self.repository, reference)
+
+    async def fetch_manifest(self, desc: Descriptor) -> bytes:
+        _, data = await self.client.fetch_manifest(self.repository, str(desc.digest), expected=desc.digest)
+        return data
+
+    def fetch(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        return self.client.fetch_blob(self.repository, desc, offset=offset)
+
+    async def referrers(self, desc: Descriptor) -> list[Descriptor]:
+        return await self.client.referrers(self.repository, desc.digest)
+
+    # -- Target -----------------------------------------------------------------------------
+
+    async def exists(self, desc: Descriptor) -> bool:
+        if desc.is_manifest:
+            return await self.lookup(str(desc.digest)) is not None
+        return await self.client.blob_exists(self.repository, desc.digest) is not None
+
+    async def lookup(self, reference: str) -> Descriptor | None:
+        try:
+            return await self.client.resolve(self.repository, reference)
+        except NotFoundError:
+            return None
+
+    async def push(self, desc: Descriptor, open_at: Opener) -> None:
+        if desc.size >= self.upload.resumable_from:
+            await self.client.push_blob_chunked(self.repository, desc, open_at)
+            return
+        for attempt in range(1, self.upload.attempts + 1):
+            try:
+                await self.client.push_blob(self.repository, desc, open_at(0))
+                return
+            except TransportError:
+                if attempt == self.upload.attempts:
+                    raise
+                log.info("upload of %s to %s/%s failed; starting it again", desc.digest, self.registry, self.repository)
+
+    async def mount(self, desc: Descriptor, from_repository: str) -> bool:
+        location = await self.client.start_upload(self.repository, mount=desc.digest, source_repo=from_repository)
+        if location is None:
+            return True
+        await self.client.cancel_upload(location, self.repository)
+        return False
+
+    async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:
+        pushed = await self.client.push_manifest(self.repository, str(desc.digest), data, desc.media_type)
+        return pushed.subject_indexed
+
+    async def tag(self, desc: Descriptor, data: bytes, tag: str) -> None:
+        await self.client.push_manifest(self.repository, tag, data, desc.media_type)
