@@ -53,6 +53,14 @@ def open_reg(workdir: Path) -> Iterator[Reg]:
 
 
 @pytest.fixture(scope="session")
+def target_reg(workdir: Path) -> Iterator[Reg]:
+    """A second open registry: the target of cross-registry imports."""
+    proc = open_registry(workdir, "target")
+    yield Reg(proc, Anonymous())
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
 def basic_reg(workdir: Path) -> Iterator[Reg]:
     proc = basic_registry(workdir, BASIC_USERS)
     yield Reg(proc, UsernamePassword("alice", Secret(BASIC_USERS["alice"])))
@@ -68,31 +76,38 @@ def token_reg(workdir: Path) -> Iterator[Reg]:
     tokens.stop()
 
 
-@pytest.fixture(scope="session")
-def acr_reg(workdir: Path) -> Iterator[Reg]:
-    """A registry that authenticates like ACR: realm ``/oauth2/token``, service = its host."""
-    tokens = TokenServer(workdir / "acr-ts", {"acradmin": "acr-admin-s3cret"}).start()
+def _acr(workdir: Path, name: str, tenant: str) -> Iterator[Reg]:
+    """A registry that authenticates like ACR: realm ``/oauth2/token``, service = its host, and an
+    Entra identity (the fake) whose tokens its ``/oauth2/exchange`` accepts."""
+    tokens = TokenServer(workdir / f"{name}-ts", {"acradmin": "acr-admin-s3cret"}).start()
     port = free_port()
-    host = f"127.0.0.1:{port}"
     auth = {
         "token": {
             "realm": f"{tokens.url}/oauth2/token",
-            "service": host,
+            "service": f"127.0.0.1:{port}",
             "issuer": ACR_ISSUER,
             "rootcertbundle": str(tokens.certfile),
         }
     }
-    proc = RegistryProcess("acr", port, workdir / "acr", auth).start()
-    entra = FakeTokenCredential(tenant="tenant-acr")
+    proc = RegistryProcess(name, port, workdir / name, auth).start()
+    entra = FakeTokenCredential(tenant=tenant)
     yield Reg(proc, EntraIdentity(entra), tokens, entra)
     proc.stop()
     tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def acr_reg(workdir: Path) -> Iterator[Reg]:
+    yield from _acr(workdir, "acr", "tenant-acr")
+
+
+@pytest.fixture(scope="session")
+def acr2_reg(workdir: Path) -> Iterator[Reg]:
+    """A second ACR-like registry, in another tenant."""
+    yield from _acr(workdir, "acr2", "tenant-two")
 
 
 @pytest.fixture
 def repo() -> str:
     """A repository name no other test uses."""
     return f"test/{uuid.uuid4().hex[:12]}"
-
-
-_ = token_registry  # re-exported for tests that start their own

@@ -146,8 +146,26 @@ async def copy_graph(
     reporter = reporter or Reporter(Progress(), None)
     if not reporter.progress.manifests_total:
         totals(plan, reporter.progress)
-    await _Walk(src, dst, plan, opts or CopyOptions(), reporter).run()
+    try:
+        await _Walk(src, dst, plan, opts or CopyOptions(), reporter).run()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     return reporter.progress
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that failed the walk: the first leaf that is not a cancellation of its siblings."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
 
 
 def referrer_descriptor(desc: Descriptor, data: bytes) -> Descriptor:

@@ -1,0 +1,120 @@
+"""``python -m shared.cli import``: az acr import's naming rules, JSON out, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.errors import InvalidReferenceError
+from shared.jobs.spec import TargetRef, build_spec
+from tests.conftest import Reg
+from tests.harness.images import make_multiarch
+from tests.test_import import seed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("source", "images", "repositories", "registry", "targets"),
+    [
+        ("docker.io/library/nginx:1.27", (), (), None, [TargetRef("library/nginx", "1.27")]),
+        ("nginx", (), (), None, [TargetRef("library/nginx", "latest")]),
+        (f"mcr.microsoft.com/dotnet/runtime@sha256:{'a' * 64}", (), (), None, [TargetRef("dotnet/runtime", "latest")]),
+        ("ghcr.io/org/app:v2", ("mirror/app",), (), None, [TargetRef("mirror/app", "v2")]),
+        (f"ghcr.io/org/app@sha256:{'b' * 64}", ("mirror/app",), (), None, [TargetRef("mirror/app", "latest")]),
+        (
+            "ghcr.io/org/app:v2",
+            ("a:1", "a:1", "b"),
+            ("c",),
+            None,
+            [TargetRef("a", "1"), TargetRef("b", "v2"), TargetRef("c")],
+        ),
+        ("ghcr.io/org/app:v2", (), ("only",), None, [TargetRef("only")]),
+        ("team/app:3", (), (), "devacr", [TargetRef("team/app", "3")]),
+        ("devacr.azurecr.io/team/app:3", (), (), "devacr.azurecr.io", [TargetRef("team/app", "3")]),
+    ],
+)
+def test_target_naming(
+    source: str, images: tuple[str, ...], repositories: tuple[str, ...], registry: str | None, targets: list[TargetRef]
+) -> None:
+    spec = build_spec(source, "prodacr", images, repositories, registry=registry)
+    assert list(spec.targets) == targets
+    assert spec.target_registry == "prodacr.azurecr.io"
+
+
+def test_registry_flag_names_the_source_registry() -> None:
+    spec = build_spec("team/app:3", "prodacr", registry="devacr")
+    assert str(spec.source) == "devacr.azurecr.io/team/app:3"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"source": "Bad/Name"}, "lowercase"),
+        ({"source": "nginx", "images": ("x@sha256:" + "a" * 64,)}, "a target image takes a tag"),
+        ({"source": "nginx", "images": ("UPPER:1",)}, "lowercase"),
+        ({"source": "nginx", "images": ("x:" + "t" * 129,)}, "over the limit of 128"),
+        ({"source": "nginx", "repositories": ("a//b",)}, "empty path component"),
+        ({"source": "nginx", "platforms": ("linux",)}, "os/arch"),
+        ({"source": "nginx", "target": "abc"}, "5-50 letters"),
+    ],
+)
+def test_bad_input(kwargs: dict[str, object], reason: str) -> None:
+    args = {"source": "nginx", "target": "prodacr", **kwargs}
+    with pytest.raises(InvalidReferenceError, match=reason):
+        build_spec(str(args.pop("source")), str(args.pop("target")), **args)  # type: ignore[arg-type]
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_cli_import_prints_json_and_progress(open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    index = make_multiarch(seed="cli")
+    await seed(open_reg, repo, index)
+    done = cli("--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1", "--image", f"{repo}:copied")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded" and result["digest"] == str(index.digest)
+    assert result["targets"] == [f"{target_reg.host}/{repo}:copied"]
+    assert "manifests 4/4" in done.stderr and "blobs 10/10" in done.stderr
+
+
+async def test_cli_failure_and_bad_input_exit_codes(open_reg: Reg, target_reg: Reg, basic_reg: Reg, repo: str) -> None:
+    missing = cli("--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:missing")
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout)["error"]["code"] == "NOT_FOUND"
+    bad = cli("--name", target_reg.host, "--source", f"{open_reg.host}/Bad:1")
+    assert bad.returncode == 2 and "lowercase" in json.loads(bad.stdout)["error"]["message"]
+    assert "Traceback" not in bad.stderr + missing.stderr
+    usage = cli("--name", target_reg.host)
+    assert usage.returncode == 2 and "--source" in usage.stderr
+
+
+async def test_cli_password_stdin_never_echoed(basic_reg: Reg, target_reg: Reg, repo: str) -> None:
+    done = cli(
+        "--name",
+        target_reg.host,
+        "--source",
+        f"{basic_reg.host}/{repo}:v1",
+        "--username",
+        "alice",
+        "--password-stdin",
+        stdin="WRONG-planted-password\n",
+    )
+    assert done.returncode == 1 and "401" in done.stdout
+    assert "WRONG-planted-password" not in done.stdout + done.stderr
