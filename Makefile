@@ -22,7 +22,8 @@ demo: deps
 	$(PY) -m scripts.demo
 
 bench: deps
-	$(PY) -m bench.run
+	@bash scripts/bootstrap.sh --runtime
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv node_modules .mypy_cache .pytest_cache .ruff_cache

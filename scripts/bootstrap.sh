@@ -32,6 +32,17 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
   touch "$stamp"
 fi
 
+if [ "${1:-}" = "--runtime" ]; then
+  # A virtualenv with the runtime requirements only, as the function app has: the benchmark
+  # times Ferry's CLI from it.
+  if [ ! -f .venv-runtime/.installed ] || [ requirements.txt -nt .venv-runtime/.installed ]; then
+    "$python" -m venv .venv-runtime
+    .venv-runtime/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    touch .venv-runtime/.installed
+  fi
+  exit 0
+fi
+
 if [ ! -f node_modules/.installed ] || [ package-lock.json -nt node_modules/.installed ]; then
   echo "bootstrap: installing npm packages (azurite)" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null

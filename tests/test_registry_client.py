@@ -152,3 +152,27 @@ async def test_a_registry_lying_about_the_digest_is_caught() -> None:
                 await client.fetch_manifest("a/b", "v1")
             with pytest.raises(DigestMismatchError):
                 await client.resolve("a/b", str(image.digest))
+
+
+@pytest.mark.parametrize("probe", [True, False])
+async def test_put_blob_finds_present_blobs_either_way(open_reg: Reg, repo: str, probe: bool) -> None:
+    """With the mount probe (one POST) or HEAD then POST, a present blob is not sent again."""
+    from shared.registry.store import RegistryRepository, UploadOptions
+    from tests.harness.images import Blob
+
+    blob = Blob(b"layer bytes " * 100, "application/octet-stream")
+    sent: list[int] = []
+
+    def open_at(offset: int):  # type: ignore[no-untyped-def]
+        async def gen():  # type: ignore[no-untyped-def]
+            sent.append(offset)
+            yield blob.data[offset:]
+
+        return gen()
+
+    async with open_reg.client() as client:
+        dst = RegistryRepository(client, repo, UploadOptions(probe_with_mount=probe))
+        assert await dst.put_blob(blob.descriptor, open_at) == "copied"
+        assert await dst.put_blob(blob.descriptor, open_at) == "present"
+        assert await client.blob_exists(repo, blob.descriptor.digest) == len(blob.data)
+    assert sent == [0]

@@ -231,3 +231,23 @@ def test_error_mapping(status: int, code: str, cls: type, retryable: bool) -> No
 def test_redact_url() -> None:
     assert redact_url("https://user:pw@host:8443/p/a?sig=abc#frag") == "https://host:8443/p/a"
     assert redact_url("http://[::1]:5000/v2/") == "http://[::1]:5000/v2/"
+
+
+def test_httpcore_reads_blobs_in_large_pieces() -> None:
+    """The transport raises httpcore's per-read size (a class attribute it owns); if a new
+    httpcore drops the attribute, this fails and the benchmark's figures need a new look."""
+    from httpcore._async.http11 import AsyncHTTP11Connection
+
+    from shared.registry import transport
+
+    assert AsyncHTTP11Connection.READ_NUM_BYTES == transport.READ_BYTES == 1024 * 1024
+
+
+def test_tls_is_verified_and_shared() -> None:
+    import ssl
+
+    from shared.registry.transport import tls_context
+
+    ctx = tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert tls_context() is ctx

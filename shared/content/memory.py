@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from shared.content.protocols import Opener
+from shared.content.protocols import Landed, Opener
 from shared.errors import DigestMismatchError, NotFoundError, SizeMismatchError
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor, Index, parse_manifest
@@ -73,6 +73,14 @@ class MemoryStore:
     async def exists(self, desc: Descriptor) -> bool:
         self.calls["exists"] += 1
         return desc.digest in self.blobs or desc.digest in self.manifests
+
+    async def put_blob(self, desc: Descriptor, open_at: Opener, mount_from: str | None = None) -> Landed:
+        if await self.exists(desc):
+            return "present"
+        if mount_from is not None and await self.mount(desc, mount_from):
+            return "mounted"
+        await self.push(desc, open_at)
+        return "copied"
 
     async def push(self, desc: Descriptor, open_at: Opener) -> None:
         self.calls["push"] += 1

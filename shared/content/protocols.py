@@ -9,11 +9,13 @@ Blob content is passed as an :data:`Opener`: ``open_at(offset)`` streams the blo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from shared.oci.manifest import Descriptor
 
 Opener = Callable[[int], AsyncIterator[bytes]]
+#: How a blob came to be in the target: it was there, it was mounted, or its bytes were sent.
+Landed = Literal["present", "mounted", "copied"]
 
 
 class Source(Protocol):
@@ -43,12 +45,10 @@ class Target(Protocol):
 
     async def exists(self, desc: Descriptor) -> bool: ...
 
-    async def push(self, desc: Descriptor, open_at: Opener) -> None:
-        """Store a blob; it is committed only when its size and digest check out."""
-        ...
-
-    async def mount(self, desc: Descriptor, from_repository: str) -> bool:
-        """Link a blob from another repository of the same registry; False when it cannot."""
+    async def put_blob(self, desc: Descriptor, open_at: Opener, mount_from: str | None = None) -> Landed:
+        """Make sure the target has a blob: already there, mounted from ``mount_from`` (another
+        repository of the same registry), or streamed from ``open_at`` and committed only when
+        its size and digest check out."""
         ...
 
     async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:

@@ -35,6 +35,12 @@ class CopyOptions:
     #: Another repository of the target's registry that already holds the blobs (an earlier
     #: target of the same import): mounted from, instead of streamed again.
     mount_from: str | None = None
+    #: Push the root manifest by digest. A caller that tags the root next can say no: the tag's
+    #: push stores the same bytes, one request later, once everything under it is in place.
+    push_root: bool = True
+    #: What the caller already knows of the root in the target: True, it is there (nothing to
+    #: do); False, it is not (walk without asking); None, ask (``HEAD``).
+    root_present: bool | None = None
 
 
 def totals(plan: Plan, progress: Progress) -> None:
@@ -80,15 +86,21 @@ class _Walk:
         self.reporter.tick()
 
     async def copy_manifest(self, desc: Descriptor) -> None:
-        async with self.gate:
-            present = await self.dst.exists(desc)
+        known = self.opts.root_present if desc.digest == self.plan.root.digest else None
+        if known is None:
+            async with self.gate:
+                present = await self.dst.exists(desc)
+        else:
+            present = known
         if present:
             self.settle(desc)
             return
         await asyncio.gather(*(self.visit(child) for child in self.plan.children[desc.digest]))
+        self.progress.manifests_done += 1
+        if desc.digest == self.plan.root.digest and not self.opts.push_root:
+            return
         async with self.gate:
             indexed = await self.dst.push_manifest(desc, self.plan.data[desc.digest])
-        self.progress.manifests_done += 1
         subject = self.subjects.get(desc.digest)
         if subject is not None and not indexed:
             self.unindexed[subject.digest].append(desc)
@@ -116,15 +128,15 @@ class _Walk:
             self.progress.blobs_foreign += 1
             return
         async with self.gate:
-            if await self.dst.exists(desc):
-                self.progress.blobs_present += 1
-                self.progress.bytes_skipped += desc.size
-            elif self.mount_source and await self.dst.mount(desc, self.mount_source):
-                self.progress.blobs_mounted += 1
-                self.progress.bytes_skipped += desc.size
-            else:
-                await self.dst.push(desc, self.opener(desc))
-                self.progress.blobs_copied += 1
+            landed = await self.dst.put_blob(desc, self.opener(desc), self.mount_source)
+        if landed == "copied":
+            self.progress.blobs_copied += 1
+            return
+        if landed == "mounted":
+            self.progress.blobs_mounted += 1
+        else:
+            self.progress.blobs_present += 1
+        self.progress.bytes_skipped += desc.size
 
     def opener(self, desc: Descriptor) -> Opener:
         def open_at(offset: int) -> AsyncIterator[bytes]:

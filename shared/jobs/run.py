@@ -48,11 +48,25 @@ async def resolve_source(src: RegistryRepository, spec: ImportSpec) -> Descripto
     return root
 
 
-async def check_tags(target: RegistryClient, spec: ImportSpec, root: Descriptor) -> list[TargetRef]:
-    """The tagged targets that point elsewhere (all of them, so the message names every one)."""
-    repos = {repo: RegistryRepository(target, repo) for repo in spec.repositories}
-    found = await asyncio.gather(*(repos[t.repository].lookup(t.tag or "") for t in spec.tagged))
-    return [t for t, desc in zip(spec.tagged, found, strict=True) if desc is not None and desc.digest != root.digest]
+async def current_tags(target: RegistryClient, spec: ImportSpec) -> dict[TargetRef, Descriptor | None]:
+    """What each tagged target points at now (``HEAD``), or None where the tag is missing."""
+    found = await asyncio.gather(*(RegistryRepository(target, t.repository).lookup(t.tag or "") for t in spec.tagged))
+    return dict(zip(spec.tagged, found, strict=True))
+
+
+def conflicts(current: dict[TargetRef, Descriptor | None], root: Descriptor) -> list[TargetRef]:
+    """The tags that point at another image (all of them, so the message names every one)."""
+    return [t for t, desc in current.items() if desc is not None and desc.digest != root.digest]
+
+
+def root_present(current: dict[TargetRef, Descriptor | None], repository: str, root: Descriptor) -> bool | None:
+    """Whether ``repository`` has the root, as far as its tags tell: True when one of them points
+    at it; False when they all were looked up and none does (the root is then pushed, not probed
+    first); None when it has no tagged target (probe)."""
+    mine = [desc for t, desc in current.items() if t.repository == repository]
+    if not mine:
+        return None
+    return any(desc is not None and desc.digest == root.digest for desc in mine)
 
 
 async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_registry: bool) -> dict[str, Any]:
@@ -94,7 +108,7 @@ async def run_import(
     root = await resolve_source(src, spec)
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
-    plan = await build_plan(
+    planning = build_plan(
         src,
         root,
         PlanOptions(
@@ -105,11 +119,12 @@ async def run_import(
             concurrency=concurrency,
         ),
     )
-    if not spec.force:
-        conflicts = await check_tags(target, spec, plan.root)
-        if conflicts:
-            names = ", ".join(str(t) for t in conflicts)
-            raise TagExistsError(f"Tag {names} already exists in target registry")
+    # Both only read: the target's tags are looked up while the source is read.
+    plan, current = await asyncio.gather(planning, current_tags(target, spec))
+    clashes = conflicts(current, plan.root)
+    if clashes and not spec.force:
+        names = ", ".join(str(t) for t in clashes)
+        raise TagExistsError(f"Tag {names} already exists in target registry")
     result: dict[str, Any] = {
         "source": str(spec.source),
         "digest": str(plan.root.digest),
@@ -140,13 +155,20 @@ async def run_import(
     progress.blobs_total *= len(spec.repositories)
     reporter = Reporter(progress, on_progress, progress_interval)
     first: str | None = None
+    tagged = {t.repository for t in spec.tagged}
     for repository in spec.repositories:
         dst = RegistryRepository(target, repository)
-        await copy_graph(src, dst, plan, CopyOptions(concurrency=concurrency, mount_from=first), reporter)
+        options = CopyOptions(
+            concurrency=concurrency,
+            mount_from=first,
+            push_root=repository not in tagged,
+            root_present=root_present(current, repository, plan.root),
+        )
+        await copy_graph(src, dst, plan, options, reporter)
         first = first or repository
     data = plan.data[plan.root.digest]
-    for t in spec.tagged:
-        await RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "")
+    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
+    await asyncio.gather(*(RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "") for t in moving))
     reporter.tick(force=True)
     result.update(
         {

@@ -113,7 +113,6 @@ class BlobOps:
         held: bytes | None = None
         resumes = 0
         url = self._blob_url(repo, desc.digest)
-        chunk_size = self.transport.options.chunk_size
         while True:
             headers = {"Range": f"bytes={received}-"} if received else None
             try:
@@ -137,7 +136,7 @@ class BlobOps:
                             "",
                             "Content-Range does not start where asked",
                         )
-                    async for raw in response.aiter_raw(chunk_size):
+                    async for raw in response.aiter_raw():
                         chunk = raw
                         if skip:  # the registry ignored Range: drop what we already have
                             cut = min(skip, len(raw))

@@ -61,8 +61,6 @@ class TransportOptions:
     read_timeout: float = 60.0
     #: Connections per registry host.
     max_connections: int = 16
-    #: Bytes per read from a blob stream.
-    chunk_size: int = 1024 * 1024
     #: Tokens are renewed this many seconds before they expire (at most a quarter of their life).
     token_margin: float = 10.0
     user_agent: str = "ferry/0.1"

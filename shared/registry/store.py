@@ -7,7 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from shared.content.protocols import Opener
+import httpx
+
+from shared.content.protocols import Landed, Opener
 from shared.errors import NotFoundError, TransportError
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
@@ -22,6 +24,11 @@ class UploadOptions:
     resumable_from: int = 32 * 1024 * 1024
     #: Times a monolithic upload is started again after its connection failed.
     attempts: int = 3
+    #: Ask whether a blob is there with a mount request from the repository itself (one ``POST``
+    #: that answers ``201`` when it is, and otherwise opens the upload) instead of ``HEAD`` then
+    #: ``POST``. distribution, ACR, Docker Hub, GHCR and Harbor link the blob (``201``); a registry
+    #: without mounts (ECR) answers ``202`` and the blob is sent even when present. Turn off for those.
+    probe_with_mount: bool = True
 
 
 class RegistryRepository:
@@ -64,25 +71,36 @@ class RegistryRepository:
         except NotFoundError:
             return None
 
-    async def push(self, desc: Descriptor, open_at: Opener) -> None:
+    async def put_blob(self, desc: Descriptor, open_at: Opener, mount_from: str | None = None) -> Landed:
+        if mount_from is None and not self.upload.probe_with_mount:
+            if await self.client.blob_exists(self.repository, desc.digest) is not None:
+                return "present"
+            location = await self.client.start_upload(self.repository)
+        else:
+            location = await self.client.start_upload(
+                self.repository, mount=desc.digest, source_repo=mount_from or self.repository
+            )
+            if location is None:
+                return "mounted" if mount_from else "present"
+        assert location is not None
+        await self._upload(desc, open_at, location)
+        return "copied"
+
+    async def _upload(self, desc: Descriptor, open_at: Opener, location: httpx.URL) -> None:
         if desc.size >= self.upload.resumable_from:
-            await self.client.push_blob_chunked(self.repository, desc, open_at)
+            await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
             return
         for attempt in range(1, self.upload.attempts + 1):
             try:
-                await self.client.push_blob(self.repository, desc, open_at(0))
+                await self.client.push_blob(self.repository, desc, open_at(0), location=location)
                 return
             except TransportError:
                 if attempt == self.upload.attempts:
                     raise
                 log.info("upload of %s to %s/%s failed; starting it again", desc.digest, self.registry, self.repository)
-
-    async def mount(self, desc: Descriptor, from_repository: str) -> bool:
-        location = await self.client.start_upload(self.repository, mount=desc.digest, source_repo=from_repository)
-        if location is None:
-            return True
-        await self.client.cancel_upload(location, self.repository)
-        return False
+                fresh = await self.client.start_upload(self.repository)
+                assert fresh is not None
+                location = fresh
 
     async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:
         pushed = await self.client.push_manifest(self.repository, str(desc.digest), data, desc.media_type)

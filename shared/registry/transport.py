@@ -8,14 +8,18 @@ never retried here: its bytes are gone; the blob layer resumes uploads from the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import certifi
 import httpx
+from httpcore._async.http11 import AsyncHTTP11Connection
 
 from shared.credentials import Anonymous, Credential
 from shared.errors import FerryError, RegistryError
@@ -32,6 +36,43 @@ _ERROR_BODY = 64 * 1024
 
 
 logsafety.install()
+
+#: httpcore reads a response 64 KiB at a time (``AsyncHTTP11Connection.READ_NUM_BYTES``), each
+#: read a trip through anyio and h11 in Python: for blob streams that trip is most of the
+#: client's CPU. 1 MiB reads cut it by about a third (bench/README.md). It is httpcore's own
+#: class attribute; tests/test_values.py fails if a new httpcore drops it.
+READ_BYTES = 1024 * 1024
+AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, READ_BYTES)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verified TLS context per process, as httpx builds by default (certifi's CA bundle).
+    Building one parses the bundle, about 50 ms: every client shares this one."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class LazyTLSTransport(httpx.AsyncBaseTransport):
+    """Plain HTTP at once; HTTPS through a verified transport built on first use, so that a run
+    that only meets loopback registries never pays for TLS set-up. The plain transport is only
+    ever handed ``http://`` requests, so it has nothing to verify."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._plain = httpx.AsyncHTTPTransport(limits=limits, verify=False)  # only ever sent http:// requests
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return await self._plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = httpx.AsyncHTTPTransport(limits=self._limits, verify=tls_context())
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
 
 
 class Transport:
@@ -59,10 +100,15 @@ class Transport:
         )
         headers = {"User-Agent": self.options.user_agent}
         hooks = {"request": [self._check_request]}
-        self._token_http = httpx.AsyncClient(timeout=timeout, headers=headers, event_hooks=hooks)
+        self._token_http = httpx.AsyncClient(
+            timeout=timeout,
+            headers=headers,
+            event_hooks=hooks,
+            transport=LazyTLSTransport(httpx.Limits(max_connections=4)),
+        )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
         self.http = httpx.AsyncClient(
-            auth=self.auth, timeout=timeout, limits=limits, headers=headers, event_hooks=hooks
+            auth=self.auth, timeout=timeout, headers=headers, event_hooks=hooks, transport=LazyTLSTransport(limits)
         )
 
     async def _check_request(self, request: httpx.Request) -> None:
