@@ -86,7 +86,13 @@ class _Walk:
         self.reporter.tick()
 
     async def copy_manifest(self, desc: Descriptor) -> None:
-        known = self.opts.root_present if desc.digest == self.plan.root.digest else None
+        # Only roots are looked for: under a root the target lacks, manifests are pushed (the same
+        # bytes again, should one be there) and blobs probed; a HEAD per manifest would cost a
+        # request and a round trip on every level for a case that is rare.
+        if desc.digest == self.plan.root.digest:
+            known = self.opts.root_present
+        else:
+            known = None if desc.digest in self.subjects else False
         if known is None:
             async with self.gate:
                 present = await self.dst.exists(desc)

@@ -92,6 +92,83 @@ async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_re
     }
 
 
+def _describe(spec: ImportSpec, root: Descriptor, plan: Plan | None) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "source": str(spec.source),
+        "digest": str(root.digest),
+        "mediaType": root.media_type,
+        "size": root.size,
+    }
+    if plan is not None and plan.source_root is not None:
+        result["sourceDigest"] = str(plan.source_root.digest)
+        result["platforms"] = [str(p) for p in spec.platforms]
+        result["note"] = "the index was filtered to the requested platforms, so its digest differs from the source's"
+    result["targets"] = [
+        f"{spec.target_registry}/{t.repository}:{t.tag}"
+        if t.tag
+        else f"{spec.target_registry}/{t.repository}@{root.digest}"
+        for t in spec.targets
+    ]
+    return result
+
+
+def up_to_date(spec: ImportSpec, root: Descriptor, current: dict[TargetRef, Descriptor | None]) -> bool:
+    """Every target is a tag that already points at the source's digest, and nothing asks to read
+    more (a platform filter makes a new digest; referrers may have changed): nothing to do, and no
+    manifest ``GET`` (which Docker Hub counts as a pull) is made."""
+    if spec.platforms or spec.include_referrers or len(spec.tagged) != len(spec.targets):
+        return False
+    return all(desc is not None and desc.digest == root.digest for desc in current.values())
+
+
+async def _copy(
+    spec: ImportSpec,
+    src: RegistryRepository,
+    target: RegistryClient,
+    plan: Plan,
+    current: dict[TargetRef, Descriptor | None],
+    concurrency: int,
+    reporter: Reporter,
+) -> None:
+    """Copy the graph into each target repository (later ones mount from the first), then tag."""
+    progress = reporter.progress
+    totals(plan, progress)
+    progress.manifests_total *= len(spec.repositories)
+    progress.blobs_total *= len(spec.repositories)
+    first: str | None = None
+    tagged = {t.repository for t in spec.tagged}
+    for repository in spec.repositories:
+        options = CopyOptions(
+            concurrency=concurrency,
+            mount_from=first,
+            push_root=repository not in tagged,
+            root_present=root_present(current, repository, plan.root),
+        )
+        await copy_graph(src, RegistryRepository(target, repository), plan, options, reporter)
+        first = first or repository
+    data = plan.data[plan.root.digest]
+    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
+    await asyncio.gather(*(RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "") for t in moving))
+    reporter.tick(force=True)
+
+
+def _counts(plan: Plan, progress: Progress) -> dict[str, Any]:
+    return {
+        "manifests": len(plan.manifests),
+        "manifestsPresent": progress.manifests_present,
+        "blobs": {
+            "total": len(plan.blobs),
+            "copied": progress.blobs_copied,
+            "mounted": progress.blobs_mounted,
+            "present": progress.blobs_present,
+            "foreign": progress.blobs_foreign,
+        },
+        "bytes": progress.bytes_moved,
+        "uniqueBytes": plan.unique_bytes,
+        "referrers": [str(r.digest) for r, _ in plan.referrers],
+    }
+
+
 async def run_import(
     spec: ImportSpec,
     source: RegistryClient,
@@ -105,86 +182,35 @@ async def run_import(
     """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
     started = time.monotonic()
     src = RegistryRepository(source, spec.source.repository)
-    root = await resolve_source(src, spec)
+    # Both only read: the target's tags are looked up while the source tag is resolved.
+    root, current = await asyncio.gather(resolve_source(src, spec), current_tags(target, spec))
+    if up_to_date(spec, root, current) and not spec.dry_run:
+        result = _describe(spec, root, None)
+        result.update({"upToDate": True, "bytes": 0, "seconds": round(time.monotonic() - started, 3)})
+        return result
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
-    planning = build_plan(
-        src,
-        root,
-        PlanOptions(
-            platforms=spec.platforms,
-            include_referrers=spec.include_referrers,
-            max_manifests=spec.limits.max_manifests,
-            max_blob_bytes=spec.limits.max_public_blob_bytes if source_anonymous else None,
-            concurrency=concurrency,
-        ),
+    options = PlanOptions(
+        platforms=spec.platforms,
+        include_referrers=spec.include_referrers,
+        max_manifests=spec.limits.max_manifests,
+        max_blob_bytes=spec.limits.max_public_blob_bytes if source_anonymous else None,
+        concurrency=concurrency,
     )
-    # Both only read: the target's tags are looked up while the source is read.
-    plan, current = await asyncio.gather(planning, current_tags(target, spec))
+    plan = await build_plan(src, root, options)
+    if spec.platforms:  # the filtered index is new: look again with its digest
+        current = await current_tags(target, spec)
     clashes = conflicts(current, plan.root)
     if clashes and not spec.force:
         names = ", ".join(str(t) for t in clashes)
         raise TagExistsError(f"Tag {names} already exists in target registry")
-    result: dict[str, Any] = {
-        "source": str(spec.source),
-        "digest": str(plan.root.digest),
-        "mediaType": plan.root.media_type,
-        "size": plan.root.size,
-    }
-    if plan.filtered and plan.source_root is not None:
-        result["sourceDigest"] = str(plan.source_root.digest)
-        result["platforms"] = [str(p) for p in spec.platforms]
-        result["note"] = "the index was filtered to the requested platforms, so its digest differs from the source's"
-    targets = [
-        f"{spec.target_registry}/{t.repository}:{t.tag}"
-        if t.tag
-        else f"{spec.target_registry}/{t.repository}@{plan.root.digest}"
-        for t in spec.targets
-    ]
-    result["targets"] = targets
-    same_registry = source.registry == target.registry
+    result = _describe(spec, plan.root, plan)
     if spec.dry_run:
         result["dryRun"] = True
-        result["plan"] = await _dry_run(spec, plan, target, same_registry)
-        result["seconds"] = round(time.monotonic() - started, 3)
-        return result
-
-    progress = Progress()
-    totals(plan, progress)
-    progress.manifests_total *= len(spec.repositories)
-    progress.blobs_total *= len(spec.repositories)
-    reporter = Reporter(progress, on_progress, progress_interval)
-    first: str | None = None
-    tagged = {t.repository for t in spec.tagged}
-    for repository in spec.repositories:
-        dst = RegistryRepository(target, repository)
-        options = CopyOptions(
-            concurrency=concurrency,
-            mount_from=first,
-            push_root=repository not in tagged,
-            root_present=root_present(current, repository, plan.root),
-        )
-        await copy_graph(src, dst, plan, options, reporter)
-        first = first or repository
-    data = plan.data[plan.root.digest]
-    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
-    await asyncio.gather(*(RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "") for t in moving))
-    reporter.tick(force=True)
-    result.update(
-        {
-            "manifests": len(plan.manifests),
-            "manifestsPresent": progress.manifests_present,
-            "blobs": {
-                "total": len(plan.blobs),
-                "copied": progress.blobs_copied,
-                "mounted": progress.blobs_mounted,
-                "present": progress.blobs_present,
-                "foreign": progress.blobs_foreign,
-            },
-            "bytes": progress.bytes_moved,
-            "uniqueBytes": plan.unique_bytes,
-            "referrers": [str(r.digest) for r, _ in plan.referrers],
-            "seconds": round(time.monotonic() - started, 3),
-        }
-    )
+        result["plan"] = await _dry_run(spec, plan, target, source.registry == target.registry)
+    else:
+        reporter = Reporter(Progress(), on_progress, progress_interval)
+        await _copy(spec, src, target, plan, current, concurrency, reporter)
+        result.update(_counts(plan, reporter.progress))
+    result["seconds"] = round(time.monotonic() - started, 3)
     return result
