@@ -1,11 +1,10 @@
-"""The Azure Functions entry point: builds the app and registers the blueprints of ``functions/``.
-
-Nothing else lives here; the triggers are in ``functions/`` and the work in ``shared/``.
-"""
+"""The Azure Functions entry point: the HTTP API as an ASGI app, and the other triggers'
+blueprints. Nothing else lives here; the triggers are in ``functions/``, the work in ``shared/``."""
 
 import azure.functions as func
 
-from functions import register
+from functions.http import fast_app
+from functions.worker import bp as worker
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-register(app)
+app = func.AsgiFunctionApp(app=fast_app, http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(worker)

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs and attestations")
     imp.add_argument("--dry-run", action="store_true", help="print the plan and copy nothing")
     imp.add_argument("--concurrency", type=int, default=int(os.environ.get("FERRY_CONCURRENCY", "8")))
+    work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
+    work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser
 
 
@@ -142,8 +144,29 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
             line.close()
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from shared.errors import ConfigurationError
+    from shared.jobs.localworker import serve
+    from shared.jobs.wiring import build
+    from shared.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        services = build(Settings.from_env(os.environ))
+    except ConfigurationError as exc:
+        print(f"ferry worker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    asyncio.run(serve(services, once=args.once))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "worker":
+        return _worker(args)
     import asyncio
 
     from shared.errors import ConfigurationError, FerryError, InvalidReferenceError

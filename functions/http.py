@@ -1,0 +1,129 @@
+"""The HTTP API (FastAPI; served by ``func.AsgiFunctionApp`` in Azure and by uvicorn locally).
+
+- ``POST /api/imports``: validate, record ``queued``, enqueue; ``202`` with the job, ``Location``
+  and ``Retry-After``. An ``Idempotency-Key`` header returns the first job for a repeated request.
+- ``GET /api/imports/{id}``: the job's status; ``GET /api/imports``: recent jobs, newest first.
+- ``GET /api/health``: the queue and the table answer.
+
+Bad input answers ``400`` with every bad field and why; nothing else is echoed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from functions.root import Services, services
+from shared.jobs.models import ImportRequest, ImportStatus
+from shared.jobs.service import BadRequest
+
+log = logging.getLogger(__name__)
+RETRY_AFTER = "5"
+
+
+class Problem(BaseModel):
+    code: str
+    message: str
+    fields: list[dict[str, str]] = []
+
+
+class Accepted(BaseModel):
+    id: str
+    state: str
+    location: str
+    created: bool
+
+
+class JobList(BaseModel):
+    items: list[ImportStatus]
+    next: str | None = None
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
+    app = FastAPI(
+        title="Ferry",
+        version="0.1.0",
+        description="Import container images and OCI artifacts into a registry, as `az acr import` does.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()]
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse(
+            status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()
+        )
+
+    @app.exception_handler(BadRequest)
+    async def _bad(request: Request, exc: BadRequest) -> JSONResponse:
+        problem = Problem(
+            code=exc.code, message=str(exc), fields=[{"field": exc.field, "message": str(exc).split(": ", 1)[-1]}]
+        )
+        return JSONResponse(status_code=400, content=problem.model_dump())
+
+    @app.post("/api/imports", status_code=202, response_model=Accepted, responses={400: {"model": Problem}})
+    async def submit(
+        body: ImportRequest,
+        idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+    ) -> JSONResponse:
+        status, created = await asyncio.to_thread(get_services().submitter.submit, body, idempotency_key)
+        location = f"/api/imports/{status.id}"
+        content = Accepted(id=status.id, state=status.state, location=location, created=created).model_dump()
+        return JSONResponse(
+            status_code=202, content=content, headers={"Location": location, "Retry-After": RETRY_AFTER}
+        )
+
+    @app.get("/api/imports/{job_id}", response_model=ImportStatus, responses={404: {"model": Problem}})
+    async def status(job_id: str) -> Any:
+        found = await asyncio.to_thread(get_services().statuses.get, job_id) if job_id.isalnum() else None
+        if found is None:
+            problem = Problem(code="NOT_FOUND", message=f"no import job {job_id!r}")
+            return JSONResponse(status_code=404, content=problem.model_dump())
+        return ImportStatus.model_validate(found)
+
+    @app.get("/api/imports", response_model=JobList)
+    async def recent(
+        state: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        continuation: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> JobList:
+        items, token = await asyncio.to_thread(get_services().statuses.list, state, limit, continuation)
+        return JobList(items=[ImportStatus.model_validate(i) for i in items], next=token)
+
+    @app.get("/api/health")
+    async def health() -> JSONResponse:
+        svc = get_services()
+        checks: dict[str, str] = {}
+        for name, probe in (("queue", svc.queue.healthy), ("table", svc.statuses.healthy)):
+            try:
+                await asyncio.to_thread(probe)
+                checks[name] = "ok"
+            except Exception as exc:  # report, never raise: this is the health endpoint
+                checks[name] = type(exc).__name__
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
+
+    return app
+
+
+fast_app = create_app()

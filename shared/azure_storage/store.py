@@ -1,0 +1,211 @@
+"""The import queue and the status table, on Azure Storage (``azure-storage-queue``,
+``azure-data-tables``): by connection string locally (Azurite), by identity in Azure.
+
+Queue messages are base64 text, as the Functions host's default ``messageEncoding`` expects.
+Status records live in one partition; their row key (the job id) starts with an inverted
+timestamp, so a plain query lists them newest first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.storage.queue import (
+    QueueClient,
+    QueueMessage,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+log = logging.getLogger(__name__)
+
+PARTITION = "job"
+IDEMPOTENCY = "idempotency"
+_MAX_MS = 10**13
+
+
+def new_job_id(at: float | None = None) -> str:
+    """Sortable newest first: 13 digits of inverted milliseconds, then 8 random hex digits."""
+    ms = int((time.time() if at is None else at) * 1000)
+    return f"{_MAX_MS - ms:013d}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the queue and table are: a connection string, or an account reached by identity."""
+
+    connection_string: str | None = None
+    account: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    client_id: str | None = None
+    queue_name: str = "imports"
+    table_name: str = "imports"
+
+    def credential(self) -> Any:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only in Azure, not locally
+
+        if self.client_id:
+            return DefaultAzureCredential(managed_identity_client_id=self.client_id)
+        return DefaultAzureCredential()
+
+
+def _queue_service(config: StorageConfig) -> QueueServiceClient:
+    if config.connection_string:
+        return QueueServiceClient.from_connection_string(config.connection_string)
+    url = config.queue_service_uri or f"https://{config.account}.queue.core.windows.net"
+    return QueueServiceClient(url, credential=config.credential())
+
+
+def _table_service(config: StorageConfig) -> TableServiceClient:
+    if config.connection_string:
+        return TableServiceClient.from_connection_string(config.connection_string)
+    url = config.table_service_uri or f"https://{config.account}.table.core.windows.net"
+    return TableServiceClient(url, credential=config.credential())
+
+
+@dataclass
+class Received:
+    id: str
+    pop_receipt: str
+    dequeue_count: int
+    content: str
+
+
+class JobQueue:
+    """The ``imports`` queue and its ``imports-poison`` twin."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        service = _queue_service(config)
+        # base64, as the Functions host's default messageEncoding expects
+        policies = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+        }
+        self.queue: QueueClient = service.get_queue_client(config.queue_name, **policies)
+        self.poison: QueueClient = service.get_queue_client(f"{config.queue_name}-poison", **policies)
+
+    def ensure(self) -> None:
+        for q in (self.queue, self.poison):
+            with contextlib.suppress(ResourceExistsError):
+                q.create_queue()
+
+    def send(self, content: str) -> None:
+        self.queue.send_message(content)
+
+    def receive(self, lease: float) -> Received | None:
+        for message in self.queue.receive_messages(max_messages=1, visibility_timeout=int(lease)):
+            return _received(message)
+        return None
+
+    def extend(self, message: Received, seconds: float) -> Received:
+        """Keep ``message`` hidden for ``seconds`` more (0 makes it visible at once)."""
+        updated = self.queue.update_message(message.id, message.pop_receipt, visibility_timeout=int(seconds))
+        return Received(message.id, updated.pop_receipt or message.pop_receipt, message.dequeue_count, message.content)
+
+    def delete(self, message: Received) -> None:
+        try:
+            self.queue.delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            log.info("message %s was already gone", message.id)
+
+    def to_poison(self, message: Received) -> None:
+        self.poison.send_message(message.content)
+        self.delete(message)
+
+    def peek_poison(self) -> list[str]:
+        return [str(m.content) for m in self.poison.peek_messages(max_messages=32)]
+
+    def healthy(self) -> bool:
+        self.queue.get_queue_properties()
+        return True
+
+
+def _received(message: QueueMessage) -> Received:
+    return Received(message.id, message.pop_receipt or "", message.dequeue_count or 1, str(message.content))
+
+
+#: Nested values are stored as JSON text (table properties are flat).
+NESTED = ("progress", "result", "error", "targets", "request")
+
+
+def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": job_id}
+    for key, value in fields.items():
+        if key == "id" or value is None:
+            continue
+        stored = value.isoformat() if isinstance(value, datetime) else value
+        entity[key] = json.dumps(stored) if isinstance(stored, (dict, list)) else stored
+    return entity
+
+
+def _decode(entity: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": entity["RowKey"]}
+    for key, value in entity.items():
+        if key in ("PartitionKey", "RowKey") or key.startswith("odata") or key == "Timestamp":
+            continue
+        doc[key] = json.loads(value) if key in NESTED and isinstance(value, str) else value
+    return doc
+
+
+class StatusStore:
+    """Job status records in the ``imports`` table."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        self.table: TableClient = _table_service(config).get_table_client(config.table_name)
+
+    def ensure(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.table.create_table()
+
+    def insert(self, job_id: str, fields: dict[str, Any]) -> None:
+        self.table.create_entity(_encode(job_id, fields))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return _decode(dict(self.table.get_entity(PARTITION, job_id)))
+        except ResourceNotFoundError:
+            return None
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the record."""
+        self.table.update_entity(_encode(job_id, fields), mode=UpdateMode.MERGE)
+
+    def list(self, state: str | None, limit: int, continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query = f"PartitionKey eq '{PARTITION}'"
+        parameters: dict[str, Any] = {}
+        if state:
+            query += " and state eq @state"
+            parameters["state"] = state
+        pages = self.table.query_entities(query, parameters=parameters, results_per_page=limit).by_page(
+            continuation_token=json.loads(continuation) if continuation else None
+        )
+        page: Iterator[dict[str, Any]] = next(pages, iter(()))
+        items = [_decode(dict(e)) for e in page]
+        token = getattr(pages, "continuation_token", None)
+        return items, json.dumps(token) if token else None
+
+    def claim_idempotency_key(self, key: str, job_id: str) -> str:
+        """The job id for ``key``: ``job_id`` when the key is new, else the one recorded first."""
+        row = hashlib.sha256(key.encode()).hexdigest()
+        try:
+            self.table.create_entity({"PartitionKey": IDEMPOTENCY, "RowKey": row, "jobId": job_id})
+            return job_id
+        except ResourceExistsError:
+            return str(self.table.get_entity(IDEMPOTENCY, row)["jobId"])
+
+    def healthy(self) -> bool:
+        next(iter(self.table.query_entities(f"PartitionKey eq '{PARTITION}'", results_per_page=1)), None)
+        return True

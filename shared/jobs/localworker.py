@@ -1,0 +1,88 @@
+"""``python -m shared.cli worker``: the queue trigger's job outside the Functions host, with the
+host's rules (Azure Functions queue trigger, "Poison messages" and "Peek lock"):
+
+- a message is received hidden for ``lease`` seconds, and kept hidden while it runs;
+- on success it is deleted; on :class:`RetryLater` it becomes visible again after
+  ``retry_delay`` seconds, unless this was delivery ``max_dequeue_count``: then it moves to
+  ``<queue>-poison``;
+- SIGTERM stops the loop; the message in hand is made visible again at once.
+
+Several workers may run at once: the queue hands each message to one of them at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from shared.azure_storage import Received
+from shared.jobs.service import RetryLater
+from shared.jobs.wiring import Services
+
+log = logging.getLogger(__name__)
+
+
+async def _keep_hidden(services: Services, holder: list[Received]) -> None:
+    lease = services.settings.lease
+    while True:
+        await asyncio.sleep(lease / 2)
+        holder[0] = await asyncio.to_thread(services.queue.extend, holder[0], lease)
+
+
+async def process(services: Services, message: Received) -> None:
+    """Run one received message to its end, as the host would."""
+    settings, queue = services.settings, services.queue
+    if message.dequeue_count > settings.max_dequeue_count:
+        await asyncio.to_thread(queue.to_poison, message)
+        return
+    holder = [message]
+    keeper = asyncio.create_task(_keep_hidden(services, holder))
+    try:
+        await services.worker.handle(message.content, message.dequeue_count)
+    except RetryLater:
+        keeper.cancel()
+        if message.dequeue_count >= settings.max_dequeue_count:
+            await asyncio.to_thread(queue.to_poison, holder[0])
+        else:
+            await asyncio.to_thread(queue.extend, holder[0], settings.retry_delay)
+        return
+    except asyncio.CancelledError:
+        keeper.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.to_thread(queue.extend, holder[0], 0))
+        raise
+    finally:
+        keeper.cancel()
+    await asyncio.to_thread(queue.delete, holder[0])
+
+
+async def serve(services: Services, *, idle: float = 1.0, once: bool = False) -> None:
+    """Poll until SIGTERM/SIGINT (or, with ``once``, until the queue is empty)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling queue %s", services.settings.queue_name)
+    while not stop.is_set():
+        message = await asyncio.to_thread(services.queue.receive, services.settings.lease)
+        if message is None:
+            if once:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle)
+            continue
+        task = asyncio.create_task(process(services, message))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.info("worker stopped; message %s is visible again", message.id)
+            return
+        task.result()
+    log.info("worker stopped")

@@ -1,0 +1,188 @@
+"""The service's documents: the import request (ARM's ``ImportImageParameters`` plus the target
+and Ferry's options), the queue message, and the status record. Validated with pydantic; every
+bad field is named with its reason."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from shared.jobs.spec import ImportSpec, Limits, TargetRef, build_spec, parse_target_image
+from shared.oci.manifest import Platform
+from shared.oci.reference import parse_reference, parse_registry, parse_repository
+
+#: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}
+RESOURCE_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}"
+    r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[a-zA-Z0-9]{5,50})",
+    re.IGNORECASE,
+)
+State = Literal["queued", "running", "succeeded", "failed"]
+#: A named credential: ``FERRY_CREDENTIAL_<NAME>_USERNAME`` / ``_PASSWORD`` in app settings.
+CREDENTIAL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InlineCredentials(BaseModel):
+    """ARM's ``source.credentials``: refused unless ``FERRY_ALLOW_INLINE_CREDENTIALS`` is on."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: str | None = Field(None, max_length=256)
+    password: SecretStr = Field(min_length=1, max_length=8192)
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    registryUri: str | None = Field(None, max_length=255, description="Login server of the source registry.")
+    resourceId: str | None = Field(None, max_length=512, description="ARM resource ID of a source ACR.")
+    sourceImage: str = Field(min_length=1, max_length=1024, description="repository[:tag] or repository@digest")
+    credential: str | None = Field(None, description="Name of a credential configured in app settings.")
+    credentials: InlineCredentials | None = None
+
+    @field_validator("registryUri")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        return None if value is None else parse_registry(value)
+
+    @field_validator("resourceId")
+    @classmethod
+    def _resource_id(cls, value: str | None) -> str | None:
+        if value is not None and not RESOURCE_ID.fullmatch(value):
+            raise ValueError(
+                "must be /subscriptions/{id}/resourceGroups/{rg}"
+                "/providers/Microsoft.ContainerRegistry/registries/{name}"
+            )
+        return value
+
+    @field_validator("credential")
+    @classmethod
+    def _credential(cls, value: str | None) -> str | None:
+        if value is not None and not CREDENTIAL_NAME.fullmatch(value.lower()):
+            raise ValueError("a credential name is lowercase letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("sourceImage")
+    @classmethod
+    def _image(cls, value: str, info: ValidationInfo) -> str:
+        registry = info.data.get("registryUri")
+        if registry is None and info.data.get("resourceId"):
+            registry = "placeholder.azurecr.io"
+        parse_reference(value, default_registry=registry) if registry else parse_reference(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_registry(self) -> Source:
+        if self.registryUri and self.resourceId:
+            raise ValueError("give registryUri or resourceId, not both")
+        if self.credential and self.credentials:
+            raise ValueError("give credential (a configured name) or credentials, not both")
+        return self
+
+    @property
+    def registry(self) -> str | None:
+        if self.registryUri:
+            return self.registryUri
+        if self.resourceId:
+            match = RESOURCE_ID.fullmatch(self.resourceId)
+            assert match is not None
+            return f"{match.group('name').lower()}.azurecr.io"
+        return None
+
+
+class ImportRequest(BaseModel):
+    """``POST /api/imports``: ARM's ``ImportImageParameters`` with the target and Ferry's options."""
+
+    model_config = ConfigDict(extra="forbid")
+    targetRegistry: str = Field(min_length=1, max_length=255, description="ACR name or login server.")
+    source: Source
+    targetTags: list[str] = Field(default_factory=list, max_length=50, description="repo[:tag] (az acr import --image)")
+    untaggedTargetRepositories: list[str] = Field(default_factory=list, max_length=50)
+    mode: Literal["NoForce", "Force"] = "NoForce"
+    platforms: list[str] = Field(default_factory=list, max_length=32, description="os/arch[/variant] to keep")
+    includeReferrers: bool = False
+    dryRun: bool = False
+
+    @field_validator("targetRegistry")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return parse_registry(value)
+
+    @field_validator("targetTags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        placeholder = parse_reference("x:latest")
+        for value in values:
+            parse_target_image(value, placeholder)
+        return values
+
+    @field_validator("untaggedTargetRepositories")
+    @classmethod
+    def _repos(cls, values: list[str]) -> list[str]:
+        return [parse_repository(v) for v in values]
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, values: list[str]) -> list[str]:
+        return [str(Platform.parse(v)) for v in values]
+
+    def spec(self, limits: Limits | None = None) -> ImportSpec:
+        """The engine's view of this request."""
+        return build_spec(
+            self.source.sourceImage,
+            self.targetRegistry,
+            self.targetTags,
+            self.untaggedTargetRepositories,
+            registry=self.source.registry,
+            force=self.mode == "Force",
+            platforms=self.platforms,
+            include_referrers=self.includeReferrers,
+            dry_run=self.dryRun,
+            limits=limits,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The request without its secrets: what may be stored and shown."""
+        doc = self.model_dump(mode="json", exclude_none=True)
+        if self.source.credentials is not None:
+            doc["source"]["credentials"] = {"username": self.source.credentials.username, "password": "***"}
+        return doc
+
+
+class ImportJob(BaseModel):
+    """The queue message. Inline credentials travel only sealed (``sealed``), never in clear."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    request: dict[str, Any]
+    sealed: str | None = None
+    createdAt: datetime = Field(default_factory=now)
+
+
+class ImportStatus(BaseModel):
+    """``GET /api/imports/{id}``: a job's state, as the status table records it."""
+
+    id: str
+    state: State
+    createdAt: datetime
+    updatedAt: datetime
+    startedAt: datetime | None = None
+    finishedAt: datetime | None = None
+    attempts: int = 0
+    source: str = ""
+    targets: list[str] = Field(default_factory=list)
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+
+def targets_of(spec: ImportSpec) -> list[str]:
+    return [f"{spec.target_registry}/{t}" for t in spec.targets]
+
+
+__all__ = ["ImportJob", "ImportRequest", "ImportStatus", "InlineCredentials", "Source", "TargetRef", "now"]

@@ -1,0 +1,299 @@
+"""The service around the engine: submit a request (record ``queued``, enqueue), and handle a
+queue message (``running`` → ``succeeded`` | ``failed``), as the triggers and the local worker
+both do.
+
+Retry policy, decided here only: a retryable failure (429, 5xx, connection) raises
+:class:`RetryLater`, so the message comes back; on its last delivery (``max_dequeue_count``) the
+job is recorded ``failed`` with the last error and the message goes to the poison queue. A
+permanent failure (bad reference, tag exists, not found, denied) is recorded ``failed`` at once
+and the message consumed. A redelivered message of a finished job changes nothing.
+
+No secret is stored: inline credentials travel sealed (AES-GCM, key from app settings, the job id
+as associated data) and are opened only in the worker's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
+from shared.engine.progress import Progress
+from shared.errors import ConfigurationError, FerryError
+from shared.jobs.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
+from shared.jobs.run import run_import
+from shared.oci.reference import is_acr
+from shared.registry import RegistryClient
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between progress writes to the status table.
+PROGRESS_INTERVAL = 2.0
+
+
+class RetryLater(Exception):
+    """The job failed in a way worth another delivery; the message must not be consumed."""
+
+
+class BadRequest(FerryError):
+    """A request that validates but cannot run here (a credential that is not configured...)."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class Statuses(Protocol):
+    def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def list(
+        self, state: str | None, limit: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+    def claim_idempotency_key(self, key: str, job_id: str) -> str: ...
+
+
+class Queue(Protocol):
+    def send(self, content: str) -> None: ...
+
+
+# -- sealing inline credentials ---------------------------------------------------------------
+
+
+def seal(key: Secret, job_id: str, username: str | None, password: str) -> str:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - only with inline credentials
+
+    nonce = os.urandom(12)
+    data = json.dumps({"u": username, "p": password}).encode()
+    sealed = AESGCM(base64.b64decode(key.reveal())).encrypt(nonce, data, job_id.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(key: Secret, job_id: str, sealed: str) -> tuple[str | None, Secret]:
+    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+    raw = base64.b64decode(sealed)
+    try:
+        doc = json.loads(AESGCM(base64.b64decode(key.reveal())).decrypt(raw[:12], raw[12:], job_id.encode()))
+    except InvalidTag:
+        raise ConfigurationError("the sealed credentials of this job do not open with FERRY_CREDENTIAL_KEY") from None
+    return doc["u"], Secret(doc["p"])
+
+
+# -- submitting --------------------------------------------------------------------------------
+
+
+class Submitter:
+    def __init__(self, settings: Settings, statuses: Statuses, queue: Queue, new_id: Callable[[], str]) -> None:
+        self.settings = settings
+        self.statuses = statuses
+        self.queue = queue
+        self.new_id = new_id
+
+    def check(self, request: ImportRequest) -> None:
+        """What pydantic cannot know: which credentials this deployment has."""
+        source = request.source
+        if source.credential is not None:
+            try:
+                self.settings.credential(source.credential)
+            except ConfigurationError as exc:
+                raise BadRequest("source.credential", str(exc)) from None
+        if source.credentials is not None and not self.settings.allow_inline_credentials:
+            raise BadRequest(
+                "source.credentials",
+                "inline credentials are turned off: configure a named credential in app settings "
+                "(FERRY_CREDENTIAL_<NAME>_USERNAME and _PASSWORD, Key Vault references in Azure) and "
+                'send "credential": "<name>" instead',
+            )
+
+    def submit(self, request: ImportRequest, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
+        """Record the job ``queued`` and enqueue it; returns its status and whether it is new.
+        A repeated ``idempotency_key`` returns the first job instead of a second import."""
+        self.check(request)
+        job_id = self.new_id()
+        if idempotency_key:
+            first = self.statuses.claim_idempotency_key(idempotency_key, job_id)
+            if first != job_id:
+                found = self.statuses.get(first)
+                if found is not None:
+                    return ImportStatus.model_validate(found), False
+                job_id = first  # claimed, but its record never landed: make it now
+        spec = request.spec(self.settings.limits)
+        at = now()
+        status = ImportStatus(
+            id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec)
+        )
+        self.statuses.insert(job_id, status.model_dump(mode="json"))
+        sealed = None
+        creds = request.source.credentials
+        if creds is not None:
+            assert self.settings.credential_key is not None
+            sealed = seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
+        message = ImportJob(id=job_id, request=_without_secrets(request), sealed=sealed, createdAt=at)
+        try:
+            self.queue.send(message.model_dump_json())
+        except Exception:
+            self.statuses.update(
+                job_id,
+                {
+                    "state": "failed",
+                    "updatedAt": now(),
+                    "error": {"code": "ENQUEUE_FAILED", "message": "the job could not be put on the queue"},
+                },
+            )
+            raise
+        return status, True
+
+
+def _without_secrets(request: ImportRequest) -> dict[str, Any]:
+    doc = request.model_dump(mode="json", exclude_none=True)
+    doc["source"].pop("credentials", None)
+    return doc
+
+
+# -- handling ----------------------------------------------------------------------------------
+
+
+class Worker:
+    """Runs one queue message. The Functions queue trigger and ``python -m shared.cli worker``
+    both call :meth:`handle`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        statuses: Statuses,
+        target_credential: Callable[[str], Credential] | None = None,
+        identity: Callable[[], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.statuses = statuses
+        self._identity = identity
+        self._target_credential = target_credential
+
+    async def _update(self, job_id: str, **fields: Any) -> None:
+        fields["updatedAt"] = now()
+        await asyncio.to_thread(self.statuses.update, job_id, fields)
+
+    def _entra(self) -> Credential:
+        if self._identity is None:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only in Azure
+
+            client_id = self.settings.client_id
+            self._identity = (
+                (lambda: DefaultAzureCredential(managed_identity_client_id=client_id))
+                if client_id
+                else DefaultAzureCredential
+            )
+        return EntraIdentity(self._identity())
+
+    def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
+        if job.sealed:
+            if self.settings.credential_key is None:
+                raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
+            username, password = unseal(self.settings.credential_key, job.id, job.sealed)
+            return UsernamePassword(username, password) if username else AccessToken(password)
+        if request.source.credential:
+            return self.settings.credential(request.source.credential)
+        registry = request.source.registry
+        return self._entra() if registry and is_acr(registry) else Anonymous()
+
+    def target_credential(self, registry: str) -> Credential:
+        if self._target_credential is not None:
+            return self._target_credential(registry)
+        return self._entra() if is_acr(registry) else Anonymous()
+
+    async def handle(self, content: str, dequeue_count: int) -> None:
+        """Run the job in ``content``. Returns when the message may be consumed; raises
+        :class:`RetryLater` when it must come back."""
+        try:
+            job = ImportJob.model_validate_json(content)
+            request = ImportRequest.model_validate(job.request)
+        except ValidationError as exc:
+            log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
+            return
+        found = await asyncio.to_thread(self.statuses.get, job.id)
+        if found is not None and found.get("state") in ("succeeded", "failed"):
+            log.info("job %s is already %s; redelivery ignored", job.id, found["state"])
+            return
+        started_at = (found or {}).get("startedAt") or now()
+        await self._update(job.id, state="running", attempts=dequeue_count, startedAt=started_at)
+        try:
+            result = await self._run(job, request)
+        except FerryError as exc:
+            await self._failed(job.id, exc, dequeue_count)
+            return
+        except RetryLater:
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: retry, then poison
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._failed(job.id, _Unexpected(type(exc).__name__), dequeue_count)
+            return
+        await self._update(job.id, state="succeeded", finishedAt=now(), result=result, error=None)
+        log.info("job %s succeeded: %s -> %s", job.id, result.get("source"), ", ".join(result.get("targets", [])))
+
+    async def _failed(self, job_id: str, exc: FerryError, dequeue_count: int) -> None:
+        error = {"code": exc.code, "message": str(exc)}
+        last = dequeue_count >= self.settings.max_dequeue_count
+        if exc.retryable and not last:
+            await self._update(job_id, state="queued", error=error)
+            log.warning("job %s: attempt %d failed, will retry: %s", job_id, dequeue_count, exc)
+            raise RetryLater(str(exc))
+        await self._update(job_id, state="failed", finishedAt=now(), error=error)
+        log.warning("job %s failed: %s", job_id, exc)
+        if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
+            raise RetryLater(str(exc))
+
+    async def _run(self, job: ImportJob, request: ImportRequest) -> dict[str, Any]:
+        spec = request.spec(self.settings.limits)
+        last = [0.0]
+
+        def progress(p: Progress) -> None:
+            if time.monotonic() - last[0] < PROGRESS_INTERVAL:
+                return
+            last[0] = time.monotonic()
+            try:
+                self.statuses.update(job.id, {"progress": p.snapshot(), "updatedAt": now()})
+            except Exception:  # progress is best effort: never fail an import over it
+                log.warning("job %s: could not record progress", job.id)
+
+        source = RegistryClient(spec.source.registry, self.source_credential(job, request), self.settings.transport)
+        target = RegistryClient(
+            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport
+        )
+        async with source, target:
+            result = await run_import(
+                spec,
+                source,
+                target,
+                concurrency=self.settings.concurrency,
+                on_progress=progress,
+                progress_interval=PROGRESS_INTERVAL,
+            )
+        return result
+
+
+class _Unexpected(FerryError):
+    retryable = True
+    code = "INTERNAL"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unexpected {kind}; see the function's logs")
+
+
+def status_doc(found: dict[str, Any]) -> ImportStatus:
+    return ImportStatus.model_validate(found)
+
+
+__all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "status_doc", "unseal"]

@@ -1,0 +1,48 @@
+"""Builds the service's parts from settings: storage, the submitter and the worker. Used by the
+function app's composition root and by ``python -m shared.cli worker``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
+from shared.jobs.service import Submitter, Worker
+from shared.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    statuses: StatusStore
+    queue: JobQueue
+    submitter: Submitter
+    worker: Worker
+
+
+def storage_config(settings: Settings) -> StorageConfig:
+    return StorageConfig(
+        connection_string=settings.storage_connection_string,
+        account=settings.storage_account,
+        queue_service_uri=settings.queue_service_uri,
+        table_service_uri=settings.table_service_uri,
+        client_id=settings.client_id,
+        queue_name=settings.queue_name,
+        table_name=settings.table_name,
+    )
+
+
+def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | None = None) -> Services:
+    """The services for ``settings``. ``ensure`` creates the queue and table (default: when
+    storage is a connection string, i.e. Azurite; in Azure the Bicep creates them)."""
+    config = storage_config(settings)
+    statuses, queue = StatusStore(config), JobQueue(config)
+    if ensure if ensure is not None else bool(settings.storage_connection_string):
+        statuses.ensure()
+        queue.ensure()
+    return Services(
+        settings,
+        statuses,
+        queue,
+        Submitter(settings, statuses, queue, new_job_id),
+        worker or Worker(settings, statuses),
+    )

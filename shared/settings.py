@@ -1,0 +1,150 @@
+"""Every setting Ferry reads, in one pydantic model, read once at start-up.
+
+A missing or bad setting fails with a :class:`ConfigurationError` naming it. Secrets (named
+registry credentials, the inline-credential key) are held as :class:`Secret` and never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
+from shared.errors import ConfigurationError
+from shared.jobs.spec import DEFAULT_MAX_MANIFESTS, DEFAULT_MAX_PUBLIC_BLOB_BYTES, Limits
+from shared.registry.policy import TransportOptions
+
+_CREDENTIAL = re.compile(r"FERRY_CREDENTIAL_([A-Z0-9_]+)_(USERNAME|PASSWORD)")
+
+
+def credential_env(name: str) -> str:
+    """``dockerhub`` -> ``FERRY_CREDENTIAL_DOCKERHUB``: the prefix of a named credential's settings."""
+    return "FERRY_CREDENTIAL_" + name.upper().replace("-", "_")
+
+
+class NamedCredential(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    username: str | None = None
+    password: Secret
+
+    def credential(self) -> Credential:
+        if self.username:
+            return UsernamePassword(self.username, self.password)
+        return AccessToken(self.password)
+
+
+class Settings(BaseModel):
+    """What Ferry is configured with. Build with :meth:`from_env`."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    #: ``AzureWebJobsStorage``: a connection string (Azurite locally).
+    storage_connection_string: str | None = None
+    #: ``AzureWebJobsStorage__accountName`` / ``__queueServiceUri`` / ``__tableServiceUri``:
+    #: storage reached by identity in Azure.
+    storage_account: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    #: ``AzureWebJobsStorage__clientId`` (or ``AZURE_CLIENT_ID``): the user-assigned identity.
+    client_id: str | None = None
+    queue_name: str = Field("imports", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    table_name: str = Field("imports", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    #: As host.json's ``maxDequeueCount``: deliveries before a message goes to ``<queue>-poison``.
+    max_dequeue_count: int = Field(5, ge=1, le=100)
+    #: Seconds a failed message stays invisible before its next delivery (host.json ``visibilityTimeout``).
+    retry_delay: float = Field(30.0, ge=0, le=3600)
+    #: Seconds a message is hidden from other workers while one works on it (renewed while it runs).
+    lease: float = Field(60.0, ge=5, le=3600)
+    concurrency: int = Field(8, ge=1, le=64)
+    max_manifests: int = Field(DEFAULT_MAX_MANIFESTS, ge=1, le=10_000)
+    max_public_blob_bytes: int | None = Field(DEFAULT_MAX_PUBLIC_BLOB_BYTES, ge=0)
+    allow_inline_credentials: bool = False
+    #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
+    credential_key: Secret | None = None
+    credentials: dict[str, NamedCredential] = Field(default_factory=dict)
+    transport: TransportOptions = Field(default_factory=TransportOptions)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_manifests, self.max_public_blob_bytes or None)
+
+    def credential(self, name: str | None) -> Credential:
+        if name is None:
+            return Anonymous()
+        found = self.credentials.get(name.lower().replace("_", "-"))
+        if found is None:
+            raise ConfigurationError(f"credential {name!r} is not configured (set {credential_env(name)}_PASSWORD)")
+        return found.credential()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read the environment (app settings); :class:`ConfigurationError` names a bad one."""
+        values: dict[str, Any] = {}
+        names = {
+            "storage_connection_string": "AzureWebJobsStorage",
+            "storage_account": "AzureWebJobsStorage__accountName",
+            "queue_service_uri": "AzureWebJobsStorage__queueServiceUri",
+            "table_service_uri": "AzureWebJobsStorage__tableServiceUri",
+            "client_id": "AzureWebJobsStorage__clientId",
+            "queue_name": "FERRY_QUEUE",
+            "table_name": "FERRY_TABLE",
+            "max_dequeue_count": "FERRY_MAX_DEQUEUE_COUNT",
+            "retry_delay": "FERRY_RETRY_DELAY_SECONDS",
+            "lease": "FERRY_LEASE_SECONDS",
+            "concurrency": "FERRY_CONCURRENCY",
+            "max_manifests": "FERRY_MAX_MANIFESTS",
+            "max_public_blob_bytes": "FERRY_MAX_PUBLIC_BLOB_BYTES",
+            "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
+        }
+        for field, setting in names.items():
+            if env.get(setting, "") != "":
+                values[field] = env[setting]
+        values.setdefault("client_id", env.get("AZURE_CLIENT_ID") or None)
+        if "storage_connection_string" not in values and not (
+            "storage_account" in values or "queue_service_uri" in values
+        ):
+            raise ConfigurationError(
+                "setting AzureWebJobsStorage: missing (a connection string, or AzureWebJobsStorage__accountName "
+                "for storage by identity)"
+            )
+        if "max_public_blob_bytes" in values and values["max_public_blob_bytes"] in ("0", "none"):
+            values["max_public_blob_bytes"] = None
+        key = env.get("FERRY_CREDENTIAL_KEY", "")
+        if key:
+            try:
+                raw = base64.b64decode(key, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: must be 32 bytes, base64-encoded")
+            values["credential_key"] = Secret(key)
+        values["credentials"] = _named_credentials(env)
+        try:
+            values["transport"] = TransportOptions.from_env(dict(env))
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise ConfigurationError(f"setting {names.get(field, field)}: {first['msg']}") from None
+        if settings.allow_inline_credentials and settings.credential_key is None:
+            raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: required when FERRY_ALLOW_INLINE_CREDENTIALS is on")
+        return settings
+
+
+def _named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:
+    parts: dict[str, dict[str, str]] = {}
+    for key, value in env.items():
+        match = _CREDENTIAL.fullmatch(key)
+        if match and value:
+            parts.setdefault(match.group(1).lower().replace("_", "-"), {})[match.group(2).lower()] = value
+    out = {}
+    for name, fields in parts.items():
+        if "password" not in fields:
+            raise ConfigurationError(f"setting {credential_env(name)}_PASSWORD: missing (its USERNAME is set)")
+        out[name] = NamedCredential(username=fields.get("username"), password=Secret(fields["password"]))
+    return out
