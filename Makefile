@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all deps lint test demo bench clean
+.PHONY: all deps lint test demo bench openapi clean
 
 all: test
 
@@ -24,6 +24,9 @@ demo: deps
 bench: deps
 	@bash scripts/bootstrap.sh --runtime
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+openapi: deps
+	$(PY) -m scripts.openapi
 
 clean:
 	rm -rf .venv node_modules .mypy_cache .pytest_cache .ruff_cache

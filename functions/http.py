@@ -68,7 +68,13 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()]
+        fields = [
+            {
+                "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e.get("loc", ()))),
+                "message": _message(e),
+            }
+            for e in exc.errors()
+        ]
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()

@@ -1,0 +1,394 @@
+"""The service end to end: HTTP API -> Azure Storage queue (Azurite) -> worker -> real registries
+-> status table. Triggers are called directly with the Functions library's own types."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage as QueueMessageWithMeta
+from fastapi.testclient import TestClient
+
+from functions.http import create_app
+from shared.errors import ConfigurationError
+from shared.jobs.localworker import serve
+from shared.jobs.wiring import Services, build
+from shared.settings import Settings
+from tests.conftest import BASIC_USERS, FAST, Reg
+from tests.harness.azurite import Azurite
+from tests.harness.faultproxy import FaultProxy, Rule
+from tests.harness.images import make_multiarch
+from tests.test_import import seed
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = "PLANTED-svc-s3cret-91ab"
+KEY = base64.b64encode(b"k" * 32).decode()
+
+
+@pytest.fixture(scope="session")
+def azurite(workdir: Path) -> Iterator[Azurite]:
+    server = Azurite(workdir / "azurite").start()
+    yield server
+    server.stop()
+
+
+def environment(azurite: Azurite, **extra: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "FERRY_QUEUE": f"q{suffix}",
+        "FERRY_TABLE": f"t{suffix}",
+        "FERRY_RETRY_DELAY_SECONDS": "0",
+        "FERRY_LEASE_SECONDS": "10",
+        "FERRY_CREDENTIAL_DEV_USERNAME": "alice",
+        "FERRY_CREDENTIAL_DEV_PASSWORD": BASIC_USERS["alice"],
+        **extra,
+    }
+
+
+def make_services(env: dict[str, str]) -> Services:
+    settings = Settings.from_env(env).model_copy(update={"transport": FAST})
+    return build(settings)
+
+
+@pytest.fixture
+def svc(azurite: Azurite) -> Services:
+    return make_services(environment(azurite))
+
+
+@pytest.fixture
+def api(svc: Services) -> TestClient:
+    return TestClient(create_app(lambda: svc))
+
+
+def body(source: Reg, repo: str, target: Reg | str, **extra: Any) -> dict[str, Any]:
+    host = target if isinstance(target, str) else target.host
+    doc: dict[str, Any] = {"targetRegistry": host, "source": {"registryUri": source.host, "sourceImage": f"{repo}:v1"}}
+    doc.update(extra)
+    return doc
+
+
+def drain(svc: Services) -> None:
+    asyncio.run(serve(svc, once=True, idle=0.05))
+
+
+# -- validation --------------------------------------------------------------------------------
+
+GOOD = {"targetRegistry": "prodacr", "source": {"registryUri": "docker.io", "sourceImage": "library/nginx:1.27"}}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(GOOD))
+    *parents, last = path.split(".")
+    node = doc
+    for p in parents:
+        node = node[p]
+    if value is _DROP:
+        node.pop(last)
+    else:
+        node[last] = value
+    return doc
+
+
+_DROP = object()
+INVALID: list[tuple[Any, str, str]] = [
+    (_with("targetRegistry", "abc"), "targetRegistry", "5-50 letters and digits"),
+    (_with("targetRegistry", "x.io/path"), "targetRegistry", "without a path"),
+    (_with("targetRegistry", _DROP), "targetRegistry", "Field required"),
+    (_with("source", _DROP), "source", "Field required"),
+    (_with("source.sourceImage", _DROP), "source.sourceImage", "Field required"),
+    (_with("source.sourceImage", ""), "source.sourceImage", "at least 1 character"),
+    (_with("source.sourceImage", "Library/Nginx"), "source.sourceImage", "lowercase"),
+    (_with("source.sourceImage", "nginx@sha256:abc"), "source.sourceImage", "64 lowercase hex"),
+    (_with("source.sourceImage", "nginx:" + "t" * 129), "source.sourceImage", "over the limit of 128"),
+    (_with("source.registryUri", "ftp://x.io"), "source.registryUri", "unsupported scheme"),
+    (_with("source.resourceId", "/subscriptions/x"), "source.resourceId", "must be /subscriptions/"),
+    (_with("source.credential", "Bad Name!"), "source.credential", "lowercase letters"),
+    (_with("source.credential", "missing"), "source.credential", "'missing' is not configured"),
+    (_with("source.credentials", {"username": "u", "password": "p"}), "source.credentials", "named credential"),
+    (_with("source.credentials", {"username": "u"}), "source.credentials.password", "Field required"),
+    (_with("source.extra", 1), "source.extra", "Extra inputs are not permitted"),
+    (_with("unknown", True), "unknown", "Extra inputs are not permitted"),
+    (_with("targetTags", ["Bad:1"]), "targetTags", "lowercase"),
+    (_with("targetTags", ["app@sha256:" + "a" * 64]), "targetTags", "takes a tag, not a digest"),
+    (_with("targetTags", "app:1"), "targetTags", "valid list"),
+    (_with("targetTags", [f"a{i}:1" for i in range(51)]), "targetTags", "at most 50 items"),
+    (_with("untaggedTargetRepositories", ["a//b"]), "untaggedTargetRepositories", "empty path component"),
+    (_with("mode", "Sometimes"), "mode", "'NoForce' or 'Force'"),
+    (_with("platforms", ["linux"]), "platforms", "os/arch"),
+    (_with("includeReferrers", "maybe"), "includeReferrers", "valid boolean"),
+    (
+        _with(
+            "source.resourceId",
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+            "/providers/Microsoft.ContainerRegistry/registries/devacr",
+        ),
+        "source",
+        "registryUri or resourceId, not both",
+    ),
+    ("not json at all", "body", "JSON"),
+    ([1, 2], "body", "valid dictionary"),
+]
+
+
+@pytest.mark.parametrize(("doc", "field", "reason"), INVALID)
+def test_invalid_requests_name_the_field(api: TestClient, doc: Any, field: str, reason: str) -> None:
+    kwargs = (
+        {"content": doc, "headers": {"Content-Type": "application/json"}} if isinstance(doc, str) else {"json": doc}
+    )
+    response = api.post("/api/imports", **kwargs)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["code"] in ("BAD_REQUEST",)
+    assert any(f["field"] == field and reason in f["message"] for f in problem["fields"]), problem
+    assert "Traceback" not in response.text
+
+
+def test_every_bad_field_is_reported(api: TestClient) -> None:
+    doc = {"targetRegistry": "abc", "source": {"sourceImage": "Bad"}, "mode": "x", "extra": 1}
+    fields = {f["field"] for f in api.post("/api/imports", json=doc).json()["fields"]}
+    assert {"targetRegistry", "source.sourceImage", "mode", "extra"} <= fields
+
+
+# -- the whole path ----------------------------------------------------------------------------
+
+
+def test_http_queue_worker_registries_status(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    index = make_multiarch(seed="service")
+    asyncio.run(seed(open_reg, repo, index))
+    response = api.post("/api/imports", json=body(open_reg, repo, target_reg, targetTags=[f"{repo}:promoted"]))
+    assert response.status_code == 202
+    job = response.json()
+    assert response.headers["Location"] == f"/api/imports/{job['id']}" == job["location"]
+    assert response.headers["Retry-After"] == "5"
+    queued = api.get(job["location"]).json()
+    assert queued["state"] == "queued" and queued["targets"] == [f"{target_reg.host}/{repo}:promoted"]
+    drain(svc)
+    done = api.get(job["location"]).json()
+    assert done["state"] == "succeeded" and done["attempts"] == 1, done
+    assert done["result"]["digest"] == str(index.digest)
+    assert done["result"]["blobs"]["copied"] == len(index.blobs)
+    assert done["startedAt"] and done["finishedAt"]
+    assert svc.queue.receive(1) is None  # consumed
+    listed = api.get("/api/imports", params={"state": "succeeded"}).json()
+    assert [i["id"] for i in listed["items"]] == [job["id"]]
+
+
+def test_named_credential_source(api: TestClient, svc: Services, basic_reg: Reg, target_reg: Reg, repo: str) -> None:
+    asyncio.run(seed(basic_reg, repo, make_multiarch(seed="named")))
+    source = {"registryUri": basic_reg.host, "sourceImage": f"{repo}:v1", "credential": "dev"}
+    job = api.post("/api/imports", json={"targetRegistry": target_reg.host, "source": source}).json()
+    drain(svc)
+    assert api.get(job["location"]).json()["state"] == "succeeded"
+
+
+def test_permanent_failure_is_recorded_and_consumed(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()  # nothing at the source
+    drain(svc)
+    status = api.get(job["location"]).json()
+    assert status["state"] == "failed" and status["attempts"] == 1
+    assert status["error"]["code"] == "NOT_FOUND" and "404" in status["error"]["message"]
+    assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []
+
+
+@pytest.fixture
+def flaky_source(open_reg: Reg) -> Iterator[FaultProxy]:
+    proxy = FaultProxy("127.0.0.1", open_reg.proc.port).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_retryable_failure_succeeds_on_second_delivery(
+    api: TestClient, svc: Services, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
+) -> None:
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed="flaky")))
+    busy = (503, {"Content-Type": "application/json"}, b'{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}')
+    flaky_source.add(Rule("HEAD", f"/{repo}/manifests/v1", times=FAST.max_attempts, respond=busy))
+    doc = {"targetRegistry": target_reg.host, "source": {"registryUri": flaky_source.host, "sourceImage": f"{repo}:v1"}}
+    job = api.post("/api/imports", json=doc).json()
+    drain(svc)
+    status = api.get(job["location"]).json()
+    assert status["state"] == "succeeded" and status["attempts"] == 2, status
+
+
+def test_poison_after_five_deliveries(
+    azurite: Azurite, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
+) -> None:
+    svc = make_services(environment(azurite))
+    svc.settings = svc.settings.model_copy(update={"transport": FAST.__class__(max_attempts=1)})
+    svc.worker.settings = svc.settings
+    api = TestClient(create_app(lambda: svc))
+    flaky_source.add(Rule("HEAD", "/manifests/", times=100, respond=(503, {}, b"")))
+    doc = {"targetRegistry": target_reg.host, "source": {"registryUri": flaky_source.host, "sourceImage": f"{repo}:v1"}}
+    job = api.post("/api/imports", json=doc).json()
+    drain(svc)
+    status = api.get(job["location"]).json()
+    assert status["state"] == "failed" and status["attempts"] == 5
+    assert status["error"]["code"] == "UNAVAILABLE" and "503" in status["error"]["message"]
+    poisoned = svc.queue.peek_poison()
+    assert len(poisoned) == 1 and json.loads(poisoned[0])["id"] == job["id"]
+    assert len(flaky_source.requests("HEAD")) == 5
+
+
+def test_redelivered_finished_job_changes_nothing(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed="redeliver")))
+    job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()
+    message = svc.queue.receive(10)
+    assert message is not None
+    asyncio.run(svc.worker.handle(message.content, 1))
+    first = api.get(job["location"]).json()
+    asyncio.run(svc.worker.handle(message.content, 2))  # the host delivers it again (e.g. after a crash)
+    again = api.get(job["location"]).json()
+    assert first["state"] == again["state"] == "succeeded"
+    assert again["attempts"] == 1 and again["finishedAt"] == first["finishedAt"] and again["result"] == first["result"]
+
+
+def test_idempotency_key_returns_the_first_job(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    headers = {"Idempotency-Key": f"pipeline-run-{repo}"}
+    first = api.post("/api/imports", json=body(open_reg, repo, target_reg), headers=headers)
+    second = api.post("/api/imports", json=body(open_reg, repo, target_reg), headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"] and second.json()["created"] is False
+    assert svc.queue.receive(1) is not None and svc.queue.receive(1) is None  # one message only
+    other = api.post("/api/imports", json=body(open_reg, repo, target_reg), headers={"Idempotency-Key": "another"})
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_unknown_job_and_listing(api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    assert api.get("/api/imports/0000000000000deadbeef").status_code == 404
+    assert api.get("/api/imports/../../etc").status_code == 404
+    ids = [api.post("/api/imports", json=body(open_reg, f"{repo}{i}", target_reg)).json()["id"] for i in range(3)]
+    page = api.get("/api/imports", params={"limit": 2}).json()
+    assert [i["id"] for i in page["items"]] == ids[::-1][:2] and page["next"]
+    rest = api.get("/api/imports", params={"limit": 2, "continuation": page["next"]}).json()
+    assert [i["id"] for i in rest["items"]] == [ids[0]]
+    assert api.get("/api/imports", params={"state": "bogus"}).status_code == 400
+
+
+def test_health(api: TestClient) -> None:
+    response = api.get("/api/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "queue": "ok", "table": "ok"}
+
+
+def test_openapi_document_is_checked_in(api: TestClient) -> None:
+    """`make openapi` writes openapi.json; this fails when the API and the file differ."""
+    served = api.get("/api/openapi.json").json()
+    assert served == json.loads((ROOT / "openapi.json").read_text())
+
+
+# -- through the Functions host's types --------------------------------------------------------
+
+
+def test_asgi_function_and_queue_trigger(
+    monkeypatch: pytest.MonkeyPatch, azurite: Azurite, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    import function_app
+    from functions import root
+
+    for key, value in environment(azurite).items():
+        monkeypatch.setenv(key, value)
+    root.services.cache_clear()
+    try:
+        functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+        assert set(functions) == {"http_app_func", "import_worker"}
+        asyncio.run(seed(open_reg, repo, make_multiarch(seed="host")))
+        request = func.HttpRequest(
+            "POST",
+            "http://localhost/api/imports",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(body(open_reg, repo, target_reg)).encode(),
+        )
+        response = asyncio.run(functions["http_app_func"](request, None))
+        assert response.status_code == 202
+        job_id = json.loads(response.get_body())["id"]
+        services = root.services()
+        message = services.queue.receive(10)
+        assert message is not None
+        asyncio.run(
+            functions["import_worker"](
+                QueueMessageWithMeta(id=message.id, body=message.content.encode(), dequeue_count=1)
+            )
+        )
+        status = services.statuses.get(job_id)
+        assert status is not None and status["state"] == "succeeded"
+    finally:
+        root.services.cache_clear()
+
+
+# -- settings and secrets ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "AzureWebJobsStorage"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_DEQUEUE_COUNT": "zero"}, "FERRY_MAX_DEQUEUE_COUNT"),
+        ({"AzureWebJobsStorage": "x", "FERRY_QUEUE": "Bad_Queue"}, "FERRY_QUEUE"),
+        ({"AzureWebJobsStorage": "x", "FERRY_CREDENTIAL_HUB_USERNAME": "u"}, "FERRY_CREDENTIAL_HUB_PASSWORD"),
+        ({"AzureWebJobsStorage": "x", "FERRY_CREDENTIAL_KEY": "c2hvcnQ="}, "FERRY_CREDENTIAL_KEY"),
+        ({"AzureWebJobsStorage": "x", "FERRY_ALLOW_INLINE_CREDENTIALS": "true"}, "FERRY_CREDENTIAL_KEY"),
+        ({"AzureWebJobsStorage": "x", "FERRY_ALLOW_INLINE_CREDENTIALS": "perhaps"}, "FERRY_ALLOW_INLINE_CREDENTIALS"),
+    ],
+)
+def test_bad_settings_fail_naming_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"setting {named}"):
+        Settings.from_env(env)
+
+
+def test_no_secret_in_queue_status_or_logs(
+    caplog: pytest.LogCaptureFixture, azurite: Azurite, basic_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    svc = make_services(
+        environment(
+            azurite,
+            FERRY_ALLOW_INLINE_CREDENTIALS="true",
+            FERRY_CREDENTIAL_KEY=KEY,
+            FERRY_CREDENTIAL_PLANTED_USERNAME="alice",
+            FERRY_CREDENTIAL_PLANTED_PASSWORD=PLANTED,
+        )
+    )
+    api = TestClient(create_app(lambda: svc))
+    asyncio.run(seed(basic_reg, repo, make_multiarch(seed="secret")))
+    inline = {
+        "registryUri": basic_reg.host,
+        "sourceImage": f"{repo}:v1",
+        "credentials": {"username": "alice", "password": BASIC_USERS["alice"]},
+    }
+    bad_inline = {**inline, "credentials": {"username": "alice", "password": PLANTED}}
+    named = {"registryUri": basic_reg.host, "sourceImage": f"{repo}:v1", "credential": "planted"}
+    jobs = [
+        api.post(
+            "/api/imports", json={"targetRegistry": target_reg.host, "source": s, "targetTags": [f"{repo}:{i}"]}
+        ).json()
+        for i, s in enumerate((inline, bad_inline, named))
+    ]
+    raw = [m.content for m in svc.queue.queue.peek_messages(max_messages=32)]
+    assert len(raw) == 3
+    drain(svc)
+    states = [api.get(j["location"]).json() for j in jobs]
+    assert [s["state"] for s in states] == ["succeeded", "failed", "failed"], states
+    records = json.dumps([svc.statuses.get(j["id"]) for j in jobs])
+    logs = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    for secret in (PLANTED, BASIC_USERS["alice"], KEY):
+        for text in (*raw, records, logs):
+            assert secret not in text
+            assert base64.b64encode(secret.encode()).decode() not in text
+    assert os.environ.get("FERRY_CREDENTIAL_KEY") is None
