@@ -1,60 +1,165 @@
-"""`make demo`: what Ferry can do today, for real, on this machine.
+"""`make demo`: a real import end to end, through the HTTP API, the queue and the worker.
 
-Starts a local registry with htpasswd auth on 127.0.0.1, pushes a generated multi-arch image
-with Ferry's registry client, reads it back (resolve by HEAD, manifests verified by digest,
-every blob streamed and verified), prints what it found, and stops the registry it started.
+Starts, on 127.0.0.1: Azurite (queue and table), a "dev" registry with htpasswd auth and an
+open "prod" registry, the HTTP API under uvicorn, and one worker (`python -m shared.cli
+worker`). Pushes a generated multi-arch image into dev, POSTs an import of it to prod with a
+named credential, follows the job until it ends, checks that prod has the same digest, prints
+the curl commands a user would type, and stops everything it started (by PID).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
+
 from shared.credentials import Secret, UsernamePassword
-from shared.oci import Index, parse_manifest
 from shared.registry import RegistryClient
+from tests.harness.azurite import Azurite
 from tests.harness.images import make_multiarch, push_image
-from tests.harness.registry import basic_registry
+from tests.harness.registry import basic_registry, free_port, open_registry, wait_for_http
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_USER, DEV_PASSWORD = "dev-bot", "dev-registry-password"
 
 
-async def run(host: str, credential: UsernamePassword) -> None:
-    image = make_multiarch(["linux/amd64", "linux/arm64/v8", "windows/amd64"], seed="demo")
-    async with RegistryClient(host, credential) as client:
-        pushed = await push_image(client, "demo/hello", image, "1.0")
-        print(f"pushed  {host}/demo/hello:1.0 -> {pushed}")
-        root = await client.resolve("demo/hello", "1.0")
-        print(f"resolve {root.media_type} {root.digest} ({root.size} bytes)")
-        _, body = await client.fetch_manifest("demo/hello", str(root.digest))
-        index = parse_manifest(body)
-        assert isinstance(index, Index)
-        total = 0
-        for child in index.manifests:
-            _, child_body = await client.fetch_manifest("demo/hello", str(child.digest))
-            manifest = parse_manifest(child_body)
-            sizes = []
-            for blob in getattr(manifest, "blobs", ()):
-                n = sum([len(chunk) async for chunk in client.fetch_blob("demo/hello", blob)])
-                sizes.append(n)
-            total += sum(sizes)
-            print(f"  {child.platform!s:16} {child.digest}  {len(sizes)} blobs, {sum(sizes)} bytes, all verified")
-        print(f"tags    {await client.list_tags('demo/hello')}")
-        print(f"read back {len(index.manifests)} platforms, {total} blob bytes; digests match what was pushed")
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def push_sample(host: str) -> str:
+    image = make_multiarch(
+        ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"], layer_sizes=(400_000, 600_000), seed="demo"
+    )
+    async with RegistryClient(host, UsernamePassword(DEV_USER, Secret(DEV_PASSWORD))) as client:
+        return str(await push_image(client, "team/web", image, "1.0"))
+
+
+async def digest_at(host: str, repo: str, tag: str) -> str:
+    async with RegistryClient(host) as client:
+        return str((await client.resolve(repo, tag)).digest)
+
+
+def follow(api: str, location: str, timeout: float = 120.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        status = httpx.get(api + location, timeout=10).json()
+        progress = status.get("progress") or {}
+        line = f"  {status['state']:9}  attempts {status['attempts']}"
+        if progress:
+            line += f"  blobs {progress.get('blobs_copied', 0)}/{progress.get('blobs_total', '?')}"
+        if line != last:
+            print(line)
+            last = line
+        if status["state"] in ("succeeded", "failed"):
+            return dict(status)
+        time.sleep(0.3)
+    raise TimeoutError("the job did not finish in time")
 
 
 def main() -> int:
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="ferry-demo-") as tmp:
-        registry = basic_registry(Path(tmp), {"demo": "demo-password"}, name="dev")
+        work = Path(tmp)
+        azurite = Azurite(work / "azurite").start()
+        dev = basic_registry(work, {DEV_USER: DEV_PASSWORD}, name="dev")
+        prod = open_registry(work, "prod")
         print(
-            f"started docker-registry (htpasswd) on {registry.host}, pid {registry.proc.pid if registry.proc else '?'}"
+            f"started Azurite (queue :{azurite.queue_port}, table :{azurite.table_port}), "
+            f"dev registry {dev.host} (htpasswd), prod registry {prod.host}"
         )
         try:
-            asyncio.run(run(registry.host, UsernamePassword("demo", Secret("demo-password"))))
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "AzureWebJobsStorage": azurite.connection_string,
+                "FERRY_CREDENTIAL_DEV_USERNAME": DEV_USER,
+                "FERRY_CREDENTIAL_DEV_PASSWORD": DEV_PASSWORD,
+                "FERRY_RETRY_DELAY_SECONDS": "2",
+            }
+            port = free_port()
+            api = f"http://127.0.0.1:{port}"
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "functions.http:fast_app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env,
+                    work / "api.log",
+                )
+            )
+            wait_for_http(f"{api}/api/health", timeout=30, proc=procs[-1])
+            procs.append(start([sys.executable, "-m", "shared.cli", "worker"], env, work / "worker.log"))
+            print(f"started the HTTP API on {api} (uvicorn, pid {procs[0].pid}) and a worker (pid {procs[1].pid})")
+
+            pushed = asyncio.run(push_sample(dev.host))
+            print(f"pushed a 3-platform image to {dev.host}/team/web:1.0 -> {pushed}")
+            request = {
+                "targetRegistry": prod.host,
+                "source": {"registryUri": dev.host, "sourceImage": "team/web:1.0", "credential": "dev"},
+                "targetTags": ["web:1.0", "web:stable"],
+            }
+            response = httpx.post(f"{api}/api/imports", json=request, timeout=10)
+            response.raise_for_status()
+            job = response.json()
+            print(
+                f"POST /api/imports -> {response.status_code}, job {job['id']}, Location {response.headers['Location']}"
+            )
+            status = follow(api, job["location"])
+            if status["state"] != "succeeded":
+                print(f"the import failed: {status.get('error')}")
+                print((work / "worker.log").read_text()[-3000:])
+                return 1
+            result = status["result"]
+            assert isinstance(result, dict)
+            at_prod = asyncio.run(digest_at(prod.host, "web", "stable"))
+            print(f"prod {prod.host}/web:stable -> {at_prod}")
+            print(f"dev  {dev.host}/team/web:1.0 -> {pushed}")
+            print(f"digests {'match' if at_prod == pushed else 'DIFFER'}; {result['blobs']} in {result['seconds']} s")
+            print("\nThe same by hand:")
+            print(
+                f"  curl -s -X POST {api}/api/imports -H 'Content-Type: application/json' \\\n"
+                f"       -H 'Idempotency-Key: my-pipeline-run-42' -d '{__import__('json').dumps(request)}'"
+            )
+            print(f"  curl -s {api}{job['location']}")
+            print(f"  curl -s '{api}/api/imports?state=succeeded&limit=10'")
+            print("  (in Azure, add ?code=<function key> or put Entra ID in front; see the README)")
+            return 0 if at_prod == pushed else 1
         finally:
-            registry.stop()
-            print("stopped the registry")
-    return 0
+            for proc in reversed(procs):
+                stop(proc)
+            prod.stop()
+            dev.stop()
+            azurite.stop()
+            print("stopped the worker, the API, both registries and Azurite")
 
 
 if __name__ == "__main__":

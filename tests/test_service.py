@@ -222,6 +222,8 @@ def test_retryable_failure_succeeds_on_second_delivery(
     drain(svc)
     status = api.get(job["location"]).json()
     assert status["state"] == "succeeded" and status["attempts"] == 2, status
+    assert status["error"] is None  # the first attempt's error is cleared
+    assert status["progress"]["blobs_copied"] == status["result"]["blobs"]["copied"]
 
 
 def test_poison_after_five_deliveries(

@@ -144,7 +144,11 @@ NESTED = ("progress", "result", "error", "targets", "request")
 def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": job_id}
     for key, value in fields.items():
-        if key == "id" or value is None:
+        if key == "id":
+            continue
+        if value is None:  # a merge cannot remove a property: an empty string stands for "none"
+            if key in NESTED:
+                entity[key] = ""
             continue
         stored = value.isoformat() if isinstance(value, datetime) else value
         entity[key] = json.dumps(stored) if isinstance(stored, (dict, list)) else stored
@@ -156,7 +160,10 @@ def _decode(entity: dict[str, Any]) -> dict[str, Any]:
     for key, value in entity.items():
         if key in ("PartitionKey", "RowKey") or key.startswith("odata") or key == "Timestamp":
             continue
-        doc[key] = json.loads(value) if key in NESTED and isinstance(value, str) else value
+        if key in NESTED and isinstance(value, str):
+            doc[key] = json.loads(value) if value else None
+        else:
+            doc[key] = value
     return doc
 
 

@@ -240,7 +240,8 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.id)
             await self._failed(job.id, _Unexpected(type(exc).__name__), dequeue_count)
             return
-        await self._update(job.id, state="succeeded", finishedAt=now(), result=result, error=None)
+        final = result.pop("progress", None)
+        await self._update(job.id, state="succeeded", finishedAt=now(), result=result, progress=final, error=None)
         log.info("job %s succeeded: %s -> %s", job.id, result.get("source"), ", ".join(result.get("targets", [])))
 
     async def _failed(self, job_id: str, exc: FerryError, dequeue_count: int) -> None:
@@ -258,8 +259,10 @@ class Worker:
     async def _run(self, job: ImportJob, request: ImportRequest) -> dict[str, Any]:
         spec = request.spec(self.settings.limits)
         last = [0.0]
+        latest: list[Progress] = []
 
         def progress(p: Progress) -> None:
+            latest[:] = [p]
             if time.monotonic() - last[0] < PROGRESS_INTERVAL:
                 return
             last[0] = time.monotonic()
@@ -281,6 +284,8 @@ class Worker:
                 on_progress=progress,
                 progress_interval=PROGRESS_INTERVAL,
             )
+        if latest:
+            result["progress"] = latest[0].snapshot()
         return result
 
 
