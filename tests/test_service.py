@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +395,63 @@ def test_no_secret_in_queue_status_or_logs(
             assert secret not in text
             assert base64.b64encode(secret.encode()).decode() not in text
     assert os.environ.get("FERRY_CREDENTIAL_KEY") is None
+
+
+def test_local_worker_releases_its_message_on_sigterm(
+    azurite: Azurite, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
+) -> None:
+    """SIGTERM mid-job: the worker process exits promptly and the message is visible again at
+    once (not after its lease), so another worker can take it."""
+    import signal
+    import subprocess
+    import time
+
+    env = environment(azurite, FERRY_LEASE_SECONDS="60")
+    svc = make_services(env)
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed="sigterm")))
+    flaky_source.add(Rule("GET", "/blobs/", times=100, delay=0.5))  # a slow source keeps the job running
+    doc = {"targetRegistry": target_reg.host, "source": {"registryUri": flaky_source.host, "sourceImage": f"{repo}:v1"}}
+    job = TestClient(create_app(lambda: svc)).post("/api/imports", json=doc).json()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "worker"],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (svc.statuses.get(job["id"]) or {}).get("state") != "running":
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    message = svc.queue.receive(10)
+    assert message is not None and message.dequeue_count == 2  # visible again at once, delivered again
+    assert json.loads(message.content)["id"] == job["id"]
+
+
+def test_two_worker_processes_share_the_queue(azurite: Azurite, open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    import subprocess
+
+    env = environment(azurite)
+    svc = make_services(env)
+    api = TestClient(create_app(lambda: svc))
+    jobs = []
+    for i in range(6):
+        asyncio.run(seed(open_reg, f"{repo}-{i}", make_multiarch(seed=f"two-{i}")))
+        jobs.append(api.post("/api/imports", json=body(open_reg, f"{repo}-{i}", target_reg)).json())
+    cmd = [sys.executable, "-m", "shared.cli", "worker", "--once"]
+    procs = [
+        subprocess.Popen(
+            cmd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    statuses = [api.get(j["location"]).json() for j in jobs]
+    assert [(s["state"], s["attempts"]) for s in statuses] == [("succeeded", 1)] * 6  # each ran once

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,8 @@ class Rule:
     cut: int | None = None
     corrupt: int | None = None
     cut_request: int | None = None
+    #: Seconds to wait before answering (a slow registry).
+    delay: float = 0.0
     when: Callable[[dict[str, str]], bool] | None = None
     fired: int = 0
 
@@ -145,6 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
         seen = Seen(method, path, headers)
         self.owner.seen.append(seen)
         rule = self.owner.take(method, path, {k.lower(): v for k, v in headers.items()})
+        if rule and rule.delay:
+            time.sleep(rule.delay)
         if rule and rule.cut_request is not None:
             self._cut_request(rule.cut_request, headers)
             return
