@@ -3,8 +3,11 @@ blueprints. Nothing else lives here; the triggers are in ``functions/``, the wor
 
 import azure.functions as func
 
+from functions.events import bp as events
 from functions.http import fast_app
+from functions.timer import bp as timer
 from functions.worker import bp as worker
 
 app = func.AsgiFunctionApp(app=fast_app, http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(worker)
+for blueprint in (worker, events, timer):
+    app.register_functions(blueprint)

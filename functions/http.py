@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from functions.root import Services, services
+from shared.errors import ConfigurationError
+from shared.jobs.automation import run_mirrors
 from shared.jobs.models import ImportRequest, ImportStatus
 from shared.jobs.service import BadRequest
 
@@ -87,6 +89,10 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         )
         return JSONResponse(status_code=400, content=problem.model_dump())
 
+    @app.exception_handler(ConfigurationError)
+    async def _unconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
+        return JSONResponse(status_code=503, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
+
     @app.post("/api/imports", status_code=202, response_model=Accepted, responses={400: {"model": Problem}})
     async def submit(
         body: ImportRequest,
@@ -115,6 +121,11 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     ) -> JobList:
         items, token = await asyncio.to_thread(get_services().statuses.list, state, limit, continuation)
         return JobList(items=[ImportStatus.model_validate(i) for i in items], next=token)
+
+    @app.post("/api/mirror/run")
+    async def mirror_run(dry_run: Annotated[bool, Query(alias="dryRun")] = False) -> dict[str, Any]:
+        """Run the timer's mirror pass now; with ``dryRun=true`` only report what it would enqueue."""
+        return {"dryRun": dry_run, "entries": await run_mirrors(get_services(), dry_run)}
 
     @app.get("/api/health")
     async def health() -> JSONResponse:

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs and attestations")
     imp.add_argument("--dry-run", action="store_true", help="print the plan and copy nothing")
     imp.add_argument("--concurrency", type=int, default=int(os.environ.get("FERRY_CONCURRENCY", "8")))
+    rules = commands.add_parser("rules", help="the promotion and mirror rules file")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_commands.add_parser("check", help="validate a rules file and say what each rule matches")
+    check.add_argument("file")
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser
@@ -163,10 +167,42 @@ def _worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rules_check(args: argparse.Namespace) -> int:
+    from shared.errors import ConfigurationError
+    from shared.jobs.rules import load_rules
+
+    try:
+        rules = load_rules(args.file)
+    except ConfigurationError as exc:
+        print(f"ferry rules: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for p in rules.promotions:
+        tags = ", ".join(p.targetTags)
+        print(
+            f"promotion {p.name}: pushes to {p.sourceRegistry}/{p.repository} with tags matching /{p.tag}/ "
+            f"-> {p.targetRegistry}/{p.targetRepository} as {tags} ({p.mode})"
+        )
+    for m in rules.mirrors:
+        how = [
+            f"tags {m.tags}" if m.tags else "",
+            f"/{m.tagRegex}/" if m.tagRegex else "",
+            f"semver {m.semver}" if m.semver else "",
+            f"newest {m.newest}" if m.newest else "",
+        ]
+        print(
+            f"mirror {m.name}: {m.source} ({'; '.join(h for h in how if h)}) "
+            f"-> {m.targetRegistry}/{m.targetRepository} ({m.mode})"
+        )
+    print(f"{len(rules.promotions)} promotions, {len(rules.mirrors)} mirrors: valid")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "worker":
         return _worker(args)
+    if args.command == "rules":
+        return _rules_check(args)
     import asyncio
 
     from shared.errors import ConfigurationError, FerryError, InvalidReferenceError

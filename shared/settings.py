@@ -64,6 +64,10 @@ class Settings(BaseModel):
     max_manifests: int = Field(DEFAULT_MAX_MANIFESTS, ge=1, le=10_000)
     max_public_blob_bytes: int | None = Field(DEFAULT_MAX_PUBLIC_BLOB_BYTES, ge=0)
     allow_inline_credentials: bool = False
+    #: ``FERRY_RULES_FILE``: promotion and mirror rules (YAML or JSON), shipped with the app.
+    rules_file: str | None = None
+    #: Stop asking a registry whose ``ratelimit-remaining`` falls under this (mirror passes).
+    ratelimit_floor: int = Field(10, ge=0)
     #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
     credential_key: Secret | None = None
     credentials: dict[str, NamedCredential] = Field(default_factory=dict)
@@ -100,6 +104,8 @@ class Settings(BaseModel):
             "max_manifests": "FERRY_MAX_MANIFESTS",
             "max_public_blob_bytes": "FERRY_MAX_PUBLIC_BLOB_BYTES",
             "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
+            "rules_file": "FERRY_RULES_FILE",
+            "ratelimit_floor": "FERRY_RATELIMIT_FLOOR",
         }
         for field, setting in names.items():
             if env.get(setting, "") != "":

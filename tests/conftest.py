@@ -3,15 +3,18 @@ token exchange), started once per session and stopped by PID."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.credentials import Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
 from shared.registry import RegistryClient, TransportOptions
+from tests.harness.azurite import Azurite
 from tests.harness.entra import FakeTokenCredential
 from tests.harness.registry import RegistryProcess, basic_registry, free_port, open_registry, token_registry
 from tests.harness.tokenserver import ACR_ISSUER, ISSUER, TokenServer
@@ -105,6 +108,21 @@ def acr_reg(workdir: Path) -> Iterator[Reg]:
 def acr2_reg(workdir: Path) -> Iterator[Reg]:
     """A second ACR-like registry, in another tenant."""
     yield from _acr(workdir, "acr2", "tenant-two")
+
+
+@pytest.fixture(scope="session")
+def azurite(workdir: Path) -> Iterator[Azurite]:
+    server = Azurite(workdir / "azurite").start()
+    yield server
+    server.stop()
+
+
+@functools.cache
+def app_functions() -> dict[str, Any]:
+    """The function app's functions by name. ``get_functions()`` may run only once per app."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 @pytest.fixture

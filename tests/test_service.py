@@ -35,13 +35,6 @@ PLANTED = "PLANTED-svc-s3cret-91ab"
 KEY = base64.b64encode(b"k" * 32).decode()
 
 
-@pytest.fixture(scope="session")
-def azurite(workdir: Path) -> Iterator[Azurite]:
-    server = Azurite(workdir / "azurite").start()
-    yield server
-    server.stop()
-
-
 def environment(azurite: Azurite, **extra: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:10]
     return {
@@ -302,15 +295,14 @@ def test_openapi_document_is_checked_in(api: TestClient) -> None:
 def test_asgi_function_and_queue_trigger(
     monkeypatch: pytest.MonkeyPatch, azurite: Azurite, open_reg: Reg, target_reg: Reg, repo: str
 ) -> None:
-    import function_app
     from functions import root
+    from tests.conftest import app_functions
 
     for key, value in environment(azurite).items():
         monkeypatch.setenv(key, value)
     root.services.cache_clear()
     try:
-        functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
-        assert set(functions) == {"http_app_func", "import_worker"}
+        functions = {name: f.get_user_function() for name, f in app_functions().items()}
         asyncio.run(seed(open_reg, repo, make_multiarch(seed="host")))
         request = func.HttpRequest(
             "POST",

@@ -156,6 +156,13 @@ class Submitter:
             raise
         return status, True
 
+    def submit_keyed(self, request: ImportRequest, key: str) -> str:
+        """For the triggers: submit under an idempotency ``key``; returns the job id."""
+        status, created = self.submit(request, key)
+        if not created:
+            log.info("job %s already exists for this event or mirror entry; nothing new enqueued", status.id)
+        return status.id
+
 
 def _without_secrets(request: ImportRequest) -> dict[str, Any]:
     doc = request.model_dump(mode="json", exclude_none=True)
@@ -208,6 +215,12 @@ class Worker:
             return self.settings.credential(request.source.credential)
         registry = request.source.registry
         return self._entra() if registry and is_acr(registry) else Anonymous()
+
+    def credential_for(self, registry: str, name: str | None) -> Credential:
+        """A named credential, else the Entra identity for ACR, else anonymous (the triggers')."""
+        if name:
+            return self.settings.credential(name)
+        return self.target_credential(registry)
 
     def target_credential(self, registry: str) -> Credential:
         if self._target_credential is not None:

@@ -100,6 +100,8 @@ class Transport:
         )
         headers = {"User-Agent": self.options.user_agent}
         hooks = {"request": [self._check_request]}
+        #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
+        self.ratelimit_remaining: int | None = None
         self._token_http = httpx.AsyncClient(
             timeout=timeout,
             headers=headers,
@@ -108,8 +110,19 @@ class Transport:
         )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
         self.http = httpx.AsyncClient(
-            auth=self.auth, timeout=timeout, headers=headers, event_hooks=hooks, transport=LazyTLSTransport(limits)
+            auth=self.auth,
+            timeout=timeout,
+            headers=headers,
+            event_hooks={**hooks, "response": [self._note_ratelimit]},
+            transport=LazyTLSTransport(limits),
         )
+
+    async def _note_ratelimit(self, response: httpx.Response) -> None:
+        value = response.headers.get("ratelimit-remaining")
+        if value:
+            head = value.split(";", 1)[0].strip()
+            if head.isdigit():
+                self.ratelimit_remaining = int(head)
 
     async def _check_request(self, request: httpx.Request) -> None:
         self.options.check_url(request.url, f"request to {self.registry}")

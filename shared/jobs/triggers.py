@@ -1,0 +1,219 @@
+"""What the Event Grid and timer triggers do, so that they stay one call each.
+
+- :func:`promote`: an ``ImagePushed`` event (Event Grid schema or CloudEvents) → one import per
+  matching promotion rule. Only tagged pushes promote (a multi-arch push also sends digest-only
+  events for its children). Delivery is at least once: each import's idempotency key is derived
+  from the registry, repository, digest, rule and targets, so a redelivered or duplicated event
+  enqueues nothing new.
+- :func:`mirror_pass`: for each mirror entry, list the source's tags, select some, ``HEAD`` each on
+  both sides (``HEAD`` is not a Docker Hub pull) and enqueue only what differs or is missing.
+  Stops asking a registry whose ``ratelimit-remaining`` is under the floor, and defers an entry
+  that met a 429 to the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.credentials import Credential
+from shared.errors import FerryError, NotFoundError, RateLimitedError
+from shared.jobs.models import ImportRequest, Source
+from shared.jobs.rules import Mirror, Promotion, Rules, render
+from shared.oci.reference import parse_reference, parse_registry
+from shared.registry import RegistryClient, TransportOptions
+
+log = logging.getLogger(__name__)
+
+PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
+_REGISTRY_ID = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([A-Za-z0-9]+)", re.IGNORECASE)
+
+#: (request, idempotency key) -> job id. The submitter's, off the event loop.
+Submit = Callable[[ImportRequest, str], Awaitable[str]]
+#: (registry, named credential or None) -> credential
+Credentials = Callable[[str, str | None], Credential]
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Push:
+    event_id: str
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+
+
+def parse_push(event: dict[str, Any]) -> Push | None:
+    """The push an event describes; None for events that promote nothing (other types, digest-only
+    pushes); :class:`MalformedEvent` when an ``ImagePushed`` lacks what it must have."""
+    event_type = event.get("eventType") or event.get("type")
+    if event_type != PUSHED:
+        return None
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("target"), dict):
+        raise MalformedEvent("ImagePushed without data.target")
+    target = data["target"]
+    tag = target.get("tag")
+    if not tag:
+        return None  # a child manifest of a multi-arch push, by digest only
+    repository, digest = target.get("repository"), target.get("digest")
+    if not isinstance(repository, str) or not isinstance(digest, str):
+        raise MalformedEvent("ImagePushed without data.target.repository or digest")
+    request = data.get("request") if isinstance(data.get("request"), dict) else {}
+    host = request.get("host") if request else None
+    if not host:
+        match = _REGISTRY_ID.search(str(event.get("topic") or event.get("source") or ""))
+        if not match:
+            raise MalformedEvent("ImagePushed without data.request.host or a registry topic")
+        host = f"{match.group(1).lower()}.azurecr.io"
+    try:
+        registry = parse_registry(str(host))
+        ref = parse_reference(f"{repository}:{tag}@{digest}", default_registry=registry)
+    except ValueError as exc:
+        raise MalformedEvent(str(exc)) from None
+    return Push(
+        str(event.get("id", "")), registry, ref.repository, str(tag), str(ref.digest), str(target.get("mediaType", ""))
+    )
+
+
+def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
+    values = {"repository": push.repository, "tag": push.tag, "digest": push.digest.replace(":", "-")}
+    repository = render(rule.targetRepository, **values)
+    tags = [f"{repository}:{render(t, **values)}" for t in rule.targetTags]
+    request = ImportRequest(
+        targetRegistry=rule.targetRegistry,
+        source=Source(
+            registryUri=push.registry, sourceImage=f"{push.repository}@{push.digest}", credential=rule.credential
+        ),
+        targetTags=tags,
+        mode=rule.mode,
+        platforms=rule.platforms,
+        includeReferrers=rule.includeReferrers,
+    )
+    key = "|".join(("promote", push.registry, push.repository, push.digest, rule.name, rule.targetRegistry, *tags))
+    return request, key
+
+
+async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[str]:
+    """Enqueue the imports ``event`` asks for; returns their job ids."""
+    try:
+        push = parse_push(event)
+    except MalformedEvent as exc:
+        log.warning("dropping malformed event %s: %s", event.get("id", "?"), exc)
+        return []
+    if push is None:
+        log.debug("event %s (%s) promotes nothing", event.get("id", "?"), event.get("eventType") or event.get("type"))
+        return []
+    jobs = []
+    for rule in rules.promotions:
+        if rule.matches(push.registry, push.repository, push.tag):
+            request, key = promotion(rule, push)
+            jobs.append(await submit(request, key))
+            log.info(
+                "event %s: rule %s promotes %s/%s:%s",
+                push.event_id,
+                rule.name,
+                push.registry,
+                push.repository,
+                push.tag,
+            )
+    return jobs
+
+
+# -- mirroring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MirrorReport:
+    name: str
+    selected: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    enqueued: dict[str, str] = field(default_factory=dict)
+    deferred: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
+            "enqueued": self.enqueued, "deferred": self.deferred,
+        }  # fmt: skip
+
+
+async def _mirror_one(
+    entry: Mirror, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int
+) -> MirrorReport:
+    report = MirrorReport(entry.name)
+    source = parse_reference(entry.source)
+    async with (
+        RegistryClient(source.registry, credentials(source.registry, entry.credential), options) as src,
+        RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options) as dst,
+    ):
+        try:
+            report.selected = entry.select(await src.list_tags(source.repository))
+            for tag in report.selected:
+                remaining = src.transport.ratelimit_remaining
+                if remaining is not None and remaining < floor:
+                    report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
+                    break
+                desc = await src.resolve(source.repository, tag)
+                target_repo = render(
+                    entry.targetRepository,
+                    repository=source.repository,
+                    tag=tag,
+                    digest=str(desc.digest).replace(":", "-"),
+                )
+                try:
+                    current = await dst.resolve(target_repo, tag)
+                except NotFoundError:
+                    current = None
+                if current is not None and current.digest == desc.digest:
+                    report.unchanged.append(tag)
+                    continue
+                request = ImportRequest(
+                    targetRegistry=entry.targetRegistry,
+                    source=Source(
+                        registryUri=source.registry,
+                        sourceImage=f"{source.repository}:{tag}@{desc.digest}",
+                        credential=entry.credential,
+                    ),
+                    targetTags=[f"{target_repo}:{tag}"],
+                    mode=entry.mode,
+                    platforms=entry.platforms,
+                    includeReferrers=entry.includeReferrers,
+                )
+                key = "|".join(
+                    ("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag)
+                )
+                report.enqueued[tag] = await submit(request, key) if submit else "dry-run"
+        except RateLimitedError as exc:
+            report.deferred = f"rate limited ({exc.retry_after or '?'} s): {exc}"
+    return report
+
+
+async def mirror_pass(
+    rules: Rules, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int = 10
+) -> list[MirrorReport]:
+    """One pass over every mirror entry; ``submit=None`` is a dry run (nothing enqueued)."""
+    reports = []
+    for entry in rules.mirrors:
+        try:
+            report = await _mirror_one(entry, credentials, options, submit, floor)
+        except FerryError as exc:  # one entry's trouble does not stop the others
+            report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
+        log.info(
+            "mirror %s: %d selected, %d unchanged, %d enqueued%s",
+            entry.name,
+            len(report.selected),
+            len(report.unchanged),
+            len(report.enqueued),
+            f", deferred: {report.deferred}" if report.deferred else "",
+        )
+        reports.append(report)
+    return reports

@@ -1,0 +1,147 @@
+"""The rules file: validation naming the rule and field, templates, tag selection with semver."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.jobs.rules import Mirror, in_range, parse_range, parse_rules, semver
+
+GOOD = """
+promotions:
+  - name: web-to-prod
+    sourceRegistry: devacr.azurecr.io
+    repository: "team/*"
+    tag: 'v\\d+\\.\\d+\\.\\d+'
+    targetRegistry: prodacr
+    targetRepository: "prod/{repository}"
+    targetTags: ["{tag}", "stable"]
+    mode: Force
+mirrors:
+  - name: nginx
+    source: docker.io/library/nginx
+    semver: ">=1.25 <2"
+    newest: 2
+    targetRegistry: prodacr
+    targetRepository: "mirror/{repository}"
+    mode: Force
+"""
+
+
+def test_good_rules_yaml_and_json() -> None:
+    rules = parse_rules(GOOD)
+    assert rules.promotions[0].matches("devacr.azurecr.io", "team/web", "v1.2.3")
+    assert not rules.promotions[0].matches("devacr.azurecr.io", "team/web", "latest")
+    assert not rules.promotions[0].matches("other.azurecr.io", "team/web", "v1.2.3")
+    assert not rules.promotions[0].matches("devacr.azurecr.io", "other/web", "v1.2.3")
+    assert (
+        rules.mirrors[0].source == "docker.io/library/nginx" and rules.mirrors[0].targetRegistry == "prodacr.azurecr.io"
+    )
+    assert parse_rules(json.dumps(rules.model_dump())) == rules
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("promotions: [{name: a, sourceRegistry: x.io, targetRegistry: y.io, tag: '('}]", "promotions[0] (a).tag"),
+        (
+            "promotions: [{name: a, sourceRegistry: x.io, targetRegistry: abc}]",
+            "promotions[0] (a).targetRegistry: invalid",
+        ),
+        (
+            "promotions: [{name: a, sourceRegistry: x.io, targetRegistry: y.io, targetTags: ['{nope}']}]",
+            "promotions[0] (a).targetTags: unknown template field",
+        ),
+        (
+            "promotions: [{name: a, sourceRegistry: x.io, targetRegistry: y.io, targetRepository: 'Up/{repository}'}]",
+            "promotions[0] (a).targetRepository",
+        ),
+        (
+            "mirrors: [{name: m, source: 'docker.io/library/nginx:1', targetRegistry: y.io, tags: ['1']}]",
+            "mirrors[0] (m).source: a mirror's source is a repository",
+        ),
+        (
+            "mirrors: [{name: m, source: docker.io/library/nginx, targetRegistry: y.io}]",
+            "mirrors[0] (m): say which tags",
+        ),
+        ("mirrors: [{name: m, source: nginx, targetRegistry: y.io, semver: 'soon'}]", "mirrors[0] (m).semver"),
+        (
+            "mirrors: [{name: m, source: nginx, targetRegistry: y.io, tags: [x], colour: red}]",
+            "mirrors[0] (m).colour: Extra",
+        ),
+        (
+            "mirrors: [{name: m, source: nginx, targetRegistry: y.io, tags: [x]}, {name: m, source: n, targetRegistry: y.io, tags: [x]}]",
+            "rule names must be unique",
+        ),
+        ("promotions: {}", "promotions: Input should be a valid list"),
+        ("promotions: [ {", "not valid YAML or JSON"),
+    ],
+)
+def test_bad_rules_name_rule_and_field(text: str, where: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_rules(text, "rules.yaml")
+    assert where in str(caught.value) and str(caught.value).startswith("rules.yaml: ")
+
+
+def test_semver() -> None:
+    assert semver("1.27.3") == (1, 27, 3) and semver("v2") == (2, 0, 0) and semver("1.27") == (1, 27, 0)
+    assert semver("1.27.3-alpine") is None and semver("latest") is None
+    rng = parse_range(">=1.25 <2 || 3.1")
+    assert in_range((1, 25, 0), rng) and in_range((1, 99, 9), rng) and in_range((3, 1, 0), rng)
+    assert not in_range((2, 0, 0), rng) and not in_range((1, 24, 9), rng)
+    with pytest.raises(ValueError, match="does not parse"):
+        parse_range(">=1.x")
+
+
+TAGS = ["1.24.0", "1.25.3", "1.26.0", "1.27.1", "1.27.2", "2.0.0", "latest", "1.27.2-alpine", "mainline"]
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        ({"tags": ["latest", "missing"]}, ["latest"]),
+        ({"tagRegex": "1\\.27\\..*"}, ["1.27.1", "1.27.2", "1.27.2-alpine"]),
+        ({"semver": ">=1.25 <2"}, ["1.25.3", "1.26.0", "1.27.1", "1.27.2"]),
+        ({"semver": ">=1.25 <2", "newest": 2}, ["1.27.1", "1.27.2"]),
+        ({"newest": 1}, ["2.0.0"]),
+        ({"tags": ["latest"], "newest": 1}, ["latest", "2.0.0"]),
+    ],
+)
+def test_tag_selection(selection: dict[str, object], expected: list[str]) -> None:
+    mirror = Mirror.model_validate({"name": "m", "source": "nginx", "targetRegistry": "y.io", **selection})
+    assert mirror.select(TAGS) == expected
+
+
+def test_rules_check_cli(tmp_path: object) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "rules", "check", str(root / "rules.example.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert (
+        "promotion team-to-prod" in ok.stdout
+        and "mirror nginx" in ok.stdout
+        and "1 promotions, 1 mirrors: valid" in ok.stdout
+    )
+    bad = Path(str(tmp_path)) / "bad.yaml"
+    bad.write_text("mirrors: [{name: m, source: nginx, targetRegistry: abc, tags: [x]}]")
+    failed = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "rules", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert failed.returncode == 2 and "mirrors[0] (m).targetRegistry" in failed.stderr
