@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.jobs.spec import ImportSpec, Limits, TargetRef, build_spec, parse_target_image
 from shared.oci.manifest import Platform
@@ -21,6 +30,15 @@ RESOURCE_ID = re.compile(
     re.IGNORECASE,
 )
 State = Literal["queued", "running", "succeeded", "failed"]
+
+
+def _platforms(values: list[str]) -> list[str]:
+    return [str(Platform.parse(v)) for v in values]
+
+
+#: Field types shared by the request and the rules file: parsed once, errors naming the reason.
+RegistryName = Annotated[str, AfterValidator(parse_registry)]
+Platforms = Annotated[list[str], AfterValidator(_platforms)]
 #: A named credential: ``FERRY_CREDENTIAL_<NAME>_USERNAME`` / ``_PASSWORD`` in app settings.
 CREDENTIAL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -99,19 +117,14 @@ class ImportRequest(BaseModel):
     """``POST /api/imports``: ARM's ``ImportImageParameters`` with the target and Ferry's options."""
 
     model_config = ConfigDict(extra="forbid")
-    targetRegistry: str = Field(min_length=1, max_length=255, description="ACR name or login server.")
+    targetRegistry: RegistryName = Field(min_length=1, max_length=255, description="ACR name or login server.")
     source: Source
     targetTags: list[str] = Field(default_factory=list, max_length=50, description="repo[:tag] (az acr import --image)")
     untaggedTargetRepositories: list[str] = Field(default_factory=list, max_length=50)
     mode: Literal["NoForce", "Force"] = "NoForce"
-    platforms: list[str] = Field(default_factory=list, max_length=32, description="os/arch[/variant] to keep")
+    platforms: Platforms = Field(default_factory=list, max_length=32, description="os/arch[/variant] to keep")
     includeReferrers: bool = False
     dryRun: bool = False
-
-    @field_validator("targetRegistry")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        return parse_registry(value)
 
     @field_validator("targetTags")
     @classmethod
@@ -125,11 +138,6 @@ class ImportRequest(BaseModel):
     @classmethod
     def _repos(cls, values: list[str]) -> list[str]:
         return [parse_repository(v) for v in values]
-
-    @field_validator("platforms")
-    @classmethod
-    def _platforms(cls, values: list[str]) -> list[str]:
-        return [str(Platform.parse(v)) for v in values]
 
     def spec(self, limits: Limits | None = None) -> ImportSpec:
         """The engine's view of this request."""

@@ -33,8 +33,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigurationError
-from shared.oci.manifest import Platform
-from shared.oci.reference import parse_reference, parse_registry, parse_repository, parse_tag
+from shared.jobs.models import Platforms, RegistryName
+from shared.oci.reference import parse_reference, parse_repository, parse_tag
 
 _TEMPLATE_FIELDS = {"repository", "tag", "digest"}
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -105,17 +105,12 @@ def in_range(version: tuple[int, int, int], alternatives: list[list[tuple[str, t
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
-    targetRegistry: str
+    targetRegistry: RegistryName
     targetRepository: str = "{repository}"
     mode: Literal["NoForce", "Force"] = "NoForce"
     credential: str | None = None
-    platforms: list[str] = Field(default_factory=list)
+    platforms: Platforms = Field(default_factory=list)
     includeReferrers: bool = False
-
-    @field_validator("targetRegistry")
-    @classmethod
-    def _registry(cls, value: str) -> str:
-        return parse_registry(value)
 
     @field_validator("targetRepository")
     @classmethod
@@ -124,22 +119,12 @@ class _Rule(BaseModel):
         parse_repository(render(value, repository="a/b", tag="t", digest="sha256-0"))
         return value
 
-    @field_validator("platforms")
-    @classmethod
-    def _platforms(cls, values: list[str]) -> list[str]:
-        return [str(Platform.parse(v)) for v in values]
-
 
 class Promotion(_Rule):
-    sourceRegistry: str
+    sourceRegistry: RegistryName
     repository: str = Field("*", description="glob over the pushed repository")
     tag: str = Field(".*", description="regular expression over the pushed tag (whole tag)")
     targetTags: list[str] = Field(default_factory=lambda: ["{tag}"], min_length=1, max_length=20)
-
-    @field_validator("sourceRegistry")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        return parse_registry(value)
 
     @field_validator("tag")
     @classmethod
