@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs and attestations")
     imp.add_argument("--dry-run", action="store_true", help="print the plan and copy nothing")
     imp.add_argument("--concurrency", type=int, default=int(os.environ.get("FERRY_CONCURRENCY", "8")))
+    imp.add_argument(
+        "--engine",
+        choices=("oci", "arm", "auto"),
+        default="oci",
+        help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
+    )
     rules = commands.add_parser("rules", help="the promotion and mirror rules file")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_commands.add_parser("check", help="validate a rules file and say what each rule matches")
@@ -116,11 +122,62 @@ class ProgressLine:
             self.stream.write("\n")
 
 
+def _request(args: argparse.Namespace) -> Any:
+    """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
+    from shared.jobs.models import ImportRequest
+    from shared.jobs.spec import parse_source
+
+    source: dict[str, Any] = {"sourceImage": args.source}
+    if args.registry and args.registry.startswith("/subscriptions/"):
+        source["resourceId"] = args.registry
+    else:
+        ref = parse_source(args.source, args.registry)
+        source.update(registryUri=ref.registry, sourceImage=str(ref).removeprefix(ref.registry + "/"))
+    return ImportRequest.model_validate({
+        "targetRegistry": args.name, "source": source, "targetTags": args.image,
+        "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
+        "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
+        "engine": args.engine,
+    })  # fmt: skip
+
+
+async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) -> dict[str, Any]:
+    from azure.identity import DefaultAzureCredential
+
+    from shared.arm.importer import ArmImporter, ArmOptions
+    from shared.credentials import Anonymous
+    from shared.jobs.armrun import run_arm_import
+    from shared.registry import RegistryClient, TransportOptions
+
+    spec = request.spec(_limits_from_env())
+    options = TransportOptions.from_env()
+    credential = _source_credential(args, "") if (args.username or args.password or args.password_stdin) else None
+    importer = ArmImporter(
+        DefaultAzureCredential(),
+        ArmOptions(endpoint=os.environ.get("FERRY_ARM_ENDPOINT", ArmOptions.endpoint)),
+        options,
+    )
+    try:
+        async with RegistryClient(spec.target_registry, _target_credential(spec.target_registry), options) as target:
+            return await run_arm_import(request, spec, importer, target_id, credential or Anonymous(), target)
+    finally:
+        await importer.aclose()
+
+
 async def _import(args: argparse.Namespace) -> dict[str, Any]:
+    from shared.jobs.armrun import choose_engine
     from shared.jobs.run import run_import
     from shared.jobs.spec import build_spec
     from shared.registry import RegistryClient, TransportOptions
+    from shared.settings import parse_registries
 
+    if args.engine != "oci":
+        registries = parse_registries(os.environ.get("FERRY_REGISTRIES", ""))
+        request = _request(args)
+        engine, why = choose_engine(request, registries)
+        if engine == "arm":
+            result = await _import_arm(args, request, registries[request.targetRegistry])
+            return {**result, "engine": engine, "engineReason": why}
     spec = build_spec(
         args.source,
         args.name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -68,6 +69,10 @@ class Settings(BaseModel):
     rules_file: str | None = None
     #: Stop asking a registry whose ``ratelimit-remaining`` falls under this (mirror passes).
     ratelimit_floor: int = Field(10, ge=0)
+    #: ``FERRY_REGISTRIES``: JSON object, ACR name or login server -> ARM resource ID (ARM engine).
+    registries: dict[str, str] = Field(default_factory=dict)
+    arm_endpoint: str = "https://management.azure.com"
+    arm_timeout: float = Field(1800.0, gt=0)
     #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
     credential_key: Secret | None = None
     credentials: dict[str, NamedCredential] = Field(default_factory=dict)
@@ -106,6 +111,8 @@ class Settings(BaseModel):
             "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
             "rules_file": "FERRY_RULES_FILE",
             "ratelimit_floor": "FERRY_RATELIMIT_FLOOR",
+            "arm_endpoint": "FERRY_ARM_ENDPOINT",
+            "arm_timeout": "FERRY_ARM_TIMEOUT_SECONDS",
         }
         for field, setting in names.items():
             if env.get(setting, "") != "":
@@ -130,6 +137,7 @@ class Settings(BaseModel):
                 raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: must be 32 bytes, base64-encoded")
             values["credential_key"] = Secret(key)
         values["credentials"] = _named_credentials(env)
+        values["registries"] = parse_registries(env.get("FERRY_REGISTRIES", ""))
         try:
             values["transport"] = TransportOptions.from_env(dict(env))
             settings = cls.model_validate(values)
@@ -140,6 +148,23 @@ class Settings(BaseModel):
         if settings.allow_inline_credentials and settings.credential_key is None:
             raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: required when FERRY_ALLOW_INLINE_CREDENTIALS is on")
         return settings
+
+
+def parse_registries(raw: str) -> dict[str, str]:
+    """``{"prodacr": "/subscriptions/.../registries/prodacr"}``, keys as login servers."""
+    from shared.oci.reference import parse_registry  # noqa: PLC0415
+
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise ValueError("not an object of strings")
+        return {parse_registry(k): v for k, v in doc.items()}
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"setting FERRY_REGISTRIES: must be a JSON object of registry -> resource ID ({exc})"
+        ) from None
 
 
 def _named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:

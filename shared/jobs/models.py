@@ -125,6 +125,7 @@ class ImportRequest(BaseModel):
     platforms: Platforms = Field(default_factory=list, max_length=32, description="os/arch[/variant] to keep")
     includeReferrers: bool = False
     dryRun: bool = False
+    engine: Literal["oci", "arm", "auto"] = Field("oci", description="oci: stream through Ferry; arm: ACR importImage")
 
     @field_validator("targetTags")
     @classmethod

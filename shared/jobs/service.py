@@ -25,11 +25,14 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
 from shared.engine.progress import Progress
 from shared.errors import ConfigurationError, FerryError
+from shared.jobs.armrun import choose_engine, run_arm_import
 from shared.jobs.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
 from shared.jobs.run import run_import
+from shared.jobs.spec import ImportSpec
 from shared.oci.reference import is_acr
 from shared.registry import RegistryClient
 from shared.settings import Settings
@@ -110,6 +113,10 @@ class Submitter:
                 self.settings.credential(source.credential)
             except ConfigurationError as exc:
                 raise BadRequest("source.credential", str(exc)) from None
+        try:
+            choose_engine(request, self.settings.registries)
+        except ConfigurationError as exc:
+            raise BadRequest("engine", str(exc).removeprefix("engine arm: ")) from None
         if source.credentials is not None and not self.settings.allow_inline_credentials:
             raise BadRequest(
                 "source.credentials",
@@ -271,6 +278,42 @@ class Worker:
 
     async def _run(self, job: ImportJob, request: ImportRequest) -> dict[str, Any]:
         spec = request.spec(self.settings.limits)
+        engine, why = choose_engine(request, self.settings.registries)
+        if engine == "arm":
+            result = await self._run_arm(job, request, spec)
+        else:
+            result = await self._run_oci(job, request, spec)
+        result.update({"engine": engine, "engineReason": why})
+        return result
+
+    async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
+        options = ArmOptions(endpoint=self.settings.arm_endpoint, timeout=self.settings.arm_timeout)
+        identity = self._entra()
+        assert isinstance(identity, EntraIdentity)
+        importer = ArmImporter(identity.source, options, self.settings.transport)
+        target = RegistryClient(
+            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport
+        )
+        try:
+            async with target:
+                return await run_arm_import(
+                    request,
+                    spec,
+                    importer,
+                    self.settings.registries[spec.target_registry],
+                    self._arm_source_credential(job, request),
+                    target,
+                )
+        finally:
+            await importer.aclose()
+
+    def _arm_source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
+        """ARM reaches Azure sources with the caller's identity: only named or inline credentials go in the body."""
+        if job.sealed or request.source.credential:
+            return self.source_credential(job, request)
+        return Anonymous()
+
+    async def _run_oci(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
         last = [0.0]
         latest: list[Progress] = []
 

@@ -1,0 +1,1 @@
+"""Azure Resource Manager: ACR's server-side importImage (the ARM engine)."""

@@ -1,0 +1,230 @@
+"""The ARM engine: ACR's own ``importImage`` on the target registry, run server-side.
+
+``POST {arm}/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/
+registries/{name}/importImage?api-version=2023-07-01`` with an Entra token for
+``https://management.azure.com/.default``. API version 2023-07-01 is the newest stable (GA)
+version whose published examples cover every ``ImportImageParameters`` field Ferry sends
+(``resourceId`` and ``registryUri`` sources, ``credentials``, ``targetTags``,
+``untaggedTargetRepositories``, ``mode``); previews are not used in production paths.
+
+Long-running operations follow ARM's rules (Azure docs, "Track asynchronous Azure operations"):
+``200`` done; ``202`` → poll ``Azure-AsyncOperation`` when present (``status``: ``Succeeded``,
+``Failed``, ``Canceled``, else running), otherwise ``Location`` (``202`` running, ``200``/``204``
+done), waiting ``Retry-After`` between polls; an overall timeout turns a stuck import into a
+clear failure. ARM's error code, message and correlation id go into the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.credentials import Secret
+from shared.errors import (
+    AuthenticationError,
+    FerryError,
+    PermissionDeniedError,
+    ProtocolError,
+    RegistryError,
+    TransportError,
+)
+from shared.registry.errors import error_from_exception, retry_after
+from shared.registry.policy import TransportOptions
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2023-07-01"
+ARM_SCOPE = "https://management.azure.com/.default"
+RUNNING = {"InProgress", "Running", "Accepted", "Creating", "Updating", "NotStarted"}
+
+
+class ArmOperationError(RegistryError):
+    """ARM said the import failed (or was canceled): its code and message, and the correlation id."""
+
+    code = "ARM_IMPORT_FAILED"
+
+
+class ArmTimeoutError(FerryError):
+    retryable = False
+    code = "ARM_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class ArmOptions:
+    endpoint: str = "https://management.azure.com"
+    #: Seconds before a still-running import is declared failed.
+    timeout: float = 1800.0
+    #: Poll interval when ARM sends no Retry-After (and the longest wait honoured).
+    poll_default: float = 5.0
+    poll_max: float = 60.0
+
+
+def import_body(
+    *,
+    source_image: str,
+    registry_uri: str | None,
+    resource_id: str | None,
+    username: str | None,
+    password: Secret | None,
+    target_tags: list[str],
+    untagged: list[str],
+    force: bool,
+) -> dict[str, Any]:
+    """``ImportImageParameters``; the only place a password is put into a request body."""
+    source: dict[str, Any] = {"sourceImage": source_image}
+    if resource_id:
+        source["resourceId"] = resource_id
+    elif registry_uri:
+        source["registryUri"] = registry_uri
+    if password is not None:
+        source["credentials"] = {"password": password.reveal(), **({"username": username} if username else {})}
+    body: dict[str, Any] = {"source": source, "mode": "Force" if force else "NoForce"}
+    if target_tags:
+        body["targetTags"] = target_tags
+    if untagged:
+        body["untaggedTargetRepositories"] = untagged
+    return body
+
+
+class ArmImporter:
+    """Calls ``importImage`` and follows the operation to its end."""
+
+    def __init__(
+        self,
+        token_source: Any,
+        options: ArmOptions | None = None,
+        transport: TransportOptions | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self._tokens = token_source
+        self.options = options or ArmOptions()
+        self._transport = transport or TransportOptions()
+        self._sleep = sleep
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), event_hooks={"request": [self._check]})
+
+    async def _check(self, request: httpx.Request) -> None:
+        self._transport.check_url(request.url, "ARM")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _token(self) -> str:
+        get = self._tokens.get_token
+        result = await get(ARM_SCOPE) if inspect.iscoroutinefunction(get) else await asyncio.to_thread(get, ARM_SCOPE)
+        return str(result.token)
+
+    def url(self, target_resource_id: str) -> str:
+        return f"{self.options.endpoint.rstrip('/')}{target_resource_id}/importImage?api-version={API_VERSION}"
+
+    async def run(self, target_resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Import and wait; returns what ARM said (status, correlation id, seconds)."""
+        started = time.monotonic()
+        headers = {"Authorization": f"Bearer {await self._token()}"}
+        response = await self._send("POST", self.url(target_resource_id), headers, json=body)
+        correlation = response.headers.get("x-ms-correlation-request-id", "")
+        if response.status_code == 200:
+            return {
+                "status": "Succeeded",
+                "correlationId": correlation,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        if response.status_code != 202:
+            raise self._error("import image", response)
+        status = await self._poll(response, headers, started)
+        return {"status": status, "correlationId": correlation, "seconds": round(time.monotonic() - started, 3)}
+
+    async def _poll(self, accepted: httpx.Response, headers: dict[str, str], started: float) -> str:
+        async_op = accepted.headers.get("azure-asyncoperation")
+        location = accepted.headers.get("location")
+        if not async_op and not location:
+            raise ProtocolError(
+                "import image", "ARM", "POST", str(accepted.request.url), 202, "", "202 without a URL to poll"
+            )
+        url = async_op or location or ""
+        wait = self._wait(accepted)
+        while True:
+            if time.monotonic() - started + wait > self.options.timeout:
+                raise ArmTimeoutError(
+                    f"the ARM import did not finish within {self.options.timeout:.0f} s (FERRY_ARM_TIMEOUT_SECONDS); "
+                    f"it may still complete in Azure: check the target registry before retrying"
+                )
+            await self._sleep(wait)
+            response = await self._send("GET", url, headers)
+            if async_op:
+                doc = response.json() if response.status_code == 200 else {}
+                status = str(doc.get("status", ""))
+                if status == "Succeeded":
+                    return status
+                if status in ("Failed", "Canceled"):
+                    error = doc.get("error") or {}
+                    raise ArmOperationError(
+                        "import image",
+                        "ARM",
+                        "GET",
+                        url,
+                        200,
+                        str(error.get("code", status)),
+                        f"{error.get('message', 'the operation ' + status.lower())} "
+                        f"(correlation id {response.headers.get('x-ms-correlation-request-id', '?')})",
+                    )
+                if response.status_code != 200 or (status and status not in RUNNING):
+                    raise self._error("poll import", response)
+            elif response.status_code in (200, 204):
+                return "Succeeded"
+            elif response.status_code != 202:
+                raise self._error("poll import", response)
+            wait = self._wait(response)
+
+    def _wait(self, response: httpx.Response) -> float:
+        given = retry_after(response.headers.get("retry-after"))
+        return min(self.options.poll_max, given if given is not None else self.options.poll_default)
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
+        attempts = self._transport.max_attempts
+        for attempt in range(attempts):
+            try:
+                response = await self.http.request(method, url, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                error: FerryError = error_from_exception("import image", "ARM", exc)
+            else:
+                if response.status_code not in (429, 500, 502, 503, 504) or attempt + 1 == attempts:
+                    return response
+                error = self._error("import image", response)
+            if attempt + 1 == attempts:
+                raise error
+            hinted = error.retry_after if isinstance(error, RegistryError) else None
+            await self._sleep(min(self.options.poll_max, hinted or 2.0 * 2**attempt))
+        raise TransportError("import image on ARM: no answer")  # pragma: no cover
+
+    @staticmethod
+    def _error(op: str, response: httpx.Response) -> RegistryError:
+        """ARM's error body ``{"error": {"code", "message"}}`` with the correlation id."""
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        correlation = response.headers.get("x-ms-correlation-request-id", "?")
+        message = f"{error.get('message', response.reason_phrase)} (correlation id {correlation})"
+        code = str(error.get("code", ""))
+        status = response.status_code
+        cls: type[RegistryError] = {401: AuthenticationError, 403: PermissionDeniedError}.get(status, ArmOperationError)
+        err = cls(
+            op,
+            "ARM",
+            response.request.method,
+            str(response.request.url),
+            status,
+            code,
+            message,
+            retry_after=retry_after(response.headers.get("retry-after")),
+        )
+        if status in (429, 500, 502, 503, 504):
+            err.retryable = True
+        return err
