@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 from azure.core.credentials import AccessToken
+
+from tests.harness.loopback import LoopbackServer
 
 ARM_SECRET = "fake-arm-signing-secret-for-tests-only-0123456789"
 ARM_AUDIENCE = "https://management.azure.com"
@@ -47,7 +48,7 @@ class FakeArmCredential:
         return AccessToken(token, now + 3600)
 
 
-class FakeArm:
+class FakeArm(LoopbackServer):
     def __init__(self, hosts: dict[str, str]) -> None:
         #: registry name (as in resource IDs) -> loopback host of the registry that plays it
         self.hosts = hosts
@@ -58,28 +59,6 @@ class FakeArm:
         self.paths: list[str] = []
         self.operations: dict[str, dict[str, Any]] = {}
         self.src_creds: dict[str, str] = {}
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeArm:
-        arm = self
-
-        class Handler(_Handler):
-            owner = arm
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
 
     def perform(self, registry: str, body: dict[str, Any]) -> None:
         """Do the import with skopeo, as ACR would."""
@@ -195,3 +174,6 @@ class _Handler(BaseHTTPRequestHandler):
             o.perform(op["registry"], op["body"])
             op["done"] = True
         return self._send(200, {"status": "Succeeded"})
+
+
+FakeArm.handler = _Handler

@@ -19,12 +19,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness.entra import ACR_AUDIENCE_CLAIM, ENTRA_SECRET
+from tests.harness.loopback import LoopbackServer
 
 ISSUER = "ferry-test-issuer"
 ACR_ISSUER = "Azure Container Registry"
@@ -62,7 +62,7 @@ def _scopes(texts: list[str]) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-class TokenServer:
+class TokenServer(LoopbackServer):
     """Run with :meth:`start`; stop with :meth:`stop`. Knobs are plain attributes."""
 
     def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
@@ -97,34 +97,6 @@ class TokenServer:
         self.certfile = workdir / "token-issuer.pem"
         self.certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> TokenServer:
-        server = self
-
-        class Handler(_Handler):
-            owner = server
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -299,3 +271,6 @@ class _Handler(BaseHTTPRequestHandler):
         if tenant and tenant != claims.get("tid"):
             return self._deny(401, "tenant does not match the token")
         self._send(200, {"refresh_token": o.refresh_token(str(claims.get("oid")), fields.get("service", ""), tenant)})
+
+
+TokenServer.handler = _Handler

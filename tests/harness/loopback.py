@@ -1,0 +1,42 @@
+"""The one way the harness's small HTTP servers run: a threading server on 127.0.0.1 and a free
+port, a handler class that knows its owner, and a clean stop."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class LoopbackServer:
+    """Mix-in: ``start()`` serves ``handler`` (a ``BaseHTTPRequestHandler`` subclass with an
+    ``owner`` attribute) for this object; ``stop()`` shuts it down."""
+
+    handler: type[BaseHTTPRequestHandler]
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Any:
+        owner = self
+        handler = type(f"{type(self).__name__}Handler", (self.handler,), {"owner": owner})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
