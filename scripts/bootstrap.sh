@@ -43,6 +43,14 @@ if [ "${1:-}" = "--runtime" ]; then
   exit 0
 fi
 
+# checkov scans infra/ in make test. It pins many packages of its own, so it lives apart.
+if [ ! -f .venv-checkov/.installed ] || [ requirements-checkov.txt -nt .venv-checkov/.installed ]; then
+  echo "bootstrap: installing checkov" >&2
+  "$python" -m venv .venv-checkov
+  .venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+  touch .venv-checkov/.installed
+fi
+
 if [ ! -f node_modules/.installed ] || [ package-lock.json -nt node_modules/.installed ]; then
   echo "bootstrap: installing npm packages (azurite)" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null

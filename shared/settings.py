@@ -23,6 +23,33 @@ from shared.registry.policy import TransportOptions
 _CREDENTIAL = re.compile(r"FERRY_CREDENTIAL_([A-Z0-9_]+)_(USERNAME|PASSWORD)")
 
 
+#: Settings field -> the app setting it is read from.
+ENV_NAMES = {
+    "storage_connection_string": "AzureWebJobsStorage",
+    "storage_account": "AzureWebJobsStorage__accountName",
+    "queue_service_uri": "AzureWebJobsStorage__queueServiceUri",
+    "table_service_uri": "AzureWebJobsStorage__tableServiceUri",
+    "client_id": "AzureWebJobsStorage__clientId",
+    "queue_name": "FERRY_QUEUE",
+    "table_name": "FERRY_TABLE",
+    "max_dequeue_count": "FERRY_MAX_DEQUEUE_COUNT",
+    "retry_delay": "FERRY_RETRY_DELAY_SECONDS",
+    "lease": "FERRY_LEASE_SECONDS",
+    "concurrency": "FERRY_CONCURRENCY",
+    "max_manifests": "FERRY_MAX_MANIFESTS",
+    "max_public_blob_bytes": "FERRY_MAX_PUBLIC_BLOB_BYTES",
+    "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
+    "rules_file": "FERRY_RULES_FILE",
+    "ratelimit_floor": "FERRY_RATELIMIT_FLOOR",
+    "arm_endpoint": "FERRY_ARM_ENDPOINT",
+    "arm_timeout": "FERRY_ARM_TIMEOUT_SECONDS",
+}
+#: Every app setting Ferry's code reads (named credentials are FERRY_CREDENTIAL_<NAME>_*).
+SETTING_NAMES = frozenset(
+    {*ENV_NAMES.values(), "AZURE_CLIENT_ID", "FERRY_CREDENTIAL_KEY", "FERRY_REGISTRIES", "FERRY_INSECURE_REGISTRIES"}
+)
+
+
 def credential_env(name: str) -> str:
     """``dockerhub`` -> ``FERRY_CREDENTIAL_DOCKERHUB``: the prefix of a named credential's settings."""
     return "FERRY_CREDENTIAL_" + name.upper().replace("-", "_")
@@ -94,27 +121,7 @@ class Settings(BaseModel):
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the environment (app settings); :class:`ConfigurationError` names a bad one."""
         values: dict[str, Any] = {}
-        names = {
-            "storage_connection_string": "AzureWebJobsStorage",
-            "storage_account": "AzureWebJobsStorage__accountName",
-            "queue_service_uri": "AzureWebJobsStorage__queueServiceUri",
-            "table_service_uri": "AzureWebJobsStorage__tableServiceUri",
-            "client_id": "AzureWebJobsStorage__clientId",
-            "queue_name": "FERRY_QUEUE",
-            "table_name": "FERRY_TABLE",
-            "max_dequeue_count": "FERRY_MAX_DEQUEUE_COUNT",
-            "retry_delay": "FERRY_RETRY_DELAY_SECONDS",
-            "lease": "FERRY_LEASE_SECONDS",
-            "concurrency": "FERRY_CONCURRENCY",
-            "max_manifests": "FERRY_MAX_MANIFESTS",
-            "max_public_blob_bytes": "FERRY_MAX_PUBLIC_BLOB_BYTES",
-            "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
-            "rules_file": "FERRY_RULES_FILE",
-            "ratelimit_floor": "FERRY_RATELIMIT_FLOOR",
-            "arm_endpoint": "FERRY_ARM_ENDPOINT",
-            "arm_timeout": "FERRY_ARM_TIMEOUT_SECONDS",
-        }
-        for field, setting in names.items():
+        for field, setting in ENV_NAMES.items():
             if env.get(setting, "") != "":
                 values[field] = env[setting]
         values.setdefault("client_id", env.get("AZURE_CLIENT_ID") or None)
@@ -144,7 +151,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
-            raise ConfigurationError(f"setting {names.get(field, field)}: {first['msg']}") from None
+            raise ConfigurationError(f"setting {ENV_NAMES.get(field, field)}: {first['msg']}") from None
         if settings.allow_inline_credentials and settings.credential_key is None:
             raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: required when FERRY_ALLOW_INLINE_CREDENTIALS is on")
         return settings
