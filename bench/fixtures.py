@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor, Platform
-from shared.registry import RegistryClient
+from shared.registry import RegistryClient, TransportOptions
 
 MiB = 1024 * 1024
 _BLOCK = 16 * MiB
@@ -122,7 +122,7 @@ async def push_fixture(host: str, fixture: Fixture) -> None:
     shared = [Layer(size, f"{fixture.repo}-shared-{i}") for i, size in enumerate(fixture.shared)]
     children = []
     blobs: dict[str, int] = {}
-    async with RegistryClient(host) as client:
+    async with RegistryClient(host, options=TransportOptions(allow_loopback=True)) as client:
         for p in fixture.platforms:
             layers = shared + [
                 Layer(size, f"{fixture.repo}-{p}-{i}") for i, size in enumerate(fixture.unique_per_platform)

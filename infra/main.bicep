@@ -60,6 +60,12 @@ param rulesFile string = 'rules.yaml'
 @description('Accept ARM-style inline credentials (sealed with a key kept in the Key Vault as ferry-credential-key).')
 param allowInlineCredentials bool = false
 
+@description('Registries (host or host:port) allowed on private addresses, e.g. behind private endpoints; every other private, link-local or metadata destination is refused.')
+param allowedRegistries array = []
+
+@description('When not empty, the only source registries imports may come from (login servers).')
+param sourceRegistryAllowList array = []
+
 @description('Deliveries of a failing job before it goes to imports-poison.')
 @minValue(1)
 param maxDequeueCount int = 5
@@ -259,6 +265,9 @@ var appSettings = concat([
   { name: 'FERRY_MAX_MANIFESTS', value: string(maxManifests) }
   { name: 'FERRY_MAX_PUBLIC_BLOB_BYTES', value: string(maxPublicBlobBytes) }
   { name: 'FERRY_INSECURE_REGISTRIES', value: '' }
+  { name: 'FERRY_ALLOWED_REGISTRIES', value: join(allowedRegistries, ',') }
+  { name: 'FERRY_ALLOW_LOOPBACK', value: 'false' }
+  { name: 'FERRY_SOURCE_REGISTRIES', value: join(sourceRegistryAllowList, ',') }
   { name: 'FERRY_RULES_FILE', value: rulesFile }
   { name: 'FERRY_MIRROR_SCHEDULE', value: mirrorSchedule }
   { name: 'FERRY_RATELIMIT_FLOOR', value: '10' }

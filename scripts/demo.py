@@ -21,13 +21,15 @@ from pathlib import Path
 import httpx
 
 from shared.credentials import Secret, UsernamePassword
-from shared.registry import RegistryClient
+from shared.registry import RegistryClient, TransportOptions
 from tests.harness.azurite import Azurite
 from tests.harness.images import make_multiarch, push_image
 from tests.harness.registry import basic_registry, free_port, open_registry, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_USER, DEV_PASSWORD = "dev-bot", "dev-registry-password"
+#: The demo's registries are on 127.0.0.1, which Ferry refuses unless told otherwise.
+LOCAL = TransportOptions(allow_loopback=True)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -49,12 +51,12 @@ async def push_sample(host: str) -> str:
     image = make_multiarch(
         ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"], layer_sizes=(400_000, 600_000), seed="demo"
     )
-    async with RegistryClient(host, UsernamePassword(DEV_USER, Secret(DEV_PASSWORD))) as client:
+    async with RegistryClient(host, UsernamePassword(DEV_USER, Secret(DEV_PASSWORD)), LOCAL) as client:
         return str(await push_image(client, "team/web", image, "1.0"))
 
 
 async def digest_at(host: str, repo: str, tag: str) -> str:
-    async with RegistryClient(host) as client:
+    async with RegistryClient(host, options=LOCAL) as client:
         return str((await client.resolve(repo, tag)).digest)
 
 
@@ -95,6 +97,7 @@ def main() -> int:
                 "FERRY_CREDENTIAL_DEV_USERNAME": DEV_USER,
                 "FERRY_CREDENTIAL_DEV_PASSWORD": DEV_PASSWORD,
                 "FERRY_RETRY_DELAY_SECONDS": "2",
+                "FERRY_ALLOW_LOOPBACK": "true",  # the demo's registries are on 127.0.0.1
             }
             port = free_port()
             api = f"http://127.0.0.1:{port}"

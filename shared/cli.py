@@ -150,7 +150,7 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
     from shared.registry import RegistryClient, TransportOptions
 
     spec = request.spec(_limits_from_env())
-    options = TransportOptions.from_env()
+    options = TransportOptions.from_env(loopback_default=True)
     credential = _source_credential(args, "") if (args.username or args.password or args.password_stdin) else None
     importer = ArmImporter(
         DefaultAzureCredential(),
@@ -190,7 +190,7 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         dry_run=args.dry_run,
         limits=_limits_from_env(),
     )
-    options = TransportOptions.from_env()
+    options = TransportOptions.from_env(loopback_default=True)
     source_credential = _source_credential(args, spec.source.registry)
     line = ProgressLine(sys.stderr)
     async with (

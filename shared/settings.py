@@ -46,7 +46,16 @@ ENV_NAMES = {
 }
 #: Every app setting Ferry's code reads (named credentials are FERRY_CREDENTIAL_<NAME>_*).
 SETTING_NAMES = frozenset(
-    {*ENV_NAMES.values(), "AZURE_CLIENT_ID", "FERRY_CREDENTIAL_KEY", "FERRY_REGISTRIES", "FERRY_INSECURE_REGISTRIES"}
+    {
+        *ENV_NAMES.values(),
+        "AZURE_CLIENT_ID",
+        "FERRY_CREDENTIAL_KEY",
+        "FERRY_REGISTRIES",
+        "FERRY_INSECURE_REGISTRIES",
+        "FERRY_ALLOWED_REGISTRIES",
+        "FERRY_ALLOW_LOOPBACK",
+        "FERRY_SOURCE_REGISTRIES",
+    }
 )
 
 
@@ -98,6 +107,8 @@ class Settings(BaseModel):
     ratelimit_floor: int = Field(10, ge=0)
     #: ``FERRY_REGISTRIES``: JSON object, ACR name or login server -> ARM resource ID (ARM engine).
     registries: dict[str, str] = Field(default_factory=dict)
+    #: ``FERRY_SOURCE_REGISTRIES``: when set, the only registries imports may come from.
+    source_registries: frozenset[str] = frozenset()
     arm_endpoint: str = "https://management.azure.com"
     arm_timeout: float = Field(1800.0, gt=0)
     #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
@@ -145,6 +156,7 @@ class Settings(BaseModel):
             values["credential_key"] = Secret(key)
         values["credentials"] = _named_credentials(env)
         values["registries"] = parse_registries(env.get("FERRY_REGISTRIES", ""))
+        values["source_registries"] = _registry_list(env.get("FERRY_SOURCE_REGISTRIES", ""), "FERRY_SOURCE_REGISTRIES")
         try:
             values["transport"] = TransportOptions.from_env(dict(env))
             settings = cls.model_validate(values)
@@ -155,6 +167,15 @@ class Settings(BaseModel):
         if settings.allow_inline_credentials and settings.credential_key is None:
             raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: required when FERRY_ALLOW_INLINE_CREDENTIALS is on")
         return settings
+
+
+def _registry_list(raw: str, setting: str) -> frozenset[str]:
+    from shared.oci.reference import parse_registry  # noqa: PLC0415
+
+    try:
+        return frozenset(parse_registry(r) for r in raw.split(",") if r.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"setting {setting}: {exc}") from None
 
 
 def parse_registries(raw: str) -> dict[str, str]:

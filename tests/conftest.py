@@ -23,7 +23,7 @@ BASIC_USERS = {"alice": "alice-s3cret-pw"}
 TOKEN_USERS = {"bob": "bob-s3cret-pw"}
 
 #: Fast retries for tests: the behaviour is the same, the waits are short.
-FAST = TransportOptions(backoff_base=0.01, backoff_cap=0.2, retry_budget=10.0)
+FAST = TransportOptions(backoff_base=0.01, backoff_cap=0.2, retry_budget=10.0, allow_loopback=True)
 
 
 @dataclass

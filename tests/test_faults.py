@@ -88,7 +88,7 @@ async def test_503_burst_is_retried(open_reg: Reg, proxy: FaultProxy, repo: str)
 
 async def test_retries_stop_at_their_bound(open_reg: Reg, proxy: FaultProxy, repo: str) -> None:
     proxy.add(Rule("GET", "/manifests/", times=100, respond=ERROR_503))
-    options = TransportOptions(max_attempts=3, backoff_base=0.01, backoff_cap=0.05)
+    options = TransportOptions(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, allow_loopback=True)
     async with RegistryClient(proxy.host, options=options) as client:
         with pytest.raises(RegistryUnavailableError) as caught:
             await client.fetch_manifest(repo, "v1")

@@ -97,6 +97,7 @@ INVALID = [
     ("_host.io/a", "not a valid host"),
     ("ghcr.io/" + "a" * 250, "longer than 255"),
     ("a/b:c:d", "must be lowercase letters"),
+    ("Foo/bar", "repository name must be lowercase"),
 ]
 
 

@@ -42,6 +42,7 @@ def environment(azurite: Azurite, **extra: str) -> dict[str, str]:
         "FERRY_QUEUE": f"q{suffix}",
         "FERRY_TABLE": f"t{suffix}",
         "FERRY_RETRY_DELAY_SECONDS": "0",
+        "FERRY_ALLOW_LOOPBACK": "true",
         "FERRY_LEASE_SECONDS": "10",
         "FERRY_CREDENTIAL_DEV_USERNAME": "alice",
         "FERRY_CREDENTIAL_DEV_PASSWORD": BASIC_USERS["alice"],
@@ -224,7 +225,7 @@ def test_poison_after_five_deliveries(
     azurite: Azurite, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
 ) -> None:
     svc = make_services(environment(azurite))
-    svc.settings = svc.settings.model_copy(update={"transport": FAST.__class__(max_attempts=1)})
+    svc.settings = svc.settings.model_copy(update={"transport": FAST.__class__(max_attempts=1, allow_loopback=True)})
     svc.worker.settings = svc.settings
     api = TestClient(create_app(lambda: svc))
     flaky_source.add(Rule("HEAD", "/manifests/", times=100, respond=(503, {}, b"")))

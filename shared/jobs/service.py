@@ -113,6 +113,7 @@ class Submitter:
                 self.settings.credential(source.credential)
             except ConfigurationError as exc:
                 raise BadRequest("source.credential", str(exc)) from None
+        self._check_destinations(request)
         try:
             choose_engine(request, self.settings.registries)
         except ConfigurationError as exc:
@@ -124,6 +125,20 @@ class Submitter:
                 "(FERRY_CREDENTIAL_<NAME>_USERNAME and _PASSWORD, Key Vault references in Azure) and "
                 'send "credential": "<name>" instead',
             )
+
+    def _check_destinations(self, request: ImportRequest) -> None:
+        """SSRF: no private, link-local, metadata or (unless allowed) loopback address as a source
+        or target; only allowed sources when FERRY_SOURCE_REGISTRIES is set. Names that resolve to
+        such addresses are refused again when Ferry connects."""
+        transport = self.settings.transport
+        source = request.source.registry
+        for field, registry in (("targetRegistry", request.targetRegistry), ("source.registryUri", source)):
+            reason = transport.refusal(registry) if registry else None
+            if reason is not None:
+                raise BadRequest(field, f"refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)")
+        allowed = self.settings.source_registries
+        if allowed and (source or "docker.io") not in allowed:
+            raise BadRequest("source.registryUri", f"{source or 'docker.io'} is not one of FERRY_SOURCE_REGISTRIES")
 
     def submit(self, request: ImportRequest, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
         """Record the job ``queued`` and enqueue it; returns its status and whether it is new.

@@ -2,8 +2,9 @@
 
 The grammar is distribution/reference's (``reference.go`` and ``normalize.go``):
 
-- the first path component is a registry when it contains ``.`` or ``:``, is ``localhost``, or has
-  an upper-case letter; otherwise the reference is on Docker Hub;
+- the first path component is a registry when it contains ``.`` or ``:`` or is ``localhost``;
+  otherwise the reference is on Docker Hub (an upper-case first component is refused, as Docker
+  does, rather than read as a registry the canonical form could not name again);
 - Docker Hub's one-component names live under ``library/`` (``nginx`` → ``docker.io/library/nginx``);
 - repository components are ``[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*``, the whole name at most 255
   characters with its registry;
@@ -156,8 +157,11 @@ def parse_tag(text: str, *, whole: str | None = None) -> str:
 
 def _split_registry(text: str, remainder: str) -> tuple[str, str]:
     first, sep, rest = remainder.partition("/")
-    if sep and (any(c in first for c in ".:") or first == "localhost" or first.lower() != first):
+    if sep and (any(c in first for c in ".:") or first == "localhost"):
         return normalize_registry(first), rest
+    if sep and first.lower() != first:
+        # distribution treats it as a registry; Docker refuses it: "repository name must be lowercase"
+        raise InvalidReferenceError(text, "repository name must be lowercase")
     return DOCKER_HUB, remainder
 
 

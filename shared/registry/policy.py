@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -49,6 +50,11 @@ class TransportOptions:
 
     #: Registries (``host[:port]``) that may be reached over plain HTTP besides loopback ones.
     insecure_registries: frozenset[str] = frozenset()
+    #: Hosts (``host`` or ``host:port``) that may be on private, link-local or loopback addresses
+    #: (``FERRY_ALLOWED_REGISTRIES``); every other such destination is refused (SSRF).
+    allowed_registries: frozenset[str] = frozenset()
+    #: Loopback destinations (``FERRY_ALLOW_LOOPBACK``): on for the CLI and local runs, off in Azure.
+    allow_loopback: bool = False
     #: Attempts per request for retryable failures (429, 408, 5xx, connection errors).
     max_attempts: int = 5
     #: First backoff in seconds; doubles each attempt, with full jitter.
@@ -66,10 +72,35 @@ class TransportOptions:
     user_agent: str = "ferry/0.1"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> TransportOptions:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, loopback_default: bool = False) -> TransportOptions:
         env = os.environ if environ is None else environ
-        raw = env.get("FERRY_INSECURE_REGISTRIES", "")
-        return cls(insecure_registries=frozenset(h.strip().lower() for h in raw.split(",") if h.strip()))
+
+        def hosts(name: str) -> frozenset[str]:
+            return frozenset(h.strip().lower() for h in env.get(name, "").split(",") if h.strip())
+
+        loopback = env.get("FERRY_ALLOW_LOOPBACK", "").strip().lower()
+        return cls(
+            insecure_registries=hosts("FERRY_INSECURE_REGISTRIES"),
+            allowed_registries=hosts("FERRY_ALLOWED_REGISTRIES"),
+            allow_loopback=loopback in ("1", "true", "yes") if loopback else loopback_default,
+        )
+
+    def allowed(self, authority: str) -> bool:
+        authority = authority.lower()
+        return authority in self.allowed_registries or host_of(authority) in self.allowed_registries
+
+    def refusal(self, authority: str, addresses: list[str] | None = None) -> str | None:
+        """Why ``authority`` may not be a destination, or None. ``addresses`` are what its name
+        resolved to (checked at connection time); without them only a literal address is judged."""
+        if self.allowed(authority):
+            return None
+        host = host_of(authority)
+        for address in [host, *(addresses or [])]:
+            if is_loopback(address) and not self.allow_loopback:
+                return f"{authority} is on loopback address {address}"
+            if is_private_literal(address):
+                return f"{authority} is on private, link-local or reserved address {address}"
+        return None
 
     def allows_http(self, authority: str) -> bool:
         return is_loopback(host_of(authority)) or authority.lower() in self.insecure_registries

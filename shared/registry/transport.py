@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import random
 import ssl
@@ -22,12 +23,12 @@ import httpx
 from httpcore._async.http11 import AsyncHTTP11Connection
 
 from shared.credentials import Anonymous, Credential
-from shared.errors import FerryError, RegistryError
+from shared.errors import FerryError, InsecureEndpointError, RegistryError
 from shared.registry import logsafety
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
 from shared.registry.errors import error_from_exception, error_from_response
-from shared.registry.policy import TransportOptions
+from shared.registry.policy import TransportOptions, is_loopback, is_private_literal
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,14 @@ logsafety.install()
 #: class attribute; tests/test_values.py fails if a new httpcore drops it.
 READ_BYTES = 1024 * 1024
 AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, READ_BYTES)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.cache
@@ -102,6 +111,7 @@ class Transport:
         hooks = {"request": [self._check_request]}
         #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
         self.ratelimit_remaining: int | None = None
+        self._checked: set[str] = set()
         self._token_http = httpx.AsyncClient(
             timeout=timeout,
             headers=headers,
@@ -125,7 +135,25 @@ class Transport:
                 self.ratelimit_remaining = int(head)
 
     async def _check_request(self, request: httpx.Request) -> None:
+        """Every request, redirects and token realms included: plain HTTP only where allowed, and
+        no private, link-local or (unless allowed) loopback address, also behind a name (SSRF)."""
         self.options.check_url(request.url, f"request to {self.registry}")
+        authority = request.url.netloc.decode("ascii")
+        if authority not in self._checked:
+            addresses: list[str] = []
+            host = request.url.host
+            if not is_private_literal(host) and not is_loopback(host) and not _is_ip(host):
+                try:
+                    infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 443)
+                    addresses = [str(info[4][0]) for info in infos]
+                except OSError:
+                    addresses = []  # let the connection fail with its own error
+            reason = self.options.refusal(authority, addresses)
+            if reason is not None:
+                raise InsecureEndpointError(
+                    f"request to {self.registry}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)"
+                )
+            self._checked.add(authority)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -1,0 +1,201 @@
+"""Hostile input: SSRF destinations refused at validation and at connection time, and property
+tests that no input crashes the reference parser, the manifest parser or the rules file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from functions.http import create_app
+from shared.credentials import Anonymous
+from shared.errors import ConfigurationError, FerryError, InsecureEndpointError, InvalidReferenceError
+from shared.jobs.rules import parse_rules
+from shared.jobs.wiring import build
+from shared.oci.manifest import ManifestError, parse_manifest
+from shared.oci.reference import parse_reference
+from shared.registry import RegistryClient, TransportOptions
+from shared.settings import Settings
+from tests.harness.azurite import Azurite
+from tests.test_service import environment
+
+# -- SSRF --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def strict(azurite: Azurite) -> TestClient:
+    """The service as deployed: loopback not allowed, one private registry allowed."""
+    env = environment(azurite, FERRY_ALLOW_LOOPBACK="false", FERRY_ALLOWED_REGISTRIES="10.1.2.3:5000,myreg.internal")
+    svc = build(Settings.from_env(env))
+    return TestClient(create_app(lambda: svc))
+
+
+@pytest.mark.parametrize(
+    ("field", "registry"),
+    [
+        ("targetRegistry", "169.254.169.254"),
+        ("targetRegistry", "10.0.0.5:5000"),
+        ("targetRegistry", "172.16.0.1"),
+        ("targetRegistry", "192.168.1.10:443"),
+        ("targetRegistry", "[fd00::1]:5000"),
+        ("targetRegistry", "127.0.0.1:5000"),
+        ("targetRegistry", "localhost:5000"),
+        ("targetRegistry", "[::1]:5000"),
+        ("source.registryUri", "169.254.169.254"),
+        ("source.registryUri", "10.9.9.9"),
+        ("source.registryUri", "0.0.0.0:80"),
+    ],
+)
+def test_private_destinations_are_refused_at_validation(strict: TestClient, field: str, registry: str) -> None:
+    doc = {"targetRegistry": "prodacr", "source": {"registryUri": "docker.io", "sourceImage": "library/nginx:1"}}
+    if field == "targetRegistry":
+        doc["targetRegistry"] = registry
+    else:
+        doc["source"]["registryUri"] = registry  # type: ignore[index]
+    response = strict.post("/api/imports", json=doc)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["fields"][0]["field"] == field and "refused" in problem["message"]
+    assert "FERRY_ALLOWED_REGISTRIES" in problem["message"]
+
+
+def test_allowed_private_registries_pass(strict: TestClient) -> None:
+    doc = {"targetRegistry": "10.1.2.3:5000", "source": {"registryUri": "docker.io", "sourceImage": "library/nginx:1"}}
+    assert strict.post("/api/imports", json=doc).status_code == 202
+
+
+def test_source_allow_list(azurite: Azurite) -> None:
+    svc = build(Settings.from_env(environment(azurite, FERRY_SOURCE_REGISTRIES="mcr.microsoft.com,docker.io")))
+    api = TestClient(create_app(lambda: svc))
+    ok = {
+        "targetRegistry": "prodacr",
+        "source": {"registryUri": "mcr.microsoft.com", "sourceImage": "dotnet/runtime:8.0"},
+    }
+    assert api.post("/api/imports", json=ok).status_code == 202
+    bad = {"targetRegistry": "prodacr", "source": {"registryUri": "ghcr.io", "sourceImage": "org/app:1"}}
+    response = api.post("/api/imports", json=bad)
+    assert response.status_code == 400 and "not one of FERRY_SOURCE_REGISTRIES" in response.json()["message"]
+
+
+def test_names_resolving_to_private_addresses_are_refused_when_connecting() -> None:
+    """``localhost`` is a name: resolved at connection time, it is loopback, refused unless allowed;
+    no request is sent."""
+    options = TransportOptions(allow_loopback=False, max_attempts=1)
+
+    async def attempt() -> None:
+        async with RegistryClient("localhost:9", Anonymous(), options) as client:
+            await client.ping()
+
+    with pytest.raises(InsecureEndpointError, match="refused: localhost:9 is on loopback address"):
+        asyncio.run(attempt())
+
+
+def test_redirects_to_private_addresses_are_refused(open_reg: object) -> None:
+    from tests.harness.fakes import fake_server
+
+    def redirect(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return 307, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""
+
+    with fake_server(redirect) as (host, _):
+        options = TransportOptions(allow_loopback=True, max_attempts=1)
+
+        async def attempt() -> None:
+            async with RegistryClient(host, Anonymous(), options) as client:
+                from shared.oci.digest import Digest
+                from shared.oci.manifest import Descriptor
+
+                desc = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
+                _ = [c async for c in client.fetch_blob("a/b", desc)]
+
+        with pytest.raises(InsecureEndpointError, match=r"169\.254\.169\.254"):
+            asyncio.run(attempt())
+
+
+# -- property tests ----------------------------------------------------------------------------
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+reference_alphabet = st.sampled_from([*list("abcXYZ019._-:/@[]"), "sha256:", "a" * 64, "docker.io/", "localhost:5000/"])
+
+
+@PROPERTY
+@given(st.text(max_size=300) | st.lists(reference_alphabet, max_size=30).map("".join))
+def test_reference_parser_never_crashes(text: str) -> None:
+    try:
+        ref = parse_reference(text)
+    except InvalidReferenceError:
+        return
+    assert parse_reference(str(ref)) == ref
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30,
+)
+manifest_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "schemaVersion": st.sampled_from([1, 2, "2", None]),
+        "mediaType": st.sampled_from([
+            "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json", "application/json", "x",
+        ]),
+        "config": json_values, "layers": json_values, "manifests": json_values, "subject": json_values,
+    },
+)  # fmt: skip
+
+
+@PROPERTY
+@given(
+    st.binary(max_size=500)
+    | manifest_like.map(lambda d: json.dumps(d).encode())
+    | json_values.map(lambda v: json.dumps(v).encode())
+)
+def test_manifest_parser_never_crashes(data: bytes) -> None:
+    with contextlib.suppress(ManifestError, FerryError):
+        parse_manifest(data)
+
+
+rule_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "promotions": st.lists(
+            st.dictionaries(
+                st.sampled_from(["name", "sourceRegistry", "targetRegistry", "tag", "repository", "targetTags", "x"]),
+                json_values,
+                max_size=6,
+            ),
+            max_size=3,
+        ),
+        "mirrors": st.lists(
+            st.dictionaries(
+                st.sampled_from(["name", "source", "targetRegistry", "semver", "tags", "newest", "tagRegex"]),
+                json_values,
+                max_size=6,
+            ),
+            max_size=3,
+        ),
+    },
+)
+
+
+@PROPERTY
+@given(rule_like.map(json.dumps) | st.text(max_size=300))
+def test_rules_file_never_crashes(text: str) -> None:
+    with contextlib.suppress(ConfigurationError):
+        parse_rules(text)
+
+
+@PROPERTY
+@given(json_values)
+def test_request_model_only_raises_validation_errors(doc: object) -> None:
+    from shared.jobs.models import ImportRequest
+
+    with contextlib.suppress(ValidationError):
+        ImportRequest.model_validate(doc)
