@@ -24,6 +24,8 @@ class Azurite:
     queue_port: int = 0
     table_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: Keep data on disk (under ``workdir``) across restarts, instead of in memory.
+    persistent: bool = False
 
     @property
     def connection_string(self) -> str:
@@ -41,13 +43,17 @@ class Azurite:
             if not found:
                 raise RuntimeError("azurite is not installed: run `make deps`")
             binary = Path(found)
-        self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
+        if not self.queue_port:
+            self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(binary), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--loose", "--inMemoryPersistence",
+            str(binary), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--loose",
             "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+            *(["--location", str(self.workdir / "data")] if self.persistent else []),
             "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port), "--tablePort", str(self.table_port),
         ]  # fmt: skip
+        if not self.persistent:
+            cmd.append("--inMemoryPersistence")
         with open(self.workdir / "azurite.log", "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
@@ -65,6 +71,11 @@ class Azurite:
                         raise RuntimeError("azurite did not start within 30 s") from None
                     time.sleep(0.1)
         return self
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports (what a crash and a restart look like)."""
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
