@@ -46,18 +46,30 @@ async def push_big(reg: Reg, repo: str, layers: int, size: int) -> tuple[str, li
 
             await client.push_blob_chunked(repo, desc, open_at)
             descs.append(desc)
-        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
         config_desc = Descriptor(mt.OCI_CONFIG, Digest.of(config), len(config))
         await client.push_blob(repo, config_desc, config)
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc.to_json(),
-                               "layers": [d.to_json() for d in descs]}).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.OCI_MANIFEST,
+                "config": config_desc.to_json(),
+                "layers": [d.to_json() for d in descs],
+            }
+        ).encode()
         pushed = await client.push_manifest(repo, "v1", manifest, mt.OCI_MANIFEST)
     return str(pushed.digest), [str(d.digest) for d in descs]
 
 
 def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "worker"],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: Reg, repo: str) -> None:
@@ -98,8 +110,11 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
         target.stop()
     status = api.get(job["location"]).json()
     assert status["attempts"] == 2 and status["result"]["digest"] == digest
-    commits = Counter(s.path.split("digest=")[1].replace("%3A", ":") for s in target.requests("PUT", "/blobs/uploads/")
-                      if s.status == 201)
+    commits = Counter(
+        s.path.split("digest=")[1].replace("%3A", ":")
+        for s in target.requests("PUT", "/blobs/uploads/")
+        if s.status == 201
+    )
     assert set(commits.values()) == {1} and set(layers) <= set(commits)  # nothing was committed twice
     assert status["result"]["blobs"]["present"] >= at_kill  # what the first worker finished was found, not sent
     tags = [s for s in target.requests("PUT", "/manifests/v1") if s.status == 201]
@@ -115,7 +130,10 @@ def test_no_job_lost_when_azurite_restarts(workdir: Path, open_reg: Reg, target_
         jobs = []
         for i in range(3):
             asyncio.run(seed(open_reg, f"{repo}-{i}", make_multiarch(seed=f"restart-{i}")))
-            doc = {"targetRegistry": target_reg.host, "source": {"registryUri": open_reg.host, "sourceImage": f"{repo}-{i}:v1"}}
+            doc = {
+                "targetRegistry": target_reg.host,
+                "source": {"registryUri": open_reg.host, "sourceImage": f"{repo}-{i}:v1"},
+            }
             jobs.append(api.post("/api/imports", json=doc).json())
         store.restart()
         drain(svc)

@@ -448,3 +448,35 @@ def test_two_worker_processes_share_the_queue(azurite: Azurite, open_reg: Reg, t
     assert [p.returncode for p in procs] == [0, 0], outputs
     statuses = [api.get(j["location"]).json() for j in jobs]
     assert [(s["state"], s["attempts"]) for s in statuses] == [("succeeded", 1)] * 6  # each ran once
+
+
+def test_the_newest_job_for_a_tag_wins_whatever_finishes_last(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """Two imports to one tag: the later request's image stays on the tag even when the earlier
+    job finishes last (it copies, but does not move the tag, and says so)."""
+    old, new = make_multiarch(seed="older"), make_multiarch(seed="newer")
+    asyncio.run(seed(open_reg, f"{repo}-old", old))
+    asyncio.run(seed(open_reg, f"{repo}-new", new))
+    first = api.post(
+        "/api/imports", json=body(open_reg, f"{repo}-old", target_reg, targetTags=[f"{repo}:live"], mode="Force")
+    ).json()
+    import time as _time
+
+    _time.sleep(0.01)  # job ids order by submission time (milliseconds)
+    second = api.post(
+        "/api/imports", json=body(open_reg, f"{repo}-new", target_reg, targetTags=[f"{repo}:live"], mode="Force")
+    ).json()
+    messages = [svc.queue.receive(30), svc.queue.receive(30)]
+    assert all(m is not None for m in messages)
+    by_id = {json.loads(m.content)["id"]: m for m in messages if m is not None}
+    asyncio.run(svc.worker.handle(by_id[second["id"]].content, 1))  # the newer one finishes first
+    asyncio.run(svc.worker.handle(by_id[first["id"]].content, 1))
+    late = api.get(first["location"]).json()
+    assert late["state"] == "succeeded" and late["result"]["superseded"] == [f"{repo}:live"]
+
+    async def live() -> str:
+        async with target_reg.client() as client:
+            return str((await client.resolve(repo, "live")).digest)
+
+    assert asyncio.run(live()) == str(new.digest)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.queue import (
     QueueClient,
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PARTITION = "job"
 IDEMPOTENCY = "idempotency"
+TAGS = "tag"
 _MAX_MS = 10**13
 
 
@@ -212,6 +214,37 @@ class StatusStore:
             return job_id
         except ResourceExistsError:
             return str(self.table.get_entity(IDEMPOTENCY, row)["jobId"])
+
+    def claim_tag(self, tag: str, job_id: str) -> None:
+        """Record ``job_id`` as the newest job asking for ``tag`` (job ids sort newest first)."""
+        row = hashlib.sha256(tag.encode()).hexdigest()
+        for _ in range(10):
+            try:
+                current = self.table.get_entity(TAGS, row)
+            except ResourceNotFoundError:
+                try:
+                    self.table.create_entity({"PartitionKey": TAGS, "RowKey": row, "jobId": job_id, "tag": tag})
+                    return
+                except ResourceExistsError:
+                    continue
+            if str(current["jobId"]) <= job_id:
+                return  # a newer job already claimed it
+            try:
+                self.table.update_entity(
+                    {"PartitionKey": TAGS, "RowKey": row, "jobId": job_id, "tag": tag},
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return
+            except ResourceModifiedError:
+                continue
+
+    def newest_for_tag(self, tag: str) -> str | None:
+        try:
+            return str(self.table.get_entity(TAGS, hashlib.sha256(tag.encode()).hexdigest())["jobId"])
+        except ResourceNotFoundError:
+            return None
 
     def healthy(self) -> bool:
         next(iter(self.table.query_entities(f"PartitionKey eq '{PARTITION}'", results_per_page=1)), None)

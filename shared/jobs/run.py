@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared.credentials import Anonymous
@@ -26,6 +26,9 @@ from shared.jobs.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
 from shared.registry.store import RegistryRepository
+
+#: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
+MayTag = Callable[[TargetRef], Awaitable[bool]]
 
 
 class TagExistsError(FerryError):
@@ -129,8 +132,11 @@ async def _copy(
     current: dict[TargetRef, Descriptor | None],
     concurrency: int,
     reporter: Reporter,
+    may_tag: MayTag | None = None,
+    superseded: list[str] | None = None,
 ) -> None:
     """Copy the graph into each target repository (later ones mount from the first), then tag."""
+    superseded = superseded if superseded is not None else []
     progress = reporter.progress
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
@@ -148,6 +154,10 @@ async def _copy(
         first = first or repository
     data = plan.data[plan.root.digest]
     moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
+    if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
+        allowed = await asyncio.gather(*(may_tag(t) for t in moving))
+        superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
+        moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
     await asyncio.gather(*(RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "") for t in moving))
     reporter.tick(force=True)
 
@@ -178,6 +188,7 @@ async def run_import(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval: float = 0.5,
     source_anonymous: bool | None = None,
+    may_tag: MayTag | None = None,
 ) -> dict[str, Any]:
     """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
     started = time.monotonic()
@@ -210,7 +221,10 @@ async def run_import(
         result["plan"] = await _dry_run(spec, plan, target, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
-        await _copy(spec, src, target, plan, current, concurrency, reporter)
+        superseded: list[str] = []
+        await _copy(spec, src, target, plan, current, concurrency, reporter, may_tag, superseded)
         result.update(_counts(plan, reporter.progress))
+        if superseded:
+            result["superseded"] = superseded  # a newer job asked for these tags: not moved
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

@@ -32,7 +32,7 @@ from shared.errors import ConfigurationError, FerryError
 from shared.jobs.armrun import choose_engine, run_arm_import
 from shared.jobs.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
 from shared.jobs.run import run_import
-from shared.jobs.spec import ImportSpec
+from shared.jobs.spec import ImportSpec, TargetRef
 from shared.oci.reference import is_acr
 from shared.registry import RegistryClient
 from shared.settings import Settings
@@ -65,6 +65,8 @@ class Statuses(Protocol):
         self, state: str | None, limit: int, continuation: str | None
     ) -> tuple[list[dict[str, Any]], str | None]: ...
     def claim_idempotency_key(self, key: str, job_id: str) -> str: ...
+    def claim_tag(self, tag: str, job_id: str) -> None: ...
+    def newest_for_tag(self, tag: str) -> str | None: ...
 
 
 class Queue(Protocol):
@@ -158,6 +160,8 @@ class Submitter:
             id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec)
         )
         self.statuses.insert(job_id, status.model_dump(mode="json"))
+        for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
+            self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
         sealed = None
         creds = request.source.credentials
         if creds is not None:
@@ -342,6 +346,10 @@ class Worker:
             except Exception:  # progress is best effort: never fail an import over it
                 log.warning("job %s: could not record progress", job.id)
 
+        async def may_tag(target: TargetRef) -> bool:
+            newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
+            return newest is None or newest >= job.id  # ids sort newest first
+
         source = RegistryClient(spec.source.registry, self.source_credential(job, request), self.settings.transport)
         target = RegistryClient(
             spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport
@@ -354,6 +362,7 @@ class Worker:
                 concurrency=self.settings.concurrency,
                 on_progress=progress,
                 progress_interval=PROGRESS_INTERVAL,
+                may_tag=may_tag,
             )
         if latest:
             result["progress"] = latest[0].snapshot()
