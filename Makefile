@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all deps lint test demo bench openapi clean
+.PHONY: all deps lint test demo bench reliability openapi clean
 
 all: test
 
@@ -24,6 +24,9 @@ demo: deps
 bench: deps
 	@bash scripts/bootstrap.sh --runtime
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+reliability: deps
+	$(PY) -m bench.reliability $(RELIABILITY_ARGS)
 
 openapi: deps
 	$(PY) -m scripts.openapi

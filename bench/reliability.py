@@ -1,0 +1,224 @@
+"""`make reliability`: Ferry under load and faults, with figures, written to bench/RELIABILITY.md.
+
+1. Load: N import jobs (default 200) through the HTTP API (uvicorn) to 4 worker processes
+   (`python -m shared.cli worker`), against Azurite and two local registries. A mix of images
+   (single-platform and multi-arch, sharing layers); a quarter of the jobs target one of a few
+   shared tags. Checks: every job ends in a terminal state, none lost or run twice, each shared
+   tag ends on the image of the newest job that asked for it. Reports jobs per minute and the
+   p50/p95 job latency (queued to finished).
+2. The fault and hostile-input tests (tests/test_faults.py, test_reliability.py, test_hostile.py,
+   test_service.py's retry/poison/SIGTERM cases), run here, with their outcome and duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.registry import RegistryClient, TransportOptions
+from tests.harness.azurite import Azurite
+from tests.harness.images import make_image, make_multiarch, push_image
+from tests.harness.registry import free_port, open_registry, wait_for_http
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = TransportOptions(allow_loopback=True)
+
+
+async def seed(host: str, images: int) -> list[tuple[str, str]]:
+    """(repository, digest) of ``images`` images, half multi-arch; shared layers across them."""
+    out = []
+    async with RegistryClient(host, options=LOCAL) as client:
+        for i in range(images):
+            image: Any = (
+                make_multiarch(["linux/amd64", "linux/arm64"], layer_sizes=(200_000, 300_000), seed=f"load-{i % 3}-{i}")
+                if i % 2
+                else make_image((100_000, 150_000), seed=f"load-{i}")
+            )
+            repo = f"load/app{i}"
+            out.append((repo, str(await push_image(client, repo, image, "v1"))))
+    return out
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
+    azurite = Azurite(work / "azurite").start()
+    source, target = open_registry(work, "source"), open_registry(work, "target")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        images = asyncio.run(seed(source.host, 20))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AzureWebJobsStorage": azurite.connection_string,
+            "FERRY_ALLOW_LOOPBACK": "true",
+            "FERRY_RETRY_DELAY_SECONDS": "1",
+            "FERRY_LEASE_SECONDS": "30",
+        }
+        port = free_port()
+        api = f"http://127.0.0.1:{port}"
+        procs.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "functions.http:fast_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                env,
+                work / "api.log",
+            )
+        )
+        wait_for_http(f"{api}/api/health", timeout=30, proc=procs[0])
+        rng = random.Random(7)
+        submitted: list[dict[str, Any]] = []
+        newest_for_tag: dict[str, str] = {}
+        started = time.monotonic()
+        with httpx.Client(timeout=30) as http:
+            for n in range(jobs):
+                repo, digest = rng.choice(images)
+                shared_tag = n % 4 == 0
+                tag = f"shared/t{n % 5}:live" if shared_tag else f"jobs/j{n}:v1"
+                doc = {
+                    "targetRegistry": target.host,
+                    "source": {"registryUri": source.host, "sourceImage": f"{repo}:v1"},
+                    "targetTags": [tag],
+                    "mode": "Force",
+                }
+                job = http.post(f"{api}/api/imports", json=doc).json()
+                submitted.append({"id": job["id"], "tag": tag, "digest": digest})
+                if shared_tag:
+                    newest_for_tag[tag] = digest
+            for _ in range(workers):
+                procs.append(start([sys.executable, "-m", "shared.cli", "worker"], env, work / "worker.log"))
+            deadline = time.monotonic() + 1800
+            states: dict[str, dict[str, Any]] = {}
+            while time.monotonic() < deadline:
+                for job in submitted:
+                    if job["id"] not in states or states[job["id"]]["state"] not in ("succeeded", "failed"):
+                        states[job["id"]] = http.get(f"{api}/api/imports/{job['id']}").json()
+                if all(s["state"] in ("succeeded", "failed") for s in states.values()):
+                    break
+                time.sleep(1)
+        elapsed = time.monotonic() - started
+
+        async def tags() -> dict[str, str]:
+            async with RegistryClient(target.host, options=LOCAL) as client:
+                return {t: str((await client.resolve(t.split(":")[0], "live")).digest) for t in newest_for_tag}
+
+        final = asyncio.run(tags())
+        latencies = sorted(
+            (datetime.fromisoformat(s["finishedAt"]) - datetime.fromisoformat(s["createdAt"])).total_seconds()
+            for s in states.values()
+            if s.get("finishedAt")
+        )
+        return {
+            "jobs": jobs, "workers": workers,
+            "succeeded": sum(s["state"] == "succeeded" for s in states.values()),
+            "failed": sum(s["state"] == "failed" for s in states.values()),
+            "lost": jobs - len([s for s in states.values() if s["state"] in ("succeeded", "failed")]),
+            "ranTwice": sum(s.get("attempts", 0) > 1 for s in states.values()),
+            "sharedTagsRight": sum(final[t] == d for t, d in newest_for_tag.items()), "sharedTags": len(newest_for_tag),
+            "seconds": round(elapsed, 1), "jobsPerMinute": round(jobs / elapsed * 60, 1),
+            "p50": round(statistics.median(latencies), 2) if latencies else None,
+            "p95": round(latencies[int(len(latencies) * 0.95) - 1], 2) if latencies else None,
+        }  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        source.stop()
+        target.stop()
+        azurite.stop()
+
+
+FAULT_TESTS = [
+    "tests/test_reliability.py",
+    "tests/test_faults.py",
+    "tests/test_hostile.py",
+    "tests/test_service.py::test_retryable_failure_succeeds_on_second_delivery",
+    "tests/test_service.py::test_poison_after_five_deliveries",
+    "tests/test_service.py::test_local_worker_releases_its_message_on_sigterm",
+    "tests/test_service.py::test_the_newest_job_for_a_tag_wins_whatever_finishes_last",
+    "tests/test_import.py::test_corrupting_proxy_fails_and_leaves_the_tag",
+    "tests/test_import.py::test_connection_cut_mid_blob_completes_without_resending",
+]
+
+
+def faults() -> list[tuple[str, str, float]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = []
+    for target in FAULT_TESTS:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        summary = (done.stdout.strip().splitlines() or ["?"])[-1]
+        out.append((target, summary, round(time.monotonic() - started, 1)))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ferry-reliability-") as tmp:
+        figures = load(args.jobs, args.workers, Path(tmp))
+    outcomes = faults()
+    lines = [
+        "# Reliability", "",
+        f"Regenerated by `make reliability` on {datetime.now().strftime('%Y-%m-%d %H:%M')} (2 cores).", "",
+        f"## Load: {figures['jobs']} jobs through the HTTP API, {figures['workers']} worker processes", "",
+        "| jobs | succeeded | failed | lost | ran twice | shared tags on the newest job's image | seconds | jobs/min | p50 s | p95 s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {figures['jobs']} | {figures['succeeded']} | {figures['failed']} | {figures['lost']} | {figures['ranTwice']} | "
+        f"{figures['sharedTagsRight']}/{figures['sharedTags']} | {figures['seconds']} | {figures['jobsPerMinute']} | "
+        f"{figures['p50']} | {figures['p95']} |", "",
+        "Latency is queued to finished, so it includes the time a job waited in the queue behind the others "
+        "(all jobs are submitted before the workers start).", "",
+        "## Faults and hostile input", "", "| tests | outcome | seconds |", "|---|---|---:|",
+        *[f"| `{t}` | {s} | {d} |" for t, s, d in outcomes], "",
+        "Reproduce: `make reliability` (or `PYTHONPATH=. .venv/bin/python -m bench.reliability --jobs 200 --workers 4`).", "",
+    ]  # fmt: skip
+    (ROOT / "bench" / "RELIABILITY.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return (
+        0
+        if figures["lost"] == 0 and figures["failed"] == 0 and figures["sharedTagsRight"] == figures["sharedTags"]
+        else 1
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
