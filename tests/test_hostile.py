@@ -199,3 +199,81 @@ def test_request_model_only_raises_validation_errors(doc: object) -> None:
 
     with contextlib.suppress(ValidationError):
         ImportRequest.model_validate(doc)
+
+
+# -- malicious registries ------------------------------------------------------------------------
+
+
+def test_endless_slow_bodies_fail_quickly() -> None:
+    import time
+
+    from shared.errors import TransportError
+    from shared.oci.digest import Digest
+    from shared.oci.manifest import Descriptor
+    from tests.harness.fakes import trickle_server
+
+    options = TransportOptions(
+        allow_loopback=True, max_attempts=1, manifest_deadline=1.0, body_grace=1.0, min_throughput=1_000_000
+    )
+
+    async def manifest(host: str) -> None:
+        async with RegistryClient(host, Anonymous(), options) as client:
+            await client.fetch_manifest("a/b", "v1")
+
+    async def blob(host: str) -> None:
+        async with RegistryClient(host, Anonymous(), options) as client:
+            desc = Descriptor("application/octet-stream", Digest.of(b"x"), 1_000_000)
+            _ = [c async for c in client.fetch_blob("a/b", desc)]
+
+    for run in (manifest, blob):
+        with trickle_server("application/vnd.oci.image.manifest.v1+json", 1_000_000, 0.2) as host:
+            started = time.monotonic()
+            with pytest.raises(TransportError, match="sends too slowly"):
+                asyncio.run(run(host))
+            assert time.monotonic() - started < 5
+
+
+def test_blob_longer_than_its_descriptor_is_refused() -> None:
+    from shared.errors import SizeMismatchError
+    from shared.oci.digest import Digest
+    from shared.oci.manifest import Descriptor
+    from tests.harness.fakes import fake_server
+
+    data = b"y" * 5000
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": "application/octet-stream"}, data
+
+    with fake_server(respond) as (host, _):
+
+        async def read() -> None:
+            async with RegistryClient(host, Anonymous(), TransportOptions(allow_loopback=True)) as client:
+                desc = Descriptor("application/octet-stream", Digest.of(data[:100]), 100)
+                _ = [c async for c in client.fetch_blob("a/b", desc)]
+
+        with pytest.raises(SizeMismatchError, match="expected 100 bytes"):
+            asyncio.run(read())
+
+
+def test_index_with_ten_thousand_children_is_refused_before_reading_them() -> None:
+    from shared.content.memory import MemoryStore
+    from shared.engine.plan import LimitExceededError, PlanOptions, build_plan
+    from shared.oci import mediatypes as mt
+    from shared.oci.digest import Digest
+    from shared.oci.manifest import Descriptor
+
+    children = [
+        {
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": str(Digest.of(str(i).encode())),
+            "size": 10,
+            "platform": {"os": "linux", "architecture": f"a{i}"},
+        }
+        for i in range(10_000)
+    ]
+    data = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": children}).encode()
+    store = MemoryStore()
+    root = Descriptor(mt.OCI_INDEX, store.put_manifest(mt.OCI_INDEX, data, "v1"), len(data))
+    with pytest.raises(LimitExceededError, match="more than 50 manifests"):
+        asyncio.run(build_plan(store, root, PlanOptions()))
+    assert store.calls["fetch_manifest"] == 1

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import suppress
 
@@ -54,6 +56,27 @@ def _range_start(response: httpx.Response) -> int | None:
         return None
     first = value[len(_CONTENT_RANGE_START) :].split("-", 1)[0]
     return int(first) if first.isdigit() else None
+
+
+class ReadBudget:
+    """Total seconds a body's reads may take (waiting on the source only, not on the consumer)."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.left = seconds
+        self.what = what
+
+    async def read(self, reads: AsyncIterator[bytes]) -> bytes | None:
+        """The next piece, None at the end; :class:`TransportError` once the budget is spent."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(max(self.left, 0.001)):
+                return await anext(reads)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise TransportError(f"{self.what}: the registry sends too slowly; gave up") from None
+        finally:
+            self.left -= time.monotonic() - started
 
 
 class _Slicer:
@@ -113,6 +136,8 @@ class BlobOps:
         held: bytes | None = None
         resumes = 0
         url = self._blob_url(repo, desc.digest)
+        options = self.transport.options
+        budget = ReadBudget(options.body_grace + desc.size / options.min_throughput, what)
         while True:
             headers = {"Range": f"bytes={received}-"} if received else None
             try:
@@ -136,7 +161,11 @@ class BlobOps:
                             "",
                             "Content-Range does not start where asked",
                         )
-                    async for raw in response.aiter_raw():
+                    reads = response.aiter_raw().__aiter__()
+                    while True:
+                        raw = await budget.read(reads)
+                        if raw is None:
+                            break
                         chunk = raw
                         if skip:  # the registry ignored Range: drop what we already have
                             cut = min(skip, len(raw))

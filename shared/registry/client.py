@@ -129,7 +129,9 @@ class RegistryClient(blobs.BlobOps):
             if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
                 raise self._too_large(response, int(declared))
             data = bytearray()
-            async for chunk in response.aiter_raw():
+            budget = blobs.ReadBudget(self.transport.options.manifest_deadline, what)
+            reads = response.aiter_raw().__aiter__()
+            while (chunk := await budget.read(reads)) is not None:
                 data += chunk
                 if len(data) > MAX_MANIFEST_BYTES:
                     raise self._too_large(response, len(data))

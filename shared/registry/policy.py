@@ -67,6 +67,12 @@ class TransportOptions:
     read_timeout: float = 60.0
     #: Connections per registry host.
     max_connections: int = 16
+    #: Slow bodies: a manifest must arrive within ``manifest_deadline`` seconds, and a blob's
+    #: reads may take ``body_grace`` seconds plus its size at ``min_throughput`` bytes/s, all
+    #: told; a registry that trickles bytes forever fails instead of holding a worker.
+    manifest_deadline: float = 60.0
+    body_grace: float = 60.0
+    min_throughput: int = 32 * 1024
     #: Tokens are renewed this many seconds before they expire (at most a quarter of their life).
     token_margin: float = 10.0
     user_agent: str = "ferry/0.1"

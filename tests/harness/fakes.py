@@ -63,3 +63,37 @@ def challenge_server(challenge: str) -> Iterator[str]:
 
     with fake_server(respond) as (host, _):
         yield host
+
+
+@contextmanager
+def trickle_server(content_type: str, length: int, interval: float) -> Iterator[str]:
+    """A registry that announces ``length`` bytes and sends one every ``interval`` seconds."""
+    import time
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            try:
+                for _ in range(length):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(interval)
+            except OSError:
+                return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
