@@ -11,6 +11,7 @@ Bad input answers ``400`` with every bad field and why; nothing else is echoed b
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -18,7 +19,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.root import Services, services
 from shared.errors import ConfigurationError
@@ -58,8 +61,16 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _is_token(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), (dict, str))
+    except ValueError:
+        return False
+
+
 def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     app = FastAPI(
+        responses={400: {"model": Problem, "description": "Bad input: every bad field and why"}},
         title="Ferry",
         version="0.1.0",
         description="Import container images and OCI artifacts into a registry, as `az acr import` does.",
@@ -82,6 +93,18 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
             status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # one path, several routes: Allow names the methods of all of them
+            path = request.url.path
+            methods = {
+                m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path) for m in r.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        problem = Problem(code=f"HTTP_{exc.status_code}", message=str(exc.detail))
+        return JSONResponse(status_code=exc.status_code, content=problem.model_dump(), headers=headers)
+
     @app.exception_handler(BadRequest)
     async def _bad(request: Request, exc: BadRequest) -> JSONResponse:
         problem = Problem(
@@ -91,7 +114,8 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
 
     @app.exception_handler(ConfigurationError)
     async def _unconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
-        return JSONResponse(status_code=503, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
+        # 409: the request is fine, this deployment is not set up for it (e.g. no rules file).
+        return JSONResponse(status_code=409, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
 
     @app.post("/api/imports", status_code=202, response_model=Accepted, responses={400: {"model": Problem}})
     async def submit(
@@ -119,15 +143,17 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         continuation: Annotated[str | None, Query(max_length=2048)] = None,
     ) -> JobList:
+        if continuation is not None and not _is_token(continuation):
+            raise BadRequest("continuation", "not a token from a previous page's 'next'")
         items, token = await asyncio.to_thread(get_services().statuses.list, state, limit, continuation)
         return JobList(items=[ImportStatus.model_validate(i) for i in items], next=token)
 
-    @app.post("/api/mirror/run")
+    @app.post("/api/mirror/run", responses={409: {"model": Problem, "description": "No rules file is configured"}})
     async def mirror_run(dry_run: Annotated[bool, Query(alias="dryRun")] = False) -> dict[str, Any]:
         """Run the timer's mirror pass now; with ``dryRun=true`` only report what it would enqueue."""
         return {"dryRun": dry_run, "entries": await run_mirrors(get_services(), dry_run)}
 
-    @app.get("/api/health")
+    @app.get("/api/health", responses={503: {"description": "The queue or the table does not answer"}})
     async def health() -> JSONResponse:
         svc = get_services()
         checks: dict[str, str] = {}
