@@ -140,3 +140,52 @@ def test_no_job_lost_when_azurite_restarts(workdir: Path, open_reg: Reg, target_
         assert [api.get(j["location"]).json()["state"] for j in jobs] == ["succeeded"] * 3
     finally:
         store.stop()
+
+
+def test_target_registry_restarted_mid_import(workdir: Path, azurite: Azurite, open_reg: Reg, repo: str) -> None:
+    """The target goes away and comes back mid-import: the job ends succeeded (retried as
+    needed), the tag lands once, on the complete image."""
+    import threading
+
+    from tests.harness.registry import open_registry
+
+    own = open_registry(workdir, f"restarting-{repo.split('/')[1]}")
+    digest, _ = asyncio.run(push_big(open_reg, repo, 6, 4 * MiB))
+    source = FaultProxy("127.0.0.1", open_reg.proc.port).start()
+    source.add(Rule("GET", "/blobs/sha256:", times=1000, delay=0.3))
+    svc = make_services(environment(azurite, FERRY_CONCURRENCY="2"))
+    api = TestClient(create_app(lambda: svc))
+    doc = {"targetRegistry": own.host, "source": {"registryUri": source.host, "sourceImage": f"{repo}:v1"}}
+    job = api.post("/api/imports", json=doc).json()
+    restarted: list[float] = []
+
+    def restart() -> None:
+        restarted.append(time.time())
+        own.restart()
+
+    restarter = threading.Timer(0.8, restart)
+    restarter.start()
+    try:
+        drain(svc)
+        restarter.join()
+        status = api.get(job["location"]).json()
+        if status["state"] == "queued":  # the retry delay (0) left it for one more pass
+            drain(svc)
+            status = api.get(job["location"]).json()
+        assert status["state"] == "succeeded", status
+        assert status["result"]["digest"] == digest
+        from datetime import datetime
+
+        assert datetime.fromisoformat(status["finishedAt"]).timestamp() > restarted[0]  # it lived through the restart
+
+        async def tagged() -> str:
+            from shared.registry import RegistryClient
+            from tests.conftest import FAST
+
+            async with RegistryClient(own.host, options=FAST) as client:
+                return str((await client.resolve(repo, "v1")).digest)
+
+        assert asyncio.run(tagged()) == digest
+    finally:
+        source.stop()
+        own.stop()
