@@ -63,6 +63,16 @@ async def push_big(reg: Reg, repo: str, layers: int, size: int) -> tuple[str, li
     return str(pushed.digest), [str(d.digest) for d in descs]
 
 
+def record(scenario: str, figures: dict[str, object]) -> None:
+    """For `make reliability`: figures of a scenario, appended to FERRY_RELIABILITY_OUT."""
+    out = os.environ.get("FERRY_RELIABILITY_OUT")
+    if out:
+        import json
+
+        with open(out, "a") as f:
+            f.write(json.dumps({"scenario": scenario, **figures}) + "\n")
+
+
 def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "worker"],
@@ -94,6 +104,7 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
             committed = [s.path for s in target.requests("PUT", "/blobs/uploads/") if s.status == 201]
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
         first.wait(timeout=10)
         at_kill = len([s for s in target.requests("PUT", "/blobs/uploads/") if s.status == 201])
         assert not [s for s in target.requests("PUT", "/manifests/v1")], "tagged before the image was complete"
@@ -101,6 +112,7 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
         while (api.get(job["location"]).json()["state"]) != "succeeded":
             assert time.monotonic() < deadline + 60, api.get(job["location"]).json()
             time.sleep(0.2)
+        recovered_at = time.monotonic()
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -119,6 +131,18 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
     assert status["result"]["blobs"]["present"] >= at_kill  # what the first worker finished was found, not sent
     tags = [s for s in target.requests("PUT", "/manifests/v1") if s.status == 201]
     assert len(tags) == 1
+    cut_short = [s for s in target.requests("PUT", "/blobs/uploads/") if s.status != 201]  # in flight at the kill
+    record(
+        "worker killed mid-import (200 MiB)",
+        {
+            "attempts": status["attempts"],
+            "recoverSeconds": round(recovered_at - killed_at, 1),
+            "blobsCommittedBeforeKill": at_kill,
+            "blobCommitsTotal": sum(commits.values()),
+            "uploadsCutShortAndRestarted": len(cut_short),
+            "bytesResentAtMost": sum(int(s.headers.get("Content-Length", 0)) for s in cut_short),
+        },
+    )
 
 
 def test_no_job_lost_when_azurite_restarts(workdir: Path, open_reg: Reg, target_reg: Reg, repo: str) -> None:
