@@ -31,7 +31,8 @@ import httpx
 from shared.registry import RegistryClient, TransportOptions
 from tests.harness.azurite import Azurite
 from tests.harness.images import make_image, make_multiarch, push_image
-from tests.harness.registry import free_port, open_registry, wait_for_http
+from tests.harness.processes import start_api, start_worker, stop_process
+from tests.harness.registry import open_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = TransportOptions(allow_loopback=True)
@@ -52,11 +53,6 @@ async def seed(host: str, images: int) -> list[tuple[str, str]]:
     return out
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
 def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
     azurite = Azurite(work / "azurite").start()
     source, target = open_registry(work, "source"), open_registry(work, "target")
@@ -71,27 +67,8 @@ def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
             "FERRY_RETRY_DELAY_SECONDS": "1",
             "FERRY_LEASE_SECONDS": "30",
         }
-        port = free_port()
-        api = f"http://127.0.0.1:{port}"
-        procs.append(
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "functions.http:fast_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                env,
-                work / "api.log",
-            )
-        )
-        wait_for_http(f"{api}/api/health", timeout=30, proc=procs[0])
+        api_proc, api = start_api(env, work / "api.log")
+        procs.append(api_proc)
         rng = random.Random(7)
         submitted: list[dict[str, Any]] = []
         newest_for_tag: dict[str, str] = {}
@@ -112,7 +89,7 @@ def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
                 if shared_tag:
                     newest_for_tag[tag] = digest
             for _ in range(workers):
-                procs.append(start([sys.executable, "-m", "shared.cli", "worker"], env, work / "worker.log"))
+                procs.append(start_worker(env, work / "worker.log"))
             deadline = time.monotonic() + 1800
             states: dict[str, dict[str, Any]] = {}
             while time.monotonic() < deadline:
@@ -147,12 +124,7 @@ def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
         }  # fmt: skip
     finally:
         for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, timeout=20)
         source.stop()
         target.stop()
         azurite.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,27 +23,13 @@ from shared.credentials import Secret, UsernamePassword
 from shared.registry import RegistryClient, TransportOptions
 from tests.harness.azurite import Azurite
 from tests.harness.images import make_multiarch, push_image
-from tests.harness.registry import basic_registry, free_port, open_registry, wait_for_http
+from tests.harness.processes import start_api, start_worker, stop_process
+from tests.harness.registry import basic_registry, open_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_USER, DEV_PASSWORD = "dev-bot", "dev-registry-password"
 #: The demo's registries are on 127.0.0.1, which Ferry refuses unless told otherwise.
 LOCAL = TransportOptions(allow_loopback=True)
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def push_sample(host: str) -> str:
@@ -99,28 +84,9 @@ def main() -> int:
                 "FERRY_RETRY_DELAY_SECONDS": "2",
                 "FERRY_ALLOW_LOOPBACK": "true",  # the demo's registries are on 127.0.0.1
             }
-            port = free_port()
-            api = f"http://127.0.0.1:{port}"
-            procs.append(
-                start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "functions.http:fast_app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env,
-                    work / "api.log",
-                )
-            )
-            wait_for_http(f"{api}/api/health", timeout=30, proc=procs[-1])
-            procs.append(start([sys.executable, "-m", "shared.cli", "worker"], env, work / "worker.log"))
+            api_proc, api = start_api(env, work / "api.log")
+            procs.append(api_proc)
+            procs.append(start_worker(env, work / "worker.log"))
             print(f"started the HTTP API on {api} (uvicorn, pid {procs[0].pid}) and a worker (pid {procs[1].pid})")
 
             pushed = asyncio.run(push_sample(dev.host))
@@ -158,7 +124,7 @@ def main() -> int:
             return 0 if at_prod == pushed else 1
         finally:
             for proc in reversed(procs):
-                stop(proc)
+                stop_process(proc, timeout=15)
             prod.stop()
             dev.stop()
             azurite.stop()

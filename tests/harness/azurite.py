@@ -78,11 +78,6 @@ class Azurite:
         self.start()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        from tests.harness.processes import stop_process
+
+        stop_process(self.proc)
