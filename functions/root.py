@@ -15,3 +15,10 @@ __all__ = ["Services", "services"]
 @functools.cache
 def services() -> Services:
     return build(Settings.from_env(os.environ))
+
+
+def check_at_startup() -> None:
+    """Under the Functions host, read the settings as the app loads, so a missing or bad one
+    stops the app at start-up with a message naming it (not at the first request)."""
+    if os.environ.get("FUNCTIONS_WORKER_RUNTIME"):
+        Settings.from_env(os.environ)

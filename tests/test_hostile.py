@@ -277,3 +277,32 @@ def test_index_with_ten_thousand_children_is_refused_before_reading_them() -> No
     with pytest.raises(LimitExceededError, match="more than 50 manifests"):
         asyncio.run(build_plan(store, root, PlanOptions()))
     assert store.calls["fetch_manifest"] == 1
+
+
+def test_blob_streams_in_bounded_memory(open_reg: object) -> None:
+    """A 64 MiB blob moves registry to registry through a few MiB of Python memory at most."""
+    import tracemalloc
+
+    from bench.fixtures import Layer
+    from tests.conftest import FAST, Reg
+
+    assert isinstance(open_reg, Reg)
+    layer = Layer(64 * 1024 * 1024, "bounded")
+    desc = layer.descriptor()
+
+    async def go() -> int:
+        async def open_at(offset: int):  # type: ignore[no-untyped-def]
+            for chunk in layer.chunks(offset):
+                yield chunk
+
+        async with RegistryClient(open_reg.host, Anonymous(), FAST) as client:
+            await client.push_blob_chunked("bounded/src", desc, open_at)
+            tracemalloc.start()
+            await client.push_blob("bounded/dst", desc, client.fetch_blob("bounded/src", desc))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert await client.blob_exists("bounded/dst", desc.digest) == desc.size
+            return peak
+
+    peak = asyncio.run(go())
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"

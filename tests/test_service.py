@@ -480,3 +480,19 @@ def test_the_newest_job_for_a_tag_wins_whatever_finishes_last(
             return str((await client.resolve(repo, "live")).digest)
 
     assert asyncio.run(live()) == str(new.digest)
+
+
+def test_the_function_app_fails_at_start_up_naming_a_bad_setting() -> None:
+    import subprocess
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": "x",
+        "FERRY_MAX_DEQUEUE_COUNT": "lots",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import function_app"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0 and "setting FERRY_MAX_DEQUEUE_COUNT" in done.stderr
