@@ -74,9 +74,10 @@ def root_present(current: dict[TargetRef, Descriptor | None], repository: str, r
 
 async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_registry: bool) -> dict[str, Any]:
     dst = RegistryRepository(target, spec.repositories[0])
-    present = await asyncio.gather(*(dst.exists(b) for b in plan.blobs.values() if not b.is_foreign))
-    here = [b for b, p in zip([b for b in plan.blobs.values() if not b.is_foreign], present, strict=True) if p]
-    missing = [b for b in plan.blobs.values() if not b.is_foreign and b not in here]
+    blobs = [b for b in plan.blobs.values() if not b.is_foreign]
+    present = await asyncio.gather(*(dst.exists(b) for b in blobs))
+    here = [b for b, p in zip(blobs, present, strict=True) if p]
+    missing = [b for b, p in zip(blobs, present, strict=True) if not p]
     manifests_present = await asyncio.gather(*(dst.exists(m) for m in plan.manifests.values()))
     return {
         "manifests": [
@@ -90,7 +91,7 @@ async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_re
         "blobsToMount": len(missing) if same_registry else 0,
         "blobsToCopy": 0 if same_registry else len(missing),
         "bytesToCopy": 0 if same_registry else sum(b.size for b in missing),
-        "foreignBlobs": sum(1 for b in plan.blobs.values() if b.is_foreign),
+        "foreignBlobs": len(plan.blobs) - len(blobs),
         "referrers": [str(r.digest) for r, _ in plan.referrers],
     }
 

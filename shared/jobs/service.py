@@ -377,8 +377,4 @@ class _Unexpected(FerryError):
         super().__init__(f"unexpected {kind}; see the function's logs")
 
 
-def status_doc(found: dict[str, Any]) -> ImportStatus:
-    return ImportStatus.model_validate(found)
-
-
-__all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "status_doc", "unseal"]
+__all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "unseal"]

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, UsernamePassword
+from shared.credentials import AccessToken, Credential, EntraIdentity, UsernamePassword
 from shared.errors import AuthenticationError, ConfigurationError, ProtocolError
 from shared.registry import scopes as sc
 from shared.registry.challenge import Challenge, parse_challenge
@@ -281,13 +281,3 @@ class RegistryAuth(httpx.Auth):
         if not isinstance(value, str) or not value:
             raise AuthenticationError("fetch token", self.registry, "", "", 200, "", "no token in the answer")
         return CachedToken(value, now, expires_at(now, doc.get("expires_in"), value))
-
-
-def credential_kind(credential: Credential) -> str:
-    """A name for the credential's kind, safe to log."""
-    return {
-        Anonymous: "anonymous",
-        UsernamePassword: "username/password",
-        AccessToken: "access token",
-        EntraIdentity: "Entra identity",
-    }[type(credential)]

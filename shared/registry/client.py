@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import httpx
@@ -244,6 +244,3 @@ class RegistryClient(blobs.BlobOps):
         except ManifestError:
             return []
         return list(node.manifests) if isinstance(node, Index) else []
-
-
-ClientFactory = Callable[[str], RegistryClient]

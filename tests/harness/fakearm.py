@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import jwt
 from azure.core.credentials import AccessToken
 
-from tests.harness.loopback import LoopbackServer
+from tests.harness.loopback import LoopbackServer, reply
 
 ARM_SECRET = "fake-arm-signing-secret-for-tests-only-0123456789"
 ARM_AUDIENCE = "https://management.azure.com"
@@ -93,16 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, doc: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(doc).encode() if doc is not None else b""
-        self.send_response(status)
-        self.send_header("x-ms-correlation-request-id", "corr-" + uuid.uuid4().hex[:8])
-        if doc is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, doc, {"x-ms-correlation-request-id": "corr-" + uuid.uuid4().hex[:8], **(headers or {})})
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")

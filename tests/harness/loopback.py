@@ -3,6 +3,7 @@ port, a handler class that knows its owner, and a clean stop."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,3 +41,16 @@ class LoopbackServer:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, doc: Any = None, headers: dict[str, str] | None = None) -> None:
+    """Answer with ``doc`` as JSON (no body when it is None) and ``headers``."""
+    body = json.dumps(doc).encode() if doc is not None else b""
+    handler.send_response(status)
+    if doc is not None:
+        handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(body)

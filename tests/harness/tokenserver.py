@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import time
 import uuid
 from collections import Counter
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness.entra import ACR_AUDIENCE_CLAIM, ENTRA_SECRET
-from tests.harness.loopback import LoopbackServer
+from tests.harness.loopback import LoopbackServer, reply
 
 ISSUER = "ferry-test-issuer"
 ACR_ISSUER = "Azure Container Registry"
@@ -178,14 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, doc: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(doc or {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, doc or {}, headers)
 
     def _deny(self, status: int = 401, message: str = "authentication required") -> None:
         self._send(
