@@ -165,13 +165,15 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
 
 
 async def _import(args: argparse.Namespace) -> dict[str, Any]:
-    from shared.jobs.armrun import choose_engine
     from shared.jobs.run import run_import
     from shared.jobs.spec import build_spec
     from shared.registry import RegistryClient, TransportOptions
-    from shared.settings import parse_registries
 
     if args.engine != "oci":
+        # The ARM engine's modules (and pydantic, 0.3 s of imports) only when it may be chosen.
+        from shared.jobs.armrun import choose_engine
+        from shared.settings import parse_registries
+
         registries = parse_registries(os.environ.get("FERRY_REGISTRIES", ""))
         request = _request(args)
         engine, why = choose_engine(request, registries)

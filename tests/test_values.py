@@ -233,16 +233,6 @@ def test_redact_url() -> None:
     assert redact_url("http://[::1]:5000/v2/") == "http://[::1]:5000/v2/"
 
 
-def test_httpcore_reads_blobs_in_large_pieces() -> None:
-    """The transport raises httpcore's per-read size (a class attribute it owns); if a new
-    httpcore drops the attribute, this fails and the benchmark's figures need a new look."""
-    from httpcore._async.http11 import AsyncHTTP11Connection
-
-    from shared.registry import transport
-
-    assert AsyncHTTP11Connection.READ_NUM_BYTES == transport.READ_BYTES == 1024 * 1024
-
-
 def test_tls_is_verified_and_shared() -> None:
     import ssl
 

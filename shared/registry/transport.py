@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 import random
 import ssl
@@ -20,7 +19,6 @@ from typing import Any
 
 import certifi
 import httpx
-from httpcore._async.http11 import AsyncHTTP11Connection
 
 from shared.credentials import Anonymous, Credential
 from shared.errors import FerryError, InsecureEndpointError, RegistryError
@@ -28,7 +26,8 @@ from shared.registry import logsafety
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
 from shared.registry.errors import error_from_exception, error_from_response
-from shared.registry.policy import TransportOptions, is_loopback, is_private_literal
+from shared.registry.policy import TransportOptions
+from shared.registry.wire import Http11Transport
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +37,14 @@ _ERROR_BODY = 64 * 1024
 
 logsafety.install()
 
-#: httpcore reads a response 64 KiB at a time (``AsyncHTTP11Connection.READ_NUM_BYTES``), each
-#: read a trip through anyio and h11 in Python: for blob streams that trip is most of the
-#: client's CPU. 1 MiB reads cut it by about a third (bench/README.md). It is httpcore's own
-#: class attribute; tests/test_values.py fails if a new httpcore drops it.
-READ_BYTES = 1024 * 1024
-AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, READ_BYTES)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One verified TLS context per process, as httpx builds by default (certifi's CA bundle).
-    Building one parses the bundle, about 50 ms: every client shares this one."""
+    """One verified TLS context per process, as httpx builds by default (certifi's CA bundle),
+    built when the first ``https`` connection opens. Building one parses the bundle, about
+    50 ms: every client shares this one, and a run that meets only loopback registries never
+    pays for it."""
     return ssl.create_default_context(cafile=certifi.where())
-
-
-class LazyTLSTransport(httpx.AsyncBaseTransport):
-    """Plain HTTP at once; HTTPS through a verified transport built on first use, so that a run
-    that only meets loopback registries never pays for TLS set-up. The plain transport is only
-    ever handed ``http://`` requests, so it has nothing to verify."""
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        self._plain = httpx.AsyncHTTPTransport(limits=limits, verify=False)  # only ever sent http:// requests
-        self._tls: httpx.AsyncHTTPTransport | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme != "https":
-            return await self._plain.handle_async_request(request)
-        if self._tls is None:
-            self._tls = httpx.AsyncHTTPTransport(limits=self._limits, verify=tls_context())
-        return await self._tls.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._plain.aclose()
-        if self._tls is not None:
-            await self._tls.aclose()
 
 
 class Transport:
@@ -103,20 +66,15 @@ class Transport:
         self.base_url = f"{self.options.scheme_for(api_host)}://{api_host}"
         self._sleep = sleep
         timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
-        limits = httpx.Limits(
-            max_connections=self.options.max_connections,
-            max_keepalive_connections=self.options.max_connections,
-        )
         headers = {"User-Agent": self.options.user_agent}
         hooks = {"request": [self._check_request]}
         #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
         self.ratelimit_remaining: int | None = None
-        self._checked: set[str] = set()
         self._token_http = httpx.AsyncClient(
             timeout=timeout,
             headers=headers,
             event_hooks=hooks,
-            transport=LazyTLSTransport(httpx.Limits(max_connections=4)),
+            transport=Http11Transport(max_connections=4, check=self._check_addresses, tls=tls_context),
         )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
         self.http = httpx.AsyncClient(
@@ -124,7 +82,9 @@ class Transport:
             timeout=timeout,
             headers=headers,
             event_hooks={**hooks, "response": [self._note_ratelimit]},
-            transport=LazyTLSTransport(limits),
+            transport=Http11Transport(
+                max_connections=self.options.max_connections, check=self._check_addresses, tls=tls_context
+            ),
         )
 
     async def _note_ratelimit(self, response: httpx.Response) -> None:
@@ -135,25 +95,18 @@ class Transport:
                 self.ratelimit_remaining = int(head)
 
     async def _check_request(self, request: httpx.Request) -> None:
-        """Every request, redirects and token realms included: plain HTTP only where allowed, and
-        no private, link-local or (unless allowed) loopback address, also behind a name (SSRF)."""
+        """Every request, redirects and token realms included: plain HTTP only where allowed."""
         self.options.check_url(request.url, f"request to {self.registry}")
-        authority = request.url.netloc.decode("ascii")
-        if authority not in self._checked:
-            addresses: list[str] = []
-            host = request.url.host
-            if not is_private_literal(host) and not is_loopback(host) and not _is_ip(host):
-                try:
-                    infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 443)
-                    addresses = [str(info[4][0]) for info in infos]
-                except OSError:
-                    addresses = []  # let the connection fail with its own error
-            reason = self.options.refusal(authority, addresses)
-            if reason is not None:
-                raise InsecureEndpointError(
-                    f"request to {self.registry}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)"
-                )
-            self._checked.add(authority)
+
+    def _check_addresses(self, authority: str, addresses: list[str]) -> None:
+        """Every new connection, with the addresses its name resolved to (the transport then
+        connects to one of these): no private, link-local or (unless allowed) loopback
+        destination, also behind a name (SSRF, DNS rebinding)."""
+        reason = self.options.refusal(authority, addresses)
+        if reason is not None:
+            raise InsecureEndpointError(
+                f"request to {self.registry}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)"
+            )
 
     async def aclose(self) -> None:
         await self.http.aclose()

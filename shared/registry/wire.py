@@ -1,0 +1,602 @@
+"""HTTP/1.1 for httpx over asyncio streams: the transport under every registry client.
+
+httpx's default transport (httpcore over anyio and h11) is general; what Ferry sends is narrow —
+short requests and long blob streams on keep-alive connections to a handful of hosts — and on
+that traffic its layers showed in every profile (bench/README.md): importing anyio's asyncio
+backend on the first request (about 45 ms of a 0.3 s import), httpcore itself (40 ms), and per
+request and per read a trip through the pool, anyio and h11 in Python. This transport speaks
+HTTP/1.1 only (what registries serve blobs over), frames bodies by RFC 9112 §6, and reads 1 MiB
+at a time straight from asyncio's buffer.
+
+It also closes the gap that a check before connecting leaves: names are resolved here, every
+address is put to ``check`` and the connection goes to one of the checked addresses, so a name
+that resolves elsewhere between the check and the connection (DNS rebinding) cannot steer it to
+an address policy refused. TLS still verifies the certificate against the name.
+
+Errors are httpx's own (``ConnectError``, ``ReadTimeout``, ``RemoteProtocolError``...), raised
+without the URL: it may carry a signed query string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+#: Bytes asked for per read of a body: a body arrives in as few pieces as the socket allows.
+READ_BYTES = 1024 * 1024
+#: Unread bytes per connection above which reading pauses (the peer then waits on TCP).
+_BUFFER = READ_BYTES
+#: The longest response head (status line and headers) accepted.
+MAX_HEAD = 64 * 1024
+#: The longest chunk-size line of a chunked body accepted.
+_MAX_CHUNK_LINE = 4096
+
+#: ``check(authority, addresses)`` raises to refuse connecting to ``authority`` at ``addresses``.
+AddressCheck = Callable[[str, list[str]], None]
+Key = tuple[str, str, int]
+
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class _Phase:
+    """Which httpx error a timeout or an OS error becomes, by what was being done."""
+
+    CONNECT = (httpx.ConnectTimeout, httpx.ConnectError)
+    WRITE = (httpx.WriteTimeout, httpx.WriteError)
+    READ = (httpx.ReadTimeout, httpx.ReadError)
+
+
+async def _within(
+    awaitable: Awaitable[T],
+    seconds: float | None,
+    phase: tuple[type[httpx.TransportError], ...],
+    request: httpx.Request,
+) -> T:
+    """``awaitable`` within ``seconds`` (httpx's timeouts are per operation), its failures mapped
+    to httpx's errors for ``phase``."""
+    timed_out, failed = phase
+    try:
+        if seconds is None:
+            return await awaitable
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError as exc:
+        raise timed_out(f"{timed_out.__name__} after {seconds} s", request=request) from exc
+    except asyncio.IncompleteReadError as exc:
+        raise httpx.RemoteProtocolError("peer closed the connection mid-message", request=request) from exc
+    except asyncio.LimitOverrunError as exc:
+        raise httpx.RemoteProtocolError("response head or line too long", request=request) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise failed(f"{type(exc).__name__} ({failed.__name__})", request=request) from exc
+
+
+def _protocol_error(message: str, request: httpx.Request) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(message, request=request)
+
+
+def _is_token(name: bytes) -> bool:
+    return bool(name) and all(c in _TCHAR for c in name)
+
+
+def request_head(request: httpx.Request) -> bytes:
+    """The request line and headers. Header injection is refused: a name that is not a token or
+    a value with CR, LF or NUL (a token server's answer ends up in ``Authorization``)."""
+    target = request.url.raw_path
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        if not _is_token(name) or b"\r" in value or b"\n" in value or b"\0" in value:
+            raise httpx.LocalProtocolError(f"invalid header {name[:40]!r}", request=request)
+        parts += [name, b": ", value, b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class Head:
+    """A parsed response head."""
+
+    __slots__ = ("headers", "reason", "status", "version")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], version: bytes) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.version = version
+
+    def values(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+def parse_head(raw: bytes, request: httpx.Request) -> Head:
+    """Status line and header fields of ``raw`` (which ends with the blank line), strictly."""
+    if len(raw) > MAX_HEAD:
+        raise _protocol_error(f"response head over {MAX_HEAD} bytes", request)
+    lines = raw[:-4].split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise _protocol_error("malformed status line", request)
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _is_token(name):  # also refuses obsolete line folding (leading space)
+            raise _protocol_error("malformed header line", request)
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise _protocol_error("malformed header value", request)
+        headers.append((name, value))
+    return Head(int(code), reason, headers, version)
+
+
+def framing(method: str, head: Head, request: httpx.Request) -> int | str | None:
+    """How the body is delimited (RFC 9112 §6.3): None (no body), a length, ``"chunked"`` or
+    ``"close"`` (until the connection ends)."""
+    if method == "HEAD" or head.status in (204, 304) or head.status < 200:
+        return None
+    encodings = b",".join(head.values(b"transfer-encoding"))
+    if encodings:
+        final = encodings.rsplit(b",", 1)[-1].strip().lower()
+        return "chunked" if final == b"chunked" else "close"
+    lengths = {v.strip() for value in head.values(b"content-length") for v in value.split(b",")}
+    if not lengths:
+        return "close"
+    if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
+        raise _protocol_error("invalid Content-Length", request)
+    return int(lengths.pop())
+
+
+class Wire(asyncio.Protocol):
+    """One connection's bytes, both ways. Unlike asyncio's streams it hands out what was received
+    before an error: a registry that answers an upload early (401, 413) and resets the
+    connection is heard, and a body is handed on in the pieces the socket delivered, uncopied."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self.transport: asyncio.Transport | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _BUFFER and not self._reading_paused and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- for the connection -------------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """Still connected, with nothing unread (an idle connection with stray bytes is not)."""
+        return not self._eof and not self._buffered and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None or self.transport is None or self.transport.is_closing():
+            # asyncio would drop the bytes and only log a warning
+            raise ConnectionResetError("connection closed while sending")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._writing_paused and self._error is None:
+            self._drained = self._loop.create_future()
+            await self._drained
+        if self._error is not None:
+            raise ConnectionResetError("connection lost while sending") from self._error
+
+    async def _more(self) -> None:
+        """Wait for bytes (or the end); the error, if the connection failed with nothing unread."""
+        if self._buffered or self._eof:
+            if self._error is not None and not self._buffered:
+                raise self._error
+            return
+        if self._reading_paused and self.transport is not None:
+            self.transport.resume_reading()
+            self._reading_paused = False
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None and not self._buffered:
+            raise self._error
+
+    def _take(self, n: int) -> bytes:
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) > n:
+            chunks[0] = first[n:]
+            data = first[:n]
+        else:
+            chunks.popleft()
+            pieces, size = [first], len(first)
+            while chunks and size + len(chunks[0]) <= n:
+                size += len(chunks[0])
+                pieces.append(chunks.popleft())
+            data = first if len(pieces) == 1 else b"".join(pieces)
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= _BUFFER // 2 and self.transport is not None:
+            self.transport.resume_reading()
+            self._reading_paused = False
+        return data
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, as soon as there are any; ``b""`` at the end."""
+        await self._more()
+        return self._take(n) if self._buffered else b""
+
+    async def readexactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            piece = await self.read(n - len(data))
+            if not piece:
+                raise asyncio.IncompleteReadError(data, n)
+            data += piece
+        return data
+
+    async def readuntil(self, separator: bytes, limit: int) -> bytes:
+        """Bytes up to and including ``separator``, which must come within ``limit`` bytes."""
+        while True:
+            if len(self._chunks) > 1:
+                self._chunks = deque([b"".join(self._chunks)])
+            head = self._chunks[0] if self._chunks else b""
+            end = head.find(separator)
+            if end > limit or (end < 0 and len(head) > limit):
+                raise asyncio.LimitOverrunError("separator not found within the limit", len(head))
+            if end >= 0:
+                return self._take(end + len(separator))
+            if self._eof:
+                self._chunks.clear()
+                self._buffered = 0
+                raise asyncio.IncompleteReadError(head, None)
+            await self._more()
+
+
+class Connection:
+    """One HTTP/1.1 connection: a request at a time."""
+
+    __slots__ = ("key", "wire")
+
+    def __init__(self, key: Key, wire: Wire) -> None:
+        self.key = key
+        self.wire = wire
+
+    @property
+    def usable(self) -> bool:
+        """Idle and still open: the peer has not closed it while it waited."""
+        return self.wire.open
+
+    def close(self) -> None:
+        self.wire.close()
+
+    async def send(self, request: httpx.Request, write_timeout: float | None) -> None:
+        """The request, its body framed by its headers (``Content-Length`` or chunked)."""
+        wire = self.wire
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        declared = request.headers.get("content-length")
+        expected = int(declared) if declared is not None and declared.isdigit() else None
+        try:
+            wire.write(request_head(request))
+            sent = 0
+            async for chunk in request.stream:  # type: ignore[union-attr]
+                if not chunk:
+                    continue
+                sent += len(chunk)
+                if chunked:
+                    wire.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                else:
+                    if expected is None or sent > expected:
+                        raise httpx.LocalProtocolError("request body longer than its Content-Length", request=request)
+                    wire.write(chunk)
+                await _within(wire.drain(), write_timeout, _Phase.WRITE, request)
+            if chunked:
+                wire.write(b"0\r\n\r\n")
+            elif expected is not None and sent != expected:
+                raise httpx.LocalProtocolError("request body shorter than its Content-Length", request=request)
+            await _within(wire.drain(), write_timeout, _Phase.WRITE, request)
+        except ConnectionError as exc:
+            raise httpx.WriteError(f"{type(exc).__name__} (WriteError)", request=request) from exc
+
+    async def receive_head(self, request: httpx.Request, read_timeout: float | None) -> Head:
+        """The final response head (informational 1xx answers are skipped)."""
+        while True:
+            try:
+                raw = await _within(self.wire.readuntil(b"\r\n\r\n", MAX_HEAD), read_timeout, _Phase.READ, request)
+            except httpx.RemoteProtocolError as exc:
+                if isinstance(exc.__cause__, asyncio.IncompleteReadError) and not exc.__cause__.partial:
+                    raise _Disconnected("server disconnected without sending a response", request=request) from exc
+                raise
+            head = parse_head(raw, request)
+            if head.status == 101:
+                raise _protocol_error("unexpected protocol switch", request)
+            if head.status >= 200:
+                return head
+
+
+class _Disconnected(httpx.RemoteProtocolError):
+    """The peer closed the connection before any byte of the response: on a connection reused
+    from the pool, the request may be sent again on a fresh one."""
+
+
+class Body(httpx.AsyncByteStream):
+    """A response body read from its connection; the connection goes back to the pool when the
+    body was read to its end and both sides keep it alive, and is closed otherwise."""
+
+    def __init__(
+        self,
+        pool: Http11Transport,
+        connection: Connection,
+        request: httpx.Request,
+        frame: int | str | None,
+        keep_alive: bool,
+        timeout: float | None,
+    ) -> None:
+        self._pool = pool
+        self._connection: Connection | None = connection
+        self._request = request
+        self._frame = frame
+        self._keep_alive = keep_alive and frame != "close"
+        self._timeout = timeout
+        self._done = frame is None or frame == 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._connection is None or self._done:
+            return
+        reader = self._connection.wire
+        frame = self._frame
+        if isinstance(frame, int):
+            async for piece in self._exactly(reader, frame, "content"):
+                yield piece
+        elif frame == "chunked":
+            while True:
+                size = await self._chunk_size(reader)
+                if size == 0:
+                    await self._trailers(reader)
+                    break
+                async for piece in self._exactly(reader, size, "chunk"):
+                    yield piece
+                if await self._read(reader.readexactly(2)) != b"\r\n":
+                    raise _protocol_error("malformed chunked body", self._request)
+        else:  # until the connection ends
+            while data := await self._read(reader.read(READ_BYTES)):
+                yield data
+        self._done = True
+
+    async def _read(self, awaitable: Awaitable[T]) -> T:
+        return await _within(awaitable, self._timeout, _Phase.READ, self._request)
+
+    async def _exactly(self, reader: Wire, length: int, what: str) -> AsyncIterator[bytes]:
+        left = length
+        while left:
+            data = await self._read(reader.read(min(READ_BYTES, left)))
+            if not data:
+                raise _protocol_error(
+                    f"peer closed the connection with {left} of {length} {what} bytes unsent", self._request
+                )
+            left -= len(data)
+            yield data
+
+    async def _chunk_size(self, reader: Wire) -> int:
+        line = await self._read(reader.readuntil(b"\r\n", _MAX_CHUNK_LINE))
+        digits = line[:-2].split(b";", 1)[0].strip()
+        if len(line) > _MAX_CHUNK_LINE or not digits or any(c not in b"0123456789abcdefABCDEF" for c in digits):
+            raise _protocol_error("malformed chunk size", self._request)
+        return int(digits, 16)
+
+    async def _trailers(self, reader: Wire) -> None:
+        total = 0
+        while (line := await self._read(reader.readuntil(b"\r\n", MAX_HEAD))) != b"\r\n":
+            total += len(line)
+            if total > MAX_HEAD:
+                raise _protocol_error("trailers too long", self._request)
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool.release(connection, reusable=self._done and self._keep_alive)
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """A pool of HTTP/1.1 connections, at most ``max_connections`` open and in use at a time.
+
+    ``check`` is given each destination's authority and the addresses its name resolved to
+    before a connection is opened; ``tls`` makes the (verifying) context for ``https``."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        check: AddressCheck | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+    ) -> None:
+        self._max = max_connections
+        self._check = check
+        self._tls = tls
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: dict[Key, list[Connection]] = {}
+        self._live = 0
+        self._closed = False
+
+    # -- the pool ---------------------------------------------------------------------------
+
+    def _take(self, key: Key) -> Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if connection.usable:
+                return connection
+            self._discard(connection)
+        return None
+
+    def _discard(self, connection: Connection) -> None:
+        connection.close()
+        self._live -= 1
+
+    def _make_room(self) -> None:
+        """Close an idle connection when the pool is full (its host is not the one now asked)."""
+        if self._live < self._max:
+            return
+        for idle in self._idle.values():
+            if idle:
+                self._discard(idle.pop(0))
+                return
+
+    def release(self, connection: Connection, *, reusable: bool) -> None:
+        if reusable and not self._closed and connection.usable:
+            self._idle.setdefault(connection.key, []).append(connection)
+        else:
+            self._discard(connection)
+        self._slots.release()
+
+    async def _connect(
+        self, key: Key, authority: str, request: httpx.Request, connect_timeout: float | None
+    ) -> Connection:
+        scheme, host, port = key
+        addresses = await _within(self._resolve(host, port), connect_timeout, _Phase.CONNECT, request)
+        if self._check is not None:
+            self._check(authority, addresses)
+        context = None
+        if scheme == "https":
+            if self._tls is None:
+                raise httpx.UnsupportedProtocol("https is not configured on this transport", request=request)
+            context = self._tls()
+        error: httpx.TransportError | None = None
+        for address in addresses:  # only addresses that were checked
+            try:
+                _, wire = await _within(
+                    asyncio.get_running_loop().create_connection(
+                        Wire, address, port, ssl=context, server_hostname=host if context else None
+                    ),
+                    connect_timeout,
+                    _Phase.CONNECT,
+                    request,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                error = exc
+                continue
+            self._live += 1  # asyncio sets TCP_NODELAY on its own
+            return Connection(key, wire)
+        raise error or httpx.ConnectError("no address to connect to", request=request)
+
+    @staticmethod
+    async def _resolve(host: str, port: int) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    # -- a request --------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise httpx.ConnectError("transport closed", request=request)
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}", request=request)
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        key: Key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        await _within(self._slots.acquire(), timeouts.get("pool"), (httpx.PoolTimeout, httpx.ConnectError), request)
+        connection: Connection | None = None
+        try:
+            connection = self._take(key)
+            replay = connection is not None and isinstance(request.stream, httpx.ByteStream)
+            if connection is None:
+                self._make_room()
+                connection = await self._connect(key, url.netloc.decode("ascii"), request, timeouts.get("connect"))
+            try:
+                head = await self._exchange(connection, request, timeouts)
+            except _Disconnected:
+                if not replay:  # a fresh connection, or a body that cannot be sent again
+                    raise
+                self._discard(connection)  # the peer closed it while it sat in the pool
+                connection = None
+                connection = await self._connect(key, url.netloc.decode("ascii"), request, timeouts.get("connect"))
+                head = await self._exchange(connection, request, timeouts)
+            frame = framing(request.method, head, request)
+        except BaseException:
+            if connection is not None:
+                self._discard(connection)
+            self._slots.release()
+            raise
+        connection_tokens = b",".join(head.values(b"connection")).lower()
+        keep_alive = head.version == b"HTTP/1.1" and b"close" not in connection_tokens
+        body = Body(self, connection, request, frame, keep_alive, timeouts.get("read"))
+        return httpx.Response(
+            head.status,
+            headers=head.headers,
+            stream=body,
+            extensions={"http_version": head.version, "reason_phrase": head.reason},
+        )
+
+    @staticmethod
+    async def _exchange(connection: Connection, request: httpx.Request, timeouts: dict[str, Any]) -> Head:
+        try:
+            await connection.send(request, timeouts.get("write"))
+        except httpx.WriteError:
+            # The server may have answered and closed before taking the whole body (a 401 or a
+            # 413 on an upload): its answer is more useful than the broken pipe.
+            try:
+                return await connection.receive_head(request, timeouts.get("read"))
+            except httpx.TransportError:
+                pass
+            raise
+        return await connection.receive_head(request, timeouts.get("read"))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                self._discard(connection)
+            idle.clear()
