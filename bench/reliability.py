@@ -134,6 +134,8 @@ FAULT_TESTS = [
     "tests/test_reliability.py",
     "tests/test_faults.py",
     "tests/test_hostile.py",
+    "tests/test_malicious.py",
+    "tests/test_fault_imports.py",
     "tests/test_service.py::test_retryable_failure_succeeds_on_second_delivery",
     "tests/test_service.py::test_poison_after_five_deliveries",
     "tests/test_service.py::test_local_worker_releases_its_message_on_sigterm",

@@ -259,19 +259,10 @@ def test_index_with_ten_thousand_children_is_refused_before_reading_them() -> No
     from shared.content.memory import MemoryStore
     from shared.engine.plan import LimitExceededError, PlanOptions, build_plan
     from shared.oci import mediatypes as mt
-    from shared.oci.digest import Digest
     from shared.oci.manifest import Descriptor
+    from tests.harness.images import index_of_strangers
 
-    children = [
-        {
-            "mediaType": mt.OCI_MANIFEST,
-            "digest": str(Digest.of(str(i).encode())),
-            "size": 10,
-            "platform": {"os": "linux", "architecture": f"a{i}"},
-        }
-        for i in range(10_000)
-    ]
-    data = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": children}).encode()
+    data = index_of_strangers(10_000)
     store = MemoryStore()
     root = Descriptor(mt.OCI_INDEX, store.put_manifest(mt.OCI_INDEX, data, "v1"), len(data))
     with pytest.raises(LimitExceededError, match="more than 50 manifests"):

@@ -22,6 +22,7 @@ from shared.oci.manifest import Descriptor
 from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
+from tests.harness.figures import record
 from tests.harness.images import make_multiarch
 from tests.test_import import seed
 from tests.test_service import drain, environment, make_services
@@ -61,16 +62,6 @@ async def push_big(reg: Reg, repo: str, layers: int, size: int) -> tuple[str, li
         ).encode()
         pushed = await client.push_manifest(repo, "v1", manifest, mt.OCI_MANIFEST)
     return str(pushed.digest), [str(d.digest) for d in descs]
-
-
-def record(scenario: str, figures: dict[str, object]) -> None:
-    """For `make reliability`: figures of a scenario, appended to FERRY_RELIABILITY_OUT."""
-    out = os.environ.get("FERRY_RELIABILITY_OUT")
-    if out:
-        import json
-
-        with open(out, "a") as f:
-            f.write(json.dumps({"scenario": scenario, **figures}) + "\n")
 
 
 def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:

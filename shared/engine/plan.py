@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from shared.content.protocols import Source
 from shared.errors import FerryError
 from shared.oci.digest import Digest
-from shared.oci.manifest import Descriptor, Index, Manifest, Platform, parse_manifest, successors
+from shared.oci.manifest import (
+    Descriptor,
+    Index,
+    IndexTooLargeError,
+    Manifest,
+    Platform,
+    parse_manifest,
+    successors,
+)
 
 #: Annotations buildx puts on attestation manifests in an index, naming the image they attest.
 _REFERENCE_TYPE = "vnd.docker.reference.type"
@@ -109,7 +117,19 @@ class _Planner:
                 f"(the max_manifests limit); {desc.media_type} {desc.digest} takes it over"
             )
 
-    async def walk(self, plan: Plan, desc: Descriptor, data: bytes | None = None) -> None:
+    def parse(self, plan: Plan, desc: Descriptor, data: bytes) -> Manifest | Index:
+        """``desc``'s manifest; an index that would take the import over the limit is refused
+        before its entries are read into descriptors."""
+        room = self.opts.max_manifests - len(plan.manifests)
+        try:
+            return parse_manifest(data, desc.media_type, max_children=max(room, 0))
+        except IndexTooLargeError as exc:
+            self._count(plan, exc.count, desc)
+            raise  # pragma: no cover - _count raised
+
+    async def walk(
+        self, plan: Plan, desc: Descriptor, data: bytes | None = None, node: Manifest | Index | None = None
+    ) -> None:
         """Add ``desc`` and everything under it to ``plan`` (children fetched concurrently)."""
         if desc.digest in plan.manifests:
             return
@@ -118,7 +138,8 @@ class _Planner:
         if data is None:
             async with self.gate:
                 data = await self.src.fetch_manifest(desc)
-        node = parse_manifest(data, desc.media_type)
+        if node is None:
+            node = self.parse(plan, desc, data)
         plan.data[desc.digest] = data
         kids = successors(node)
         plan.children[desc.digest] = kids
@@ -158,12 +179,15 @@ async def build_plan(src: Source, root: Descriptor, opts: PlanOptions) -> Plan:
     """Read ``root``'s graph from ``src``; apply the platform filter and the limits."""
     planner = _Planner(src, opts)
     data = await src.fetch_manifest(root)
-    node = parse_manifest(data, root.media_type)
     plan = Plan(root)
-    if opts.platforms and isinstance(node, Index):
-        plan.source_root = root
-        plan.root, data = _filter_index(root, data, node, opts.platforms)
-    await planner.walk(plan, plan.root, data)
+    node: Manifest | Index | None = planner.parse(plan, root, data) if not opts.platforms else None
+    if opts.platforms:  # filtering reads every platform first; the filtered index is then counted
+        node = parse_manifest(data, root.media_type)
+        if isinstance(node, Index):
+            plan.source_root = root
+            plan.root, data = _filter_index(root, data, node, opts.platforms)
+            node = None
+    await planner.walk(plan, plan.root, data, node)
     if opts.include_referrers:
         await planner.referrers(plan)
     return plan

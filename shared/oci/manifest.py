@@ -26,6 +26,14 @@ class ManifestError(UnsupportedContentError):
     code = "MANIFEST_INVALID"
 
 
+class IndexTooLargeError(ManifestError):
+    """An index with more entries than its reader would take (see ``parse_manifest``)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"index has {count} manifests")
+        self.count = count
+
+
 @dataclass(frozen=True, slots=True)
 class Platform:
     os: str
@@ -153,9 +161,11 @@ class Index:
     artifact_type: str | None = None
 
 
-def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest | Index:
+def parse_manifest(data: bytes, media_type: str | None = None, *, max_children: int | None = None) -> Manifest | Index:
     """Parse manifest bytes. ``media_type`` is the ``Content-Type`` the registry sent, used when
-    the document itself carries none (it is optional in OCI manifests)."""
+    the document itself carries none (it is optional in OCI manifests). An index with more than
+    ``max_children`` entries raises :class:`IndexTooLargeError` before they become descriptors
+    (a hostile index of tens of thousands would otherwise cost tens of MB)."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
     try:
@@ -180,6 +190,8 @@ def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest | Ind
         children = doc.get("manifests")
         if not isinstance(children, list):
             raise ManifestError("index has no manifests list")
+        if max_children is not None and len(children) > max_children:
+            raise IndexTooLargeError(len(children))
         return Index(
             kind,
             tuple(Descriptor.from_json(c, f"manifests[{i}]") for i, c in enumerate(children)),

@@ -13,8 +13,10 @@ Responder = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], byte
 
 
 @contextmanager
-def fake_server(respond: Responder) -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
-    """Serve ``respond`` on 127.0.0.1; yields ``(host, seen requests)``."""
+def fake_server(
+    respond: Responder, address: str = "127.0.0.1"
+) -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
+    """Serve ``respond`` on ``address`` (a loopback one); yields ``(host, seen requests)``."""
     seen: list[tuple[str, str, dict[str, str]]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -40,11 +42,11 @@ def fake_server(respond: Responder) -> Iterator[tuple[str, list[tuple[str, str, 
 
         do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((address, 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
+        yield f"{address}:{server.server_address[1]}", seen
     finally:
         server.shutdown()
         server.server_close()
@@ -75,6 +77,14 @@ def trickle_server(content_type: str, length: int, interval: float) -> Iterator[
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def do_HEAD(self) -> None:
+            """Quick and plausible, so that the trickle comes with the GET after it."""
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(length))
+            self.send_header("Docker-Content-Digest", "sha256:" + "0" * 64)
+            self.end_headers()
 
         def do_GET(self) -> None:
             self.send_response(200)

@@ -123,6 +123,20 @@ def make_index(images: list[Image], *, docker: bool = False, annotations: dict[s
     return IndexImage(json.dumps(doc, indent=2).encode(), media_type, images)
 
 
+def index_of_strangers(count: int) -> bytes:
+    """An OCI index of ``count`` made-up platforms whose manifests exist nowhere (a hostile index)."""
+    children = [
+        {
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": str(Digest.of(str(i).encode())),
+            "size": 10,
+            "platform": {"os": "linux", "architecture": f"a{i}"},
+        }
+        for i in range(count)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": children}).encode()
+
+
 def make_multiarch(
     platforms: list[str] = ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"],  # noqa: B006
     layer_sizes: tuple[int, ...] = (4096, 8192),
