@@ -32,9 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--registry", "-r", help="source registry (ACR name or login server); --source is then a path in it"
     )
-    imp.add_argument("--username", "-u", help="source registry username")
+    imp.add_argument("--username", "-u", help="source registry username (or FERRY_SOURCE_USERNAME)")
     pw = imp.add_mutually_exclusive_group()
-    pw.add_argument("--password", "-p", help="source registry password or token (prefer --password-stdin)")
+    pw.add_argument(
+        "--password",
+        "-p",
+        help="source registry password or token; shows in the process list: prefer --password-stdin or "
+        "FERRY_SOURCE_PASSWORD",
+    )
     pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
     imp.add_argument(
         "--platform", action="append", default=[], help="OS/ARCH[/VARIANT] to keep from an index; repeatable"
@@ -60,11 +65,22 @@ def _parser() -> argparse.ArgumentParser:
 def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
     from shared.credentials import AccessToken, Anonymous, Secret, UsernamePassword
 
-    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
-    if args.username and not password:
-        raise ValueError("--username needs --password or --password-stdin")
+    if args.password:
+        # Too late to hide: the process list has shown it since the start. Say so, once.
+        print(
+            "warning: --password is visible to other users of this machine in the process list; "
+            "use --password-stdin or FERRY_SOURCE_PASSWORD",
+            file=sys.stderr,
+        )
+    username = args.username or os.environ.get("FERRY_SOURCE_USERNAME")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = args.password or os.environ.get("FERRY_SOURCE_PASSWORD")
+    if username and not password:
+        raise ValueError("--username needs --password-stdin, FERRY_SOURCE_PASSWORD or --password")
     if password:
-        return UsernamePassword(args.username, Secret(password)) if args.username else AccessToken(Secret(password))
+        return UsernamePassword(username, Secret(password)) if username else AccessToken(Secret(password))
     return _identity(registry) or Anonymous()
 
 
@@ -151,7 +167,8 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
 
     spec = request.spec(_limits_from_env())
     options = TransportOptions.from_env(loopback_default=True)
-    credential = _source_credential(args, "") if (args.username or args.password or args.password_stdin) else None
+    given = args.username or args.password or args.password_stdin or os.environ.get("FERRY_SOURCE_PASSWORD")
+    credential = _source_credential(args, "") if given else None
     importer = ArmImporter(
         DefaultAzureCredential(),
         ArmOptions(endpoint=os.environ.get("FERRY_ARM_ENDPOINT", ArmOptions.endpoint)),

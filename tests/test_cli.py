@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.credentials import UsernamePassword
 from shared.errors import InvalidReferenceError
 from shared.jobs.spec import TargetRef, build_spec
 from tests.conftest import Reg
-from tests.harness.images import make_multiarch
+from tests.harness.images import make_image, make_multiarch
 from tests.test_import import seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +71,8 @@ def test_bad_input(kwargs: dict[str, object], reason: str) -> None:
         build_spec(str(args.pop("source")), str(args.pop("target")), **args)  # type: ignore[arg-type]
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", "import", *args],
         capture_output=True,
@@ -118,3 +119,25 @@ async def test_cli_password_stdin_never_echoed(basic_reg: Reg, target_reg: Reg, 
     )
     assert done.returncode == 1 and "401" in done.stdout
     assert "WRONG-planted-password" not in done.stdout + done.stderr
+
+
+async def test_cli_source_password_from_the_environment_and_a_warning_for_the_flag(
+    basic_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """--password shows in the process list (nothing the program can do once it runs): it works
+    and warns; FERRY_SOURCE_USERNAME/PASSWORD keep the secret out of argv."""
+    await seed(basic_reg, repo, make_image(seed="env-password"))
+    assert isinstance(basic_reg.credential, UsernamePassword)
+    password = basic_reg.credential.password.reveal()
+    source = ("--source", f"{basic_reg.host}/{repo}:v1")
+    by_env = cli(
+        "--name", target_reg.host, *source, "--image", f"{repo}:env",
+        env={"FERRY_SOURCE_USERNAME": "alice", "FERRY_SOURCE_PASSWORD": password},
+    )  # fmt: skip
+    assert by_env.returncode == 0, by_env.stdout
+    assert "warning" not in by_env.stderr
+    by_flag = cli("--name", target_reg.host, *source, "--image", f"{repo}:flag", "-u", "alice", "-p", password)
+    assert by_flag.returncode == 0, by_flag.stdout
+    assert "--password is visible to other users" in by_flag.stderr
+    for done in (by_env, by_flag):
+        assert password not in done.stdout + done.stderr
