@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import certifi
 import httpx
 
 from shared.credentials import Anonymous, Credential
@@ -43,7 +42,9 @@ def tls_context() -> ssl.SSLContext:
     """One verified TLS context per process, as httpx builds by default (certifi's CA bundle),
     built when the first ``https`` connection opens. Building one parses the bundle, about
     50 ms: every client shares this one, and a run that meets only loopback registries never
-    pays for it."""
+    pays for it (nor for importing certifi, which brings importlib.resources)."""
+    import certifi  # noqa: PLC0415
+
     return ssl.create_default_context(cafile=certifi.where())
 
 
