@@ -163,6 +163,12 @@ def faults(figures_file: Path) -> list[tuple[str, str, float]]:
     return out
 
 
+def _figure_line(figures: dict[str, Any]) -> str:
+    scenario, test = figures.pop("scenario"), figures.pop("test", "")
+    line = f"- **{scenario}**: " + ", ".join(f"{k} {v}" for k, v in figures.items())
+    return line + (f" — `.venv/bin/python -m pytest '{test}'`" if test else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
@@ -186,7 +192,8 @@ def main() -> int:
         "Latency is queued to finished, so it includes the time a job waited in the queue behind the others "
         "(all jobs are submitted before the workers start).", "",
         "## Fault figures", "",
-        *[f"- **{f.pop('scenario')}**: " + ", ".join(f"{k} {v}" for k, v in f.items()) for f in scenario_figures], "",
+        "Each scenario's figures as its test measured them in this run, and the command that runs it alone.", "",
+        *[_figure_line(f) for f in scenario_figures], "",
         "## Faults and hostile input", "", "| tests | outcome | seconds |", "|---|---|---:|",
         *[f"| `{t}` | {s} | {d} |" for t, s, d in outcomes], "",
         "Reproduce: `make reliability` (or `PYTHONPATH=. .venv/bin/python -m bench.reliability --jobs 200 --workers 4`).", "",

@@ -8,7 +8,9 @@ import os
 
 
 def record(scenario: str, figures: dict[str, object]) -> None:
+    """Appends the scenario's figures and the test that reproduces it (pytest's node id)."""
     out = os.environ.get("FERRY_RELIABILITY_OUT")
     if out:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
         with open(out, "a") as f:
-            f.write(json.dumps({"scenario": scenario, **figures}) + "\n")
+            f.write(json.dumps({"scenario": scenario, **figures, "test": test}) + "\n")
