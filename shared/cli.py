@@ -302,5 +302,19 @@ def _fail(exc: Exception, code: str) -> None:
     print(f"ferry: {exc}", file=sys.stderr)
 
 
+def run() -> None:
+    """The command's exit, without the interpreter's teardown: freeing every object one by one
+    takes 20-40 ms, a tenth of a small import, and a finished command has nothing left to keep.
+    What teardown would do that matters is done first: logging's handlers and both streams are
+    flushed."""
+    import logging
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
