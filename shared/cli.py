@@ -107,13 +107,9 @@ def _identity(registry: str) -> Credential | None:
 
 
 def _limits_from_env() -> Any:
-    from shared.jobs.spec import DEFAULT_MAX_MANIFESTS, DEFAULT_MAX_PUBLIC_BLOB_BYTES, Limits
+    from shared.jobs.spec import Limits
 
-    blob = os.environ.get("FERRY_MAX_PUBLIC_BLOB_BYTES", str(DEFAULT_MAX_PUBLIC_BLOB_BYTES))
-    return Limits(
-        max_manifests=int(os.environ.get("FERRY_MAX_MANIFESTS", str(DEFAULT_MAX_MANIFESTS))),
-        max_public_blob_bytes=None if blob in ("", "0", "none") else int(blob),
-    )
+    return Limits.from_env(os.environ)
 
 
 class ProgressLine:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
 from shared.errors import ConfigurationError
-from shared.jobs.spec import DEFAULT_MAX_MANIFESTS, DEFAULT_MAX_PUBLIC_BLOB_BYTES, Limits
+from shared.jobs.spec import Limits
 from shared.registry.policy import TransportOptions
 
 _CREDENTIAL = re.compile(r"FERRY_CREDENTIAL_([A-Z0-9_]+)_(USERNAME|PASSWORD)")
@@ -36,8 +36,6 @@ ENV_NAMES = {
     "retry_delay": "FERRY_RETRY_DELAY_SECONDS",
     "lease": "FERRY_LEASE_SECONDS",
     "concurrency": "FERRY_CONCURRENCY",
-    "max_manifests": "FERRY_MAX_MANIFESTS",
-    "max_public_blob_bytes": "FERRY_MAX_PUBLIC_BLOB_BYTES",
     "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
     "rules_file": "FERRY_RULES_FILE",
     "ratelimit_floor": "FERRY_RATELIMIT_FLOOR",
@@ -55,6 +53,8 @@ SETTING_NAMES = frozenset(
         "FERRY_ALLOWED_REGISTRIES",
         "FERRY_ALLOW_LOOPBACK",
         "FERRY_SOURCE_REGISTRIES",
+        "FERRY_MAX_MANIFESTS",
+        "FERRY_MAX_PUBLIC_BLOB_BYTES",
     }
 )
 
@@ -98,8 +98,8 @@ class Settings(BaseModel):
     #: Seconds a message is hidden from other workers while one works on it (renewed while it runs).
     lease: float = Field(60.0, ge=5, le=3600)
     concurrency: int = Field(8, ge=1, le=64)
-    max_manifests: int = Field(DEFAULT_MAX_MANIFESTS, ge=1, le=10_000)
-    max_public_blob_bytes: int | None = Field(DEFAULT_MAX_PUBLIC_BLOB_BYTES, ge=0)
+    #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES`` (read by :meth:`Limits.from_env`).
+    limits: Limits = Field(default_factory=Limits)
     allow_inline_credentials: bool = False
     #: ``FERRY_RULES_FILE``: promotion and mirror rules (YAML or JSON), shipped with the app.
     rules_file: str | None = None
@@ -115,10 +115,6 @@ class Settings(BaseModel):
     credential_key: Secret | None = None
     credentials: dict[str, NamedCredential] = Field(default_factory=dict)
     transport: TransportOptions = Field(default_factory=TransportOptions)
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.max_manifests, self.max_public_blob_bytes or None)
 
     def credential(self, name: str | None) -> Credential:
         if name is None:
@@ -143,8 +139,7 @@ class Settings(BaseModel):
                 "setting AzureWebJobsStorage: missing (a connection string, or AzureWebJobsStorage__accountName "
                 "for storage by identity)"
             )
-        if "max_public_blob_bytes" in values and values["max_public_blob_bytes"] in ("0", "none"):
-            values["max_public_blob_bytes"] = None
+        values["limits"] = Limits.from_env(env)
         key = env.get("FERRY_CREDENTIAL_KEY", "")
         if key:
             try:

@@ -104,6 +104,9 @@ async def test_cli_failure_and_bad_input_exit_codes(open_reg: Reg, target_reg: R
     assert "Traceback" not in bad.stderr + missing.stderr
     usage = cli("--name", target_reg.host)
     assert usage.returncode == 2 and "--source" in usage.stderr
+    limit = cli("--name", target_reg.host, "--source", f"{open_reg.host}/a:1", env={"FERRY_MAX_MANIFESTS": "lots"})
+    assert limit.returncode == 2 and "setting FERRY_MAX_MANIFESTS" in json.loads(limit.stdout)["error"]["message"]
+    assert "Traceback" not in limit.stderr
 
 
 async def test_cli_password_stdin_never_echoed(basic_reg: Reg, target_reg: Reg, repo: str) -> None:

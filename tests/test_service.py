@@ -341,11 +341,27 @@ def test_asgi_function_and_queue_trigger(
         ({"AzureWebJobsStorage": "x", "FERRY_CREDENTIAL_KEY": "c2hvcnQ="}, "FERRY_CREDENTIAL_KEY"),
         ({"AzureWebJobsStorage": "x", "FERRY_ALLOW_INLINE_CREDENTIALS": "true"}, "FERRY_CREDENTIAL_KEY"),
         ({"AzureWebJobsStorage": "x", "FERRY_ALLOW_INLINE_CREDENTIALS": "perhaps"}, "FERRY_ALLOW_INLINE_CREDENTIALS"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_MANIFESTS": "lots"}, "FERRY_MAX_MANIFESTS"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_MANIFESTS": "0"}, "FERRY_MAX_MANIFESTS"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_MANIFESTS": "10001"}, "FERRY_MAX_MANIFESTS"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_PUBLIC_BLOB_BYTES": "-1"}, "FERRY_MAX_PUBLIC_BLOB_BYTES"),
+        ({"AzureWebJobsStorage": "x", "FERRY_MAX_PUBLIC_BLOB_BYTES": "2GiB"}, "FERRY_MAX_PUBLIC_BLOB_BYTES"),
     ],
 )
 def test_bad_settings_fail_naming_the_setting(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigurationError, match=f"setting {named}"):
         Settings.from_env(env)
+
+
+def test_limits_are_read_alike_by_the_app_and_the_cli() -> None:
+    """One reader (Limits.from_env) for both; its defaults are az acr import's."""
+    from shared.jobs.spec import Limits
+
+    assert Settings.from_env({"AzureWebJobsStorage": "x"}).limits == Limits() == Limits(50, 2 * 1024**3)
+    env = {"AzureWebJobsStorage": "x", "FERRY_MAX_MANIFESTS": "52", "FERRY_MAX_PUBLIC_BLOB_BYTES": "none"}
+    assert Settings.from_env(env).limits == Limits.from_env(env) == Limits(52, None)
+    assert Limits.from_env({"FERRY_MAX_PUBLIC_BLOB_BYTES": "0"}).max_public_blob_bytes is None
+    assert Limits.from_env({"FERRY_MAX_PUBLIC_BLOB_BYTES": "4096"}).max_public_blob_bytes == 4096
 
 
 def test_no_secret_in_queue_status_or_logs(
