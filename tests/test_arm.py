@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from functions.http import create_app
 from shared.arm.importer import ArmImporter, ArmOperationError, ArmOptions, ArmTimeoutError
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
-from shared.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from shared.errors import AuthenticationError, ConfigurationError, InsecureEndpointError, PermissionDeniedError
 from shared.jobs.armrun import arm_body, choose_engine
 from shared.jobs.models import ImportRequest
 from shared.jobs.service import Worker
@@ -229,6 +229,14 @@ def test_an_import_that_never_finishes_times_out(arm: FakeArm) -> None:
         asyncio.run(
             _run(arm, {"source": {"registryUri": "x.io", "sourceImage": "a:1"}, "mode": "NoForce"}, timeout=1.0)
         )
+
+
+def test_polling_urls_on_private_addresses_are_refused(arm: FakeArm) -> None:
+    """ARM's answer names where to poll; a link-local (metadata) address is refused where the
+    connection would be made, like any registry destination."""
+    arm.mode = "elsewhere"
+    with pytest.raises(InsecureEndpointError, match=r"ARM: refused: .*169\.254\.169\.254"):
+        asyncio.run(_run(arm, {"source": {"registryUri": "x.io", "sourceImage": "a:1"}, "mode": "NoForce"}))
 
 
 def test_denied_and_unauthenticated(arm: FakeArm) -> None:

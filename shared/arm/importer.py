@@ -17,6 +17,7 @@ clear failure. ARM's error code, message and correlation id go into the error.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -37,6 +38,8 @@ from shared.errors import (
 )
 from shared.registry.errors import error_from_exception, retry_after
 from shared.registry.policy import TransportOptions
+from shared.registry.transport import tls_context
+from shared.registry.wire import Http11Transport
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,15 @@ class ArmImporter:
         self.options = options or ArmOptions()
         self._transport = transport or TransportOptions()
         self._sleep = sleep
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), event_hooks={"request": [self._check]})
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            event_hooks={"request": [self._check]},
+            # The registry client's transport: the polling URLs ARM hands back are checked like
+            # any destination (no private or metadata address), where the connection is made.
+            transport=Http11Transport(
+                max_connections=4, check=functools.partial(self._transport.refuse, what="ARM"), tls=tls_context
+            ),
+        )
 
     async def _check(self, request: httpx.Request) -> None:
         self._transport.check_url(request.url, "ARM")

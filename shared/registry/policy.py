@@ -108,6 +108,13 @@ class TransportOptions:
                 return f"{authority} is on private, link-local or reserved address {address}"
         return None
 
+    def refuse(self, authority: str, addresses: list[str], *, what: str) -> None:
+        """Raises :class:`InsecureEndpointError` when :meth:`refusal` has a reason; the check a
+        transport runs on every connection it opens (``what`` says for whom)."""
+        reason = self.refusal(authority, addresses)
+        if reason is not None:
+            raise InsecureEndpointError(f"{what}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)")
+
     def allows_http(self, authority: str) -> bool:
         return is_loopback(host_of(authority)) or authority.lower() in self.insecure_registries
 

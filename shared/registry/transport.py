@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from shared.credentials import Anonymous, Credential
-from shared.errors import FerryError, InsecureEndpointError, RegistryError
+from shared.errors import FerryError, RegistryError
 from shared.registry import logsafety
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
@@ -75,7 +75,11 @@ class Transport:
             timeout=timeout,
             headers=headers,
             event_hooks=hooks,
-            transport=Http11Transport(max_connections=4, check=self._check_addresses, tls=tls_context),
+            transport=Http11Transport(
+                max_connections=4,
+                check=functools.partial(self.options.refuse, what=f"request to {registry}"),
+                tls=tls_context,
+            ),
         )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
         self.http = httpx.AsyncClient(
@@ -84,7 +88,9 @@ class Transport:
             headers=headers,
             event_hooks={**hooks, "response": [self._note_ratelimit]},
             transport=Http11Transport(
-                max_connections=self.options.max_connections, check=self._check_addresses, tls=tls_context
+                max_connections=self.options.max_connections,
+                check=functools.partial(self.options.refuse, what=f"request to {registry}"),
+                tls=tls_context,
             ),
         )
 
@@ -98,16 +104,6 @@ class Transport:
     async def _check_request(self, request: httpx.Request) -> None:
         """Every request, redirects and token realms included: plain HTTP only where allowed."""
         self.options.check_url(request.url, f"request to {self.registry}")
-
-    def _check_addresses(self, authority: str, addresses: list[str]) -> None:
-        """Every new connection, with the addresses its name resolved to (the transport then
-        connects to one of these): no private, link-local or (unless allowed) loopback
-        destination, also behind a name (SSRF, DNS rebinding)."""
-        reason = self.options.refusal(authority, addresses)
-        if reason is not None:
-            raise InsecureEndpointError(
-                f"request to {self.registry}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)"
-            )
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -52,7 +52,8 @@ class FakeArm(LoopbackServer):
     def __init__(self, hosts: dict[str, str]) -> None:
         #: registry name (as in resource IDs) -> loopback host of the registry that plays it
         self.hosts = hosts
-        #: "sync" | "location" | "async" | "fail" | "never" | "forbidden"
+        #: "sync" | "location" | "async" | "fail" | "never" | "forbidden" | "elsewhere" (polls on
+        #: the metadata address, as a compromised or spoofed endpoint might answer)
         self.mode = "async"
         self.polls = 2
         self.bodies: list[dict[str, Any]] = []
@@ -135,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         base = f"http://{self.headers['Host']}/subscriptions/{match.group('sub')}/providers/Microsoft.ContainerRegistry/locations/eastus/operationResults/registries-{op}?api-version=2023-07-01"
         if o.mode == "location":
             return self._send(202, None, {"Location": base, "Retry-After": "0"})
+        if o.mode == "elsewhere":
+            metadata = "https://169.254.169.254/metadata/identity/oauth2/token?resource=x"
+            return self._send(202, None, {"Azure-AsyncOperation": metadata, "Retry-After": "0"})
         status_url = base.replace("operationResults", "operationStatuses")
         return self._send(202, None, {"Azure-AsyncOperation": status_url, "Location": base, "Retry-After": "0"})
 
