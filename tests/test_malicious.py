@@ -281,3 +281,34 @@ def test_a_malicious_registry_fails_the_import_quickly_in_bounded_memory(case: C
             "unexpectedAddresses": 0,
         },
     )
+
+
+def test_no_content_coding_comes_between_the_bytes_and_their_digest(target_reg: Reg) -> None:
+    """A registry (or a CDN before it) that gzips every answer the client lets it: Ferry asks
+    for ``identity`` on every request, so manifests and blobs arrive as the bytes their digests
+    name, and the import lands the same image."""
+    import gzip
+
+    honest = registry()
+    asked: list[str] = []
+
+    def gzipping(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        status, extra, body = honest(method, path, headers)
+        asked.append(headers.get("accept-encoding", ""))
+        if "gzip" in headers.get("accept-encoding", "") and body and method == "GET":
+            return status, {**extra, "Content-Encoding": "gzip"}, gzip.compress(body)
+        return status, extra, body
+
+    with fake_server(gzipping) as (source, _):
+        spec = build_spec(f"{source}/evil/app:v1", target_reg.host, ["identity/app:v1"])
+
+        async def go() -> dict[str, Any]:
+            async with (
+                RegistryClient(source, Anonymous(), OPTIONS) as src,
+                RegistryClient(target_reg.host, Anonymous(), OPTIONS) as dst,
+            ):
+                return await run_import(spec, src, dst)
+
+        result = asyncio.run(go())
+    assert result["digest"] == str(IMAGE.digest)
+    assert asked and set(asked) == {"identity"}

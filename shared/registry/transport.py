@@ -67,7 +67,9 @@ class Transport:
         self.base_url = f"{self.options.scheme_for(api_host)}://{api_host}"
         self._sleep = sleep
         timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
-        headers = {"User-Agent": self.options.user_agent}
+        # Manifests and blobs are checked against their digests byte for byte, so no content
+        # coding may come between (httpx asks for gzip by default; a proxy or CDN could oblige).
+        headers = {"User-Agent": self.options.user_agent, "Accept-Encoding": "identity"}
         hooks = {"request": [self._check_request]}
         #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
         self.ratelimit_remaining: int | None = None
