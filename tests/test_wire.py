@@ -133,6 +133,37 @@ async def test_chunked_body_with_extensions_and_trailers() -> None:
         assert server.connections == 1  # the chunked body ended cleanly: the connection was kept
 
 
+async def test_a_head_that_trickles_in_byte_by_byte() -> None:
+    """The blank line that ends the head spans many socket reads."""
+    raw = answer(200, b"slowly", b"X-Long: " + b"v" * 3000 + b"\r\n")
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for i in range(len(raw)):
+            writer.write(raw[i : i + 1])
+            if i % 50 == 0 or i > len(raw) - 10:
+                await writer.drain()
+                await asyncio.sleep(0)
+
+    async with RawServer(trickle) as server, client() as http:
+        response = await http.get(server.url())
+        assert response.content == b"slowly" and len(response.headers["x-long"]) == 3000
+
+
+async def test_a_long_body_of_small_chunks() -> None:
+    """2 MiB in 1,000-byte chunks, written at once: each chunk-size line is read from a large
+    buffer without copying what follows it."""
+    data = bytes(range(256)) * (2 * 1024 * 1024 // 256)
+    framed = b"".join(
+        b"%x\r\n%s\r\n" % (len(data[i : i + 1000]), data[i : i + 1000]) for i in range(0, len(data), 1000)
+    )
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n"
+    async with RawServer(keep_answering(raw)) as server, client() as http:
+        assert (await http.get(server.url())).content == data
+        assert (await http.get(server.url())).content == data
+        assert server.connections == 1
+
+
 async def test_body_until_close_and_http10() -> None:
     async with RawServer(once(b"HTTP/1.0 200 OK\r\n\r\nall of it")) as server, client() as http:
         assert (await http.get(server.url())).content == b"all of it"

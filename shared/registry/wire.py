@@ -158,9 +158,16 @@ class Wire(asyncio.Protocol):
     before an error: a registry that answers an upload early (401, 413) and resets the
     connection is heard, and a body is handed on in the pieces the socket delivered, uncopied."""
 
+    __slots__ = (
+        "_buffered", "_chunks", "_drained", "_eof", "_error", "_loop", "_offset",
+        "_reading_paused", "_waiter", "_writing_paused", "transport",
+    )  # fmt: skip
+
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._chunks: deque[bytes] = deque()
+        #: Bytes of the first chunk already handed out.
+        self._offset = 0
         self._buffered = 0
         self._eof = False
         self._error: BaseException | None = None
@@ -234,9 +241,14 @@ class Wire(asyncio.Protocol):
 
     async def _more(self) -> None:
         """Wait for bytes (or the end); the error, if the connection failed with nothing unread."""
-        if self._buffered or self._eof:
-            if self._error is not None and not self._buffered:
-                raise self._error
+        if not self._buffered:
+            await self._arrival()
+        if self._error is not None and not self._buffered:
+            raise self._error
+
+    async def _arrival(self) -> None:
+        """Wait for bytes beyond those buffered, or the end."""
+        if self._eof:
             return
         if self._reading_paused and self.transport is not None:
             self.transport.resume_reading()
@@ -246,22 +258,25 @@ class Wire(asyncio.Protocol):
             await self._waiter
         finally:
             self._waiter = None
-        if self._error is not None and not self._buffered:
-            raise self._error
 
     def _take(self, n: int) -> bytes:
-        chunks = self._chunks
+        """Up to ``n`` buffered bytes. Whole chunks go out as received (no copy); a chunk read in
+        parts is sliced from ``_offset``, so small reads (chunk-size lines) copy only themselves."""
+        chunks, offset = self._chunks, self._offset
         first = chunks[0]
-        if len(first) > n:
-            chunks[0] = first[n:]
-            data = first[:n]
+        if len(first) - offset > n:
+            data = first[offset : offset + n]
+            self._offset = offset + n
         else:
             chunks.popleft()
-            pieces, size = [first], len(first)
-            while chunks and size + len(chunks[0]) <= n:
-                size += len(chunks[0])
-                pieces.append(chunks.popleft())
-            data = first if len(pieces) == 1 else b"".join(pieces)
+            self._offset = 0
+            data = first[offset:] if offset else first
+            if chunks and len(data) + len(chunks[0]) <= n:
+                pieces, size = [data], len(data)
+                while chunks and size + len(chunks[0]) <= n:
+                    size += len(chunks[0])
+                    pieces.append(chunks.popleft())
+                data = b"".join(pieces)
         self._buffered -= len(data)
         if self._reading_paused and self._buffered <= _BUFFER // 2 and self.transport is not None:
             self.transport.resume_reading()
@@ -284,20 +299,30 @@ class Wire(asyncio.Protocol):
 
     async def readuntil(self, separator: bytes, limit: int) -> bytes:
         """Bytes up to and including ``separator``, which must come within ``limit`` bytes."""
+        window = limit + len(separator)
         while True:
-            if len(self._chunks) > 1:
-                self._chunks = deque([b"".join(self._chunks)])
+            if len(self._chunks) > 1 and len(self._chunks[0]) - self._offset < window:
+                # The separator may span chunks: gather at most a window's worth into the first.
+                pieces = [self._chunks.popleft()[self._offset :]]
+                size = len(pieces[0])
+                while self._chunks and size < window:
+                    pieces.append(self._chunks.popleft())
+                    size += len(pieces[-1])
+                self._chunks.appendleft(b"".join(pieces))
+                self._offset = 0
             head = self._chunks[0] if self._chunks else b""
-            end = head.find(separator)
-            if end > limit or (end < 0 and len(head) > limit):
-                raise asyncio.LimitOverrunError("separator not found within the limit", len(head))
+            end = head.find(separator, self._offset, self._offset + window)
             if end >= 0:
-                return self._take(end + len(separator))
+                return self._take(end + len(separator) - self._offset)
+            if len(head) - self._offset >= window:
+                raise asyncio.LimitOverrunError("separator not found within the limit", len(head))
             if self._eof:
+                partial = head[self._offset :]
                 self._chunks.clear()
+                self._offset = 0
                 self._buffered = 0
-                raise asyncio.IncompleteReadError(head, None)
-            await self._more()
+                raise asyncio.IncompleteReadError(partial, None)
+            await self._arrival()
 
 
 class Connection:
