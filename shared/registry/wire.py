@@ -1,4 +1,4 @@
-"""HTTP/1.1 for httpx over asyncio streams: the transport under every registry client.
+"""HTTP/1.1 for httpx over an asyncio protocol: the transport under every registry client.
 
 httpx's default transport (httpcore over anyio and h11) is general; what Ferry sends is narrow —
 short requests and long blob streams on keep-alive connections to a handful of hosts — and on
@@ -6,7 +6,7 @@ that traffic its layers showed in every profile (bench/README.md): importing any
 backend on the first request (about 45 ms of a 0.3 s import), httpcore itself (40 ms), and per
 request and per read a trip through the pool, anyio and h11 in Python. This transport speaks
 HTTP/1.1 only (what registries serve blobs over), frames bodies by RFC 9112 §6, and reads 1 MiB
-at a time straight from asyncio's buffer.
+at a time from what the socket delivered.
 
 It also closes the gap that a check before connecting leaves: names are resolved here, every
 address is put to ``check`` and the connection goes to one of the checked addresses, so a name
@@ -232,6 +232,11 @@ class Wire(asyncio.Protocol):
             raise ConnectionResetError("connection closed while sending")
         self.transport.write(data)
 
+    @property
+    def congested(self) -> bool:
+        """Writes must wait (asyncio's buffer is over its high-water mark), or cannot go on."""
+        return self._writing_paused or self._error is not None
+
     async def drain(self) -> None:
         if self._writing_paused and self._error is None:
             self._drained = self._loop.create_future()
@@ -361,7 +366,8 @@ class Connection:
                     if expected is None or sent > expected:
                         raise httpx.LocalProtocolError("request body longer than its Content-Length", request=request)
                     wire.write(chunk)
-                await _within(wire.drain(), write_timeout, _Phase.WRITE, request)
+                if wire.congested:
+                    await _within(wire.drain(), write_timeout, _Phase.WRITE, request)
             if chunked:
                 wire.write(b"0\r\n\r\n")
             elif expected is not None and sent != expected:
