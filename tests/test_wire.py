@@ -455,3 +455,33 @@ async def test_tls_verifies_the_name_not_the_address(tmp_path: Path, monkeypatch
         async with client() as http:  # no TLS configured: refused, not sent in the clear
             with pytest.raises(httpx.UnsupportedProtocol):
                 await http.get(server.url(host="registry.test", scheme="https"))
+
+
+async def test_a_refused_certificate_is_named_in_the_registry_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the registry client: TLS verified against the system's CAs, and an operator told
+    why the connection failed (not only 'ConnectError')."""
+    from shared.credentials import Anonymous
+    from shared.errors import TransportError
+    from shared.registry import RegistryClient, TransportOptions
+
+    server_tls, _ = _self_signed(tmp_path, "registry.test")
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [(2, 1, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    options = TransportOptions(allow_loopback=True, max_attempts=1)
+    async with (
+        RawServer(keep_answering(answer(200, b"{}")), tls=server_tls) as server,
+        RegistryClient(f"registry.test:{server.port}", Anonymous(), options) as client,
+    ):
+        with pytest.raises(TransportError, match=r"TLS certificate refused: self.signed certificate"):
+            await client.resolve("a/b", "v1")
+    async with RawServer(keep_answering(answer(200))) as server:
+        port = server.port
+    async with RegistryClient(f"127.0.0.1:{port}", Anonymous(), options) as client:
+        with pytest.raises(TransportError, match=r"ConnectError \(ConnectionRefusedError\)"):
+            await client.resolve("a/b", "v1")

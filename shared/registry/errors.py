@@ -8,6 +8,7 @@ registries that send a generic status.
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -101,6 +102,19 @@ def error_from_response(op: str, origin: str, response: httpx.Response, body: by
     )
 
 
+def _cause(exc: Exception) -> str:
+    """What lies under a transport error, in words that carry no URL: the OS error's kind, or
+    why a certificate was refused (which operators otherwise cannot tell from a refused port)."""
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f" (TLS certificate refused: {cause.verify_message})"
+    if isinstance(cause, ssl.SSLError):
+        return f" (TLS: {cause.reason or type(cause).__name__})"
+    if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+        return f" ({type(cause).__name__})"
+    return ""
+
+
 def error_from_exception(op: str, origin: str, exc: Exception) -> FerryError:
     """A :class:`TransportError` for connection failures; protocol-level httpx errors otherwise.
     The exception's own text is left out: it may quote a URL with its query string."""
@@ -118,4 +132,4 @@ def error_from_exception(op: str, origin: str, exc: Exception) -> FerryError:
         return ProtocolError(op, origin, method, url, 0, "TOO_MANY_REDIRECTS", "too many redirects")
     if isinstance(exc, httpx.UnsupportedProtocol):
         return InsecureEndpointError(f"{op} on {origin}: {where}: unsupported protocol")
-    return TransportError(f"{op} on {origin}: {where}: {kind}")
+    return TransportError(f"{op} on {origin}: {where}: {kind}{_cause(exc)}")
