@@ -5,6 +5,8 @@ answers, header injection, TLS and the address check that defeats DNS rebinding.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import datetime
 import ipaddress
 import ssl
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.errors import InsecureEndpointError
+from shared.errors import ConfigurationError, InsecureEndpointError
 from shared.registry.wire import MAX_HEAD, Http11Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -485,3 +487,105 @@ async def test_a_refused_certificate_is_named_in_the_registry_error(
     async with RegistryClient(f"127.0.0.1:{port}", Anonymous(), options) as client:
         with pytest.raises(TransportError, match=r"ConnectError \(ConnectionRefusedError\)"):
             await client.resolve("a/b", "v1")
+
+
+# -- through an HTTP proxy ----------------------------------------------------------------------
+
+
+class Proxy(RawServer):
+    """An HTTP proxy on 127.0.0.4: ``CONNECT`` tunnels and absolute-form requests, each relayed
+    to 127.0.0.1 (where the test's servers are) whatever name was asked for; records what it
+    was asked and answers 407 to requests without ``want_auth``'s credentials."""
+
+    def __init__(self, want_auth: bytes | None = None) -> None:
+        super().__init__(self._serve, host="127.0.0.4")
+        self.want_auth = want_auth
+        self.asked: list[tuple[bytes, bytes | None]] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, *fields = head[:-4].split(b"\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (f.partition(b":") for f in fields)}
+        auth = headers.get(b"proxy-authorization")
+        self.asked.append((line, auth))
+        if self.want_auth is not None and auth != self.want_auth:
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        method, target, _ = line.split(b" ")
+        if method == b"CONNECT":
+            port = int(target.rsplit(b":", 1)[1])
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:  # absolute form: http://name:port/path -> origin form to 127.0.0.1:port
+            url = httpx.URL(target.decode())
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", url.port)
+            rest = b"\r\n".join(f for f in fields if not f.lower().startswith(b"proxy-authorization"))
+            up_writer.write(b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (method, url.raw_path, rest))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+
+async def test_https_through_a_connect_tunnel_verifies_the_name_end_to_end(tmp_path: Path) -> None:
+    from shared.registry.policy import TransportOptions
+
+    server_tls, client_tls = _self_signed(tmp_path, "registry.test")
+    options = TransportOptions.from_env({"HTTPS_PROXY": "http://ops:pr%40xy@127.0.0.4:1", "NO_PROXY": "other.test"})
+    async with (
+        RawServer(keep_answering(answer(200, b"tunnelled")), tls=server_tls) as server,
+        Proxy(want_auth=b"Basic " + base64.b64encode(b"ops:pr@xy")) as proxy,
+    ):
+        assert options.https_proxy is not None
+        via = dataclasses.replace(options, https_proxy=dataclasses.replace(options.https_proxy, port=proxy.port))
+        async with client(tls=lambda: client_tls, proxy_for=via.proxy_for) as http:
+            for _ in range(2):
+                response = await http.get(server.url(host="registry.test", scheme="https"))
+                assert response.content == b"tunnelled"
+        assert proxy.asked == [
+            (f"CONNECT registry.test:{server.port} HTTP/1.1".encode(), via.https_proxy.authorization)
+        ]
+        assert server.connections == 1  # one tunnel, kept alive
+        async with client(tls=ssl.create_default_context, proxy_for=via.proxy_for) as http:
+            with pytest.raises(httpx.ConnectError):  # the tunnel does not weaken verification
+                await http.get(server.url(host="registry.test", scheme="https"))
+        wrong = dataclasses.replace(via.https_proxy, authorization=b"Basic bm9wZQ==")
+        async with client(tls=lambda: client_tls, proxy_for=lambda scheme, host: wrong) as http:
+            with pytest.raises(httpx.ProxyError, match="407"):
+                await http.get(server.url(host="registry.test", scheme="https"))
+
+
+async def test_plain_http_through_a_proxy_and_what_bypasses_it() -> None:
+    from shared.registry.policy import Proxy as ProxyConfig
+    from shared.registry.policy import TransportOptions
+
+    seen: list[bytes] = []
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line, _, _ = await read_request(reader)
+        seen.append(line)
+        writer.write(answer(200, b"proxied", b"Connection: close\r\n"))
+        await writer.drain()
+
+    async with RawServer(origin) as server, Proxy() as proxy:
+        options = TransportOptions(
+            http_proxy=ProxyConfig("127.0.0.4", proxy.port), no_proxy=(".internal.test", "direct.test:80")
+        )
+        async with client(proxy_for=options.proxy_for) as http:
+            assert (await http.get(server.url("/v2/?n=1", host="registry.test"))).content == b"proxied"
+        assert proxy.asked == [(f"GET http://registry.test:{server.port}/v2/?n=1 HTTP/1.1".encode(), None)]
+        assert seen == [b"GET /v2/?n=1 HTTP/1.1"]
+    assert options.proxy_for("http", "127.0.0.1") is None  # loopback is never proxied
+    assert options.proxy_for("http", "a.internal.test") is None and options.proxy_for("http", "direct.test") is None
+    assert options.proxy_for("http", "internal.test.example") is not None
+    assert options.proxy_for("https", "registry.test") is None  # no HTTPS_PROXY set
+    with pytest.raises(ConfigurationError, match="setting HTTPS_PROXY"):
+        TransportOptions.from_env({"HTTPS_PROXY": "socks5://127.0.0.4:1080"})
+    assert "pr@xy" not in repr(TransportOptions.from_env({"HTTPS_PROXY": "http://u:pr%40xy@p:3128"}))

@@ -116,7 +116,10 @@ class ArmImporter:
             # The registry client's transport: the polling URLs ARM hands back are checked like
             # any destination (no private or metadata address), where the connection is made.
             transport=Http11Transport(
-                max_connections=4, check=functools.partial(self._transport.refuse, what="ARM"), tls=tls_context
+                max_connections=4,
+                check=functools.partial(self._transport.refuse, what="ARM"),
+                tls=tls_context,
+                proxy_for=self._transport.proxy_for,
             ),
         )
 

@@ -7,14 +7,16 @@ itself may be), and never a literal private, link-local or reserved address othe
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import httpx
 
-from shared.errors import InsecureEndpointError
+from shared.errors import ConfigurationError, InsecureEndpointError
 
 
 def host_of(authority: str) -> str:
@@ -42,6 +44,41 @@ def is_private_literal(host: str) -> bool:
     return not address.is_loopback and (
         address.is_private or address.is_link_local or address.is_reserved or address.is_unspecified
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy (``http://[user:password@]host:port``): ``CONNECT`` tunnels for https,
+    absolute-form requests for plain http."""
+
+    host: str
+    port: int
+    #: The ``Proxy-Authorization`` value, when the proxy URL carries credentials.
+    authorization: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, setting: str) -> Proxy:
+        """``text`` as a proxy, or :class:`ConfigurationError` naming ``setting``."""
+        try:
+            url = httpx.URL(text if "://" in text else f"http://{text}")
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme != "http" or not url.host:
+            raise ConfigurationError(f"setting {setting}: must be an http://host:port proxy URL")
+        authorization = None
+        if url.username:
+            pair = f"{unquote(url.username)}:{unquote(url.password or '')}".encode()
+            authorization = b"Basic " + base64.b64encode(pair)
+        return cls(url.host, url.port or 80, authorization)
+
+
+def _bypassed(host: str, no_proxy: tuple[str, ...]) -> bool:
+    """``NO_PROXY`` as curl reads it: ``*``, or names that match the host or a domain above it."""
+    host = host.lower()
+    for name in (host_of(entry).lstrip(".") for entry in no_proxy):
+        if name in ("*", host) or host.endswith("." + name):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +113,12 @@ class TransportOptions:
     #: Tokens are renewed this many seconds before they expire (at most a quarter of their life).
     token_margin: float = 10.0
     user_agent: str = "ferry/0.1"
+    #: ``HTTPS_PROXY`` / ``HTTP_PROXY`` (also lower-case) and ``NO_PROXY``. Loopback is never
+    #: proxied. Through a proxy the proxy resolves names, so only literal addresses can be
+    #: checked for SSRF (and ``FERRY_ALLOWED_REGISTRIES`` still applies).
+    https_proxy: Proxy | None = None
+    http_proxy: Proxy | None = None
+    no_proxy: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, loopback_default: bool = False) -> TransportOptions:
@@ -84,12 +127,29 @@ class TransportOptions:
         def hosts(name: str) -> frozenset[str]:
             return frozenset(h.strip().lower() for h in env.get(name, "").split(",") if h.strip())
 
+        def proxy(name: str) -> Proxy | None:
+            for setting in (name, name.lower()):
+                if env.get(setting, "").strip():
+                    return Proxy.parse(env[setting].strip(), setting)
+            return None
+
         loopback = env.get("FERRY_ALLOW_LOOPBACK", "").strip().lower()
+        no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
         return cls(
             insecure_registries=hosts("FERRY_INSECURE_REGISTRIES"),
             allowed_registries=hosts("FERRY_ALLOWED_REGISTRIES"),
             allow_loopback=loopback in ("1", "true", "yes") if loopback else loopback_default,
+            https_proxy=proxy("HTTPS_PROXY"),
+            http_proxy=proxy("HTTP_PROXY"),
+            no_proxy=tuple(h.strip().lower() for h in no_proxy.split(",") if h.strip()),
         )
+
+    def proxy_for(self, scheme: str, host: str) -> Proxy | None:
+        """The proxy to reach ``host`` over ``scheme`` through, if any."""
+        proxy = self.https_proxy if scheme == "https" else self.http_proxy
+        if proxy is None or is_loopback(host) or _bypassed(host, self.no_proxy):
+            return None
+        return proxy
 
     def allowed(self, authority: str) -> bool:
         authority = authority.lower()

@@ -81,6 +81,7 @@ class Transport:
                 max_connections=4,
                 check=functools.partial(self.options.refuse, what=f"request to {registry}"),
                 tls=tls_context,
+                proxy_for=self.options.proxy_for,
             ),
         )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
@@ -93,6 +94,7 @@ class Transport:
                 max_connections=self.options.max_connections,
                 check=functools.partial(self.options.refuse, what=f"request to {registry}"),
                 tls=tls_context,
+                proxy_for=self.options.proxy_for,
             ),
         )
 

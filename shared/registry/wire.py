@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from shared.registry.policy import Proxy
+
 T = TypeVar("T")
 
 #: Bytes asked for per read of a body: a body arrives in as few pieces as the socket allows.
@@ -87,12 +89,18 @@ def _is_token(name: bytes) -> bool:
     return bool(name) and all(c in _TCHAR for c in name)
 
 
-def request_head(request: httpx.Request) -> bytes:
-    """The request line and headers. Header injection is refused: a name that is not a token or
-    a value with CR, LF or NUL (a token server's answer ends up in ``Authorization``)."""
-    target = request.url.raw_path
+def request_head(request: httpx.Request, proxy_authorization: bytes | None = None, *, absolute: bool = False) -> bytes:
+    """The request line and headers; ``absolute`` for a plain-http request through a proxy
+    (absolute-form target, ``Proxy-Authorization``). Header injection is refused: a name that is
+    not a token or a value with CR, LF or NUL (a token server's answer ends up in
+    ``Authorization``)."""
+    url = request.url
+    target = url.raw_scheme + b"://" + url.netloc + url.raw_path if absolute else url.raw_path
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
+    headers = list(request.headers.raw)
+    if absolute and proxy_authorization:
+        headers.append((b"Proxy-Authorization", proxy_authorization))
+    for name, value in headers:
         if not _is_token(name) or b"\r" in value or b"\n" in value or b"\0" in value:
             raise httpx.LocalProtocolError(f"invalid header {name[:40]!r}", request=request)
         parts += [name, b": ", value, b"\r\n"]
@@ -233,6 +241,10 @@ class Wire(asyncio.Protocol):
         self.transport.write(data)
 
     @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    @property
     def congested(self) -> bool:
         """Writes must wait (asyncio's buffer is over its high-water mark), or cannot go on."""
         return self._writing_paused or self._error is not None
@@ -333,11 +345,14 @@ class Wire(asyncio.Protocol):
 class Connection:
     """One HTTP/1.1 connection: a request at a time."""
 
-    __slots__ = ("key", "wire")
+    __slots__ = ("absolute", "key", "proxy_authorization", "wire")
 
-    def __init__(self, key: Key, wire: Wire) -> None:
+    def __init__(self, key: Key, wire: Wire, proxy: Proxy | None = None) -> None:
         self.key = key
         self.wire = wire
+        #: Plain http through a proxy: requests go to the proxy in absolute form.
+        self.absolute = proxy is not None and key[0] == "http"
+        self.proxy_authorization = proxy.authorization if proxy is not None else None
 
     @property
     def usable(self) -> bool:
@@ -354,7 +369,7 @@ class Connection:
         declared = request.headers.get("content-length")
         expected = int(declared) if declared is not None and declared.isdigit() else None
         try:
-            wire.write(request_head(request))
+            wire.write(request_head(request, self.proxy_authorization, absolute=self.absolute))
             sent = 0
             async for chunk in request.stream:  # type: ignore[union-attr]
                 if not chunk:
@@ -479,7 +494,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
     """A pool of HTTP/1.1 connections, at most ``max_connections`` open and in use at a time.
 
     ``check`` is given each destination's authority and the addresses its name resolved to
-    before a connection is opened; ``tls`` makes the (verifying) context for ``https``."""
+    before a connection is opened; ``tls`` makes the (verifying) context for ``https``;
+    ``proxy_for(scheme, host)`` names the HTTP proxy to go through, if any: https through a
+    ``CONNECT`` tunnel (TLS end to end, verified against the name), plain http in absolute form.
+    Through a proxy, which resolves names itself, ``check`` sees no addresses: only a literal
+    address in the authority can be judged."""
 
     def __init__(
         self,
@@ -487,10 +506,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
         max_connections: int = 16,
         check: AddressCheck | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        proxy_for: Callable[[str, str], Proxy | None] | None = None,
     ) -> None:
         self._max = max_connections
         self._check = check
         self._tls = tls
+        self._proxy_for = proxy_for
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[Key, list[Connection]] = {}
         self._live = 0
@@ -531,16 +552,51 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self, key: Key, authority: str, request: httpx.Request, connect_timeout: float | None
     ) -> Connection:
         scheme, host, port = key
-        addresses = await _within(self._resolve(host, port), connect_timeout, _Phase.CONNECT, request)
-        if self._check is not None:
-            self._check(authority, addresses)
+        proxy = self._proxy_for(scheme, host) if self._proxy_for is not None else None
         context = None
         if scheme == "https":
             if self._tls is None:
                 raise httpx.UnsupportedProtocol("https is not configured on this transport", request=request)
             context = self._tls()
+        if proxy is not None:
+            if self._check is not None:
+                self._check(authority, [])
+            wire = await self._open(proxy.host, proxy.port, None, None, request, connect_timeout)
+            try:
+                if context is not None:
+                    await _within(self._tunnel(wire, host, port, proxy), connect_timeout, _Phase.CONNECT, request)
+                    assert wire.transport is not None
+                    wire.transport = await _within(
+                        asyncio.get_running_loop().start_tls(wire.transport, wire, context, server_hostname=host),
+                        connect_timeout,
+                        _Phase.CONNECT,
+                        request,
+                    )
+            except BaseException:
+                wire.close()
+                self._live -= 1
+                raise
+            return Connection(key, wire, proxy)
+        addresses = await _within(self._resolve(host, port), connect_timeout, _Phase.CONNECT, request)
+        if self._check is not None:
+            self._check(authority, addresses)
+        return Connection(key, await self._open(host, port, addresses, context, request, connect_timeout))
+
+    async def _open(
+        self,
+        host: str,
+        port: int,
+        addresses: list[str] | None,
+        context: ssl.SSLContext | None,
+        request: httpx.Request,
+        connect_timeout: float | None,
+    ) -> Wire:
+        """A connection to the first of ``addresses`` (those checked; ``host``'s, resolved here,
+        for a proxy) that answers."""
+        if addresses is None:
+            addresses = await _within(self._resolve(host, port), connect_timeout, _Phase.CONNECT, request)
         error: httpx.TransportError | None = None
-        for address in addresses:  # only addresses that were checked
+        for address in addresses:
             try:
                 _, wire = await _within(
                     asyncio.get_running_loop().create_connection(
@@ -554,8 +610,22 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 error = exc
                 continue
             self._live += 1  # asyncio sets TCP_NODELAY on its own
-            return Connection(key, wire)
+            return wire
         raise error or httpx.ConnectError("no address to connect to", request=request)
+
+    @staticmethod
+    async def _tunnel(wire: Wire, host: str, port: int, proxy: Proxy) -> None:
+        """``CONNECT host:port`` through the proxy on ``wire``; returns once it says 2xx."""
+        target = (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % port
+        lines = [b"CONNECT " + target + b" HTTP/1.1", b"Host: " + target]
+        if proxy.authorization:
+            lines.append(b"Proxy-Authorization: " + proxy.authorization)
+        wire.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        await wire.drain()
+        head = await wire.readuntil(b"\r\n\r\n", MAX_HEAD)
+        status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+        if not status.startswith(b"2") or wire.buffered:
+            raise httpx.ProxyError(f"the proxy answered {status[:3].decode('ascii', 'replace')} to CONNECT")
 
     @staticmethod
     async def _resolve(host: str, port: int) -> list[str]:
