@@ -359,3 +359,47 @@ async def test_artifacts_and_helm_charts_copy_like_images(open_reg: Reg, target_
 async def test_missing_source_is_a_clear_failure(open_reg: Reg, target_reg: Reg, repo: str) -> None:
     with pytest.raises(NotFoundError, match=f"resolve manifest on {open_reg.host}: HEAD .*{repo}/manifests/nope: 404"):
         await do_import(open_reg, target_reg, f"{repo}:nope")
+
+
+async def test_https_registry_with_a_private_ca(
+    workdir: Any, target_reg: Reg, repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real registry serving TLS with a certificate from a private CA, trusted through
+    SSL_CERT_FILE as OpenSSL and httpx read it: pushed to, imported from, verified by name."""
+    import asyncio
+
+    from shared.credentials import Anonymous
+    from shared.errors import TransportError
+    from shared.registry import TransportOptions
+    from shared.registry.transport import tls_context
+    from tests.harness.registry import RegistryProcess, free_port
+    from tests.harness.tls import self_signed
+
+    cert, key = self_signed(workdir / "tls", "registry.test")
+    registry = RegistryProcess("tls", free_port(), workdir / "tls-registry", None, tls=(cert, key)).start()
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: str, port: int, **kwargs: Any) -> Any:  # registry.test is this machine
+        return await real("127.0.0.1" if host == "registry.test" else host, port, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    options = TransportOptions(allow_loopback=True, max_attempts=1)  # https: registry.test is not loopback
+    name = f"registry.test:{registry.port}"
+    image = make_image((300_000,), seed="private-ca")
+    try:
+        async with RegistryClient(name, Anonymous(), options) as client:
+            with pytest.raises(TransportError, match="TLS certificate refused"):  # certifi does not know it
+                await client.resolve(repo, "v1")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        tls_context.cache_clear()
+        async with RegistryClient(name, Anonymous(), options) as client:
+            await push_image(client, repo, image, "v1")
+        spec = build_spec(f"{name}/{repo}:v1", target_reg.host, [f"{repo}:from-tls"])
+        async with RegistryClient(name, Anonymous(), options) as s, target_reg.client() as d:
+            result = await run_import(spec, s, d)
+        assert result["digest"] == str(image.digest)
+        assert skopeo_raw(target_reg, f"{repo}:from-tls") == image.manifest
+    finally:
+        tls_context.cache_clear()
+        registry.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
 import ssl
 import time
@@ -39,10 +40,14 @@ logsafety.install()
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One verified TLS context per process, as httpx builds by default (certifi's CA bundle),
-    built when the first ``https`` connection opens. Building one parses the bundle, about
-    50 ms: every client shares this one, and a run that meets only loopback registries never
-    pays for it (nor for importing certifi, which brings importlib.resources)."""
+    """One verified TLS context per process, built when the first ``https`` connection opens:
+    the CAs of ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (a private registry's internal CA,
+    as OpenSSL and httpx read them), certifi's bundle otherwise. Building one parses the bundle,
+    about 50 ms: every client shares this one, and a run that meets only loopback registries
+    never pays for it (nor for importing certifi, which brings importlib.resources)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
     import certifi  # noqa: PLC0415
 
     return ssl.create_default_context(cafile=certifi.where())

@@ -23,13 +23,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_http(
+    url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None, verify: str | bool = True
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=1.0, verify=verify)
             return
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -46,6 +48,8 @@ class RegistryProcess:
     auth: dict[str, Any] | None
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: (certificate, key) PEM files: serve HTTPS with them.
+    tls: tuple[Path, Path] | None = None
 
     @property
     def host(self) -> str:
@@ -53,7 +57,7 @@ class RegistryProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {
@@ -66,6 +70,8 @@ class RegistryProcess:
             },
             "http": {"addr": self.host, "secret": "ferry-test-secret"},
         }
+        if self.tls:
+            cfg["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         if self.auth:
             cfg["auth"] = self.auth
         return cfg
@@ -79,7 +85,8 @@ class RegistryProcess:
             self.proc = subprocess.Popen(
                 [REGISTRY_BINARY, "serve", str(path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        wait_for_http(f"{self.url}/v2/", proc=self.proc)
+        # The certificate names the registry, not 127.0.0.1: readiness only, so unverified.
+        wait_for_http(f"{self.url}/v2/", proc=self.proc, verify=not self.tls)
         return self
 
     def stop(self) -> None:
