@@ -565,4 +565,6 @@ async def test_plain_http_through_a_proxy_and_what_bypasses_it() -> None:
     assert options.proxy_for("https", "registry.test") is None  # no HTTPS_PROXY set
     with pytest.raises(ConfigurationError, match="setting HTTPS_PROXY"):
         TransportOptions.from_env({"HTTPS_PROXY": "socks5://127.0.0.4:1080"})
-    assert "pr@xy" not in repr(TransportOptions.from_env({"HTTPS_PROXY": "http://u:pr%40xy@p:3128"}))
+    parsed = TransportOptions.from_env({"HTTPS_PROXY": "http://u:pr%40x%2525y@p:3128"})
+    assert parsed.https_proxy is not None and "pr@" not in repr(parsed)
+    assert parsed.https_proxy.authorization == b"Basic " + base64.b64encode(b"u:pr@x%25y")  # decoded once

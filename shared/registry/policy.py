@@ -12,7 +12,6 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 import httpx
 
@@ -67,7 +66,7 @@ class Proxy:
             raise ConfigurationError(f"setting {setting}: must be an http://host:port proxy URL")
         authorization = None
         if url.username:
-            pair = f"{unquote(url.username)}:{unquote(url.password or '')}".encode()
+            pair = f"{url.username}:{url.password or ''}".encode()  # httpx has decoded them
             authorization = b"Basic " + base64.b64encode(pair)
         return cls(url.host, url.port or 80, authorization)
 
