@@ -338,8 +338,11 @@ async def test_at_most_max_connections_and_the_pool_timeout() -> None:
 
     async with RawServer(slow) as server, client(max_connections=2) as http:
         calls = [asyncio.create_task(http.get(server.url())) for _ in range(6)]
-        await asyncio.sleep(0.2)
-        assert most == 2
+        async with asyncio.timeout(5):
+            while server.connections < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # room for a third connection, were the bound not kept
+        assert most == 2 and server.connections == 2
         gate.set()
         assert all(r.status_code == 200 for r in await asyncio.gather(*calls))
     gate.clear()
