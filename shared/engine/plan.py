@@ -118,8 +118,9 @@ class _Planner:
             )
 
     def parse(self, plan: Plan, desc: Descriptor, data: bytes) -> Manifest | Index:
-        """``desc``'s manifest; an index that would take the import over the limit is refused
-        before its entries are read into descriptors."""
+        """``desc``'s manifest (already counted in ``plan``); an index whose children would take
+        the import over the limit is refused before they are fetched, or even read into
+        descriptors."""
         room = self.opts.max_manifests - len(plan.manifests)
         try:
             return parse_manifest(data, desc.media_type, max_children=max(room, 0))
@@ -127,9 +128,7 @@ class _Planner:
             self._count(plan, exc.count, desc)
             raise  # pragma: no cover - _count raised
 
-    async def walk(
-        self, plan: Plan, desc: Descriptor, data: bytes | None = None, node: Manifest | Index | None = None
-    ) -> None:
+    async def walk(self, plan: Plan, desc: Descriptor, data: bytes | None = None) -> None:
         """Add ``desc`` and everything under it to ``plan`` (children fetched concurrently)."""
         if desc.digest in plan.manifests:
             return
@@ -138,13 +137,10 @@ class _Planner:
         if data is None:
             async with self.gate:
                 data = await self.src.fetch_manifest(desc)
-        if node is None:
-            node = self.parse(plan, desc, data)
+        node = self.parse(plan, desc, data)
         plan.data[desc.digest] = data
         kids = successors(node)
         plan.children[desc.digest] = kids
-        if isinstance(node, Index):
-            self._count(plan, len(kids), desc)  # refuse a huge index before fetching its children
         for blob in node.blobs if isinstance(node, Manifest) else ():
             self._check_blob(blob)
             plan.blobs.setdefault(blob.digest, blob)
@@ -180,14 +176,12 @@ async def build_plan(src: Source, root: Descriptor, opts: PlanOptions) -> Plan:
     planner = _Planner(src, opts)
     data = await src.fetch_manifest(root)
     plan = Plan(root)
-    node: Manifest | Index | None = planner.parse(plan, root, data) if not opts.platforms else None
-    if opts.platforms:  # filtering reads every platform first; the filtered index is then counted
+    if opts.platforms:  # the filter reads every platform; what it keeps is counted by walk
         node = parse_manifest(data, root.media_type)
         if isinstance(node, Index):
             plan.source_root = root
             plan.root, data = _filter_index(root, data, node, opts.platforms)
-            node = None
-    await planner.walk(plan, plan.root, data, node)
+    await planner.walk(plan, plan.root, data)
     if opts.include_referrers:
         await planner.referrers(plan)
     return plan
