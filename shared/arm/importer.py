@@ -17,7 +17,6 @@ clear failure. ARM's error code, message and correlation id go into the error.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import time
@@ -38,8 +37,7 @@ from shared.errors import (
 )
 from shared.registry.errors import error_from_exception, retry_after
 from shared.registry.policy import TransportOptions
-from shared.registry.transport import tls_context
-from shared.registry.wire import Http11Transport
+from shared.registry.transport import wire_for
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +113,7 @@ class ArmImporter:
             event_hooks={"request": [self._check]},
             # The registry client's transport: the polling URLs ARM hands back are checked like
             # any destination (no private or metadata address), where the connection is made.
-            transport=Http11Transport(
-                max_connections=4,
-                check=functools.partial(self._transport.refuse, what="ARM"),
-                tls=tls_context,
-                proxy_for=self._transport.proxy_for,
-            ),
+            transport=wire_for(self._transport, "ARM", 4),
         )
 
     async def _check(self, request: httpx.Request) -> None:

@@ -53,6 +53,17 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def wire_for(options: TransportOptions, what: str, max_connections: int) -> Http11Transport:
+    """The HTTP/1.1 transport as ``options`` say: every connection's addresses checked (``what``
+    names the caller in a refusal), TLS verified with :func:`tls_context`, proxies as set."""
+    return Http11Transport(
+        max_connections=max_connections,
+        check=functools.partial(options.refuse, what=what),
+        tls=tls_context,
+        proxy_for=options.proxy_for,
+    )
+
+
 class Transport:
     """HTTP to one registry host, authenticated as one credential."""
 
@@ -82,12 +93,7 @@ class Transport:
             timeout=timeout,
             headers=headers,
             event_hooks=hooks,
-            transport=Http11Transport(
-                max_connections=4,
-                check=functools.partial(self.options.refuse, what=f"request to {registry}"),
-                tls=tls_context,
-                proxy_for=self.options.proxy_for,
-            ),
+            transport=wire_for(self.options, f"request to {registry}", 4),
         )
         self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
         self.http = httpx.AsyncClient(
@@ -95,12 +101,7 @@ class Transport:
             timeout=timeout,
             headers=headers,
             event_hooks={**hooks, "response": [self._note_ratelimit]},
-            transport=Http11Transport(
-                max_connections=self.options.max_connections,
-                check=functools.partial(self.options.refuse, what=f"request to {registry}"),
-                tls=tls_context,
-                proxy_for=self.options.proxy_for,
-            ),
+            transport=wire_for(self.options, f"request to {registry}", self.options.max_connections),
         )
 
     async def _note_ratelimit(self, response: httpx.Response) -> None:
