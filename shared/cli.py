@@ -157,14 +157,12 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
     from azure.identity import DefaultAzureCredential
 
     from shared.arm.importer import ArmImporter, ArmOptions
-    from shared.credentials import Anonymous
     from shared.jobs.armrun import run_arm_import
     from shared.registry import RegistryClient, TransportOptions
 
     spec = request.spec(_limits_from_env())
     options = TransportOptions.from_env(loopback_default=True)
-    given = args.username or args.password or args.password_stdin or os.environ.get("FERRY_SOURCE_PASSWORD")
-    credential = _source_credential(args, "") if given else None
+    credential = _source_credential(args, "")  # no registry name: anonymous unless given
     importer = ArmImporter(
         DefaultAzureCredential(),
         ArmOptions(endpoint=os.environ.get("FERRY_ARM_ENDPOINT", ArmOptions.endpoint)),
@@ -172,7 +170,7 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
     )
     try:
         async with RegistryClient(spec.target_registry, _target_credential(spec.target_registry), options) as target:
-            return await run_arm_import(request, spec, importer, target_id, credential or Anonymous(), target)
+            return await run_arm_import(request, spec, importer, target_id, credential, target)
     finally:
         await importer.aclose()
 
