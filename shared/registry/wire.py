@@ -89,6 +89,11 @@ def _is_token(name: bytes) -> bool:
     return bool(name) and all(c in _TCHAR for c in name)
 
 
+def _is_field_value(value: bytes) -> bool:
+    """No CR, LF or NUL: what would split or end a header line (RFC 9110 §5.5)."""
+    return b"\r" not in value and b"\n" not in value and b"\0" not in value
+
+
 def request_head(request: httpx.Request, proxy_authorization: bytes | None = None, *, absolute: bool = False) -> bytes:
     """The request line and headers; ``absolute`` for a plain-http request through a proxy
     (absolute-form target, ``Proxy-Authorization``). Header injection is refused: a name that is
@@ -101,7 +106,7 @@ def request_head(request: httpx.Request, proxy_authorization: bytes | None = Non
     if absolute and proxy_authorization:
         headers.append((b"Proxy-Authorization", proxy_authorization))
     for name, value in headers:
-        if not _is_token(name) or b"\r" in value or b"\n" in value or b"\0" in value:
+        if not _is_token(name) or not _is_field_value(value):
             raise httpx.LocalProtocolError(f"invalid header {name[:40]!r}", request=request)
         parts += [name, b": ", value, b"\r\n"]
     parts.append(b"\r\n")
@@ -138,7 +143,7 @@ def parse_head(raw: bytes, request: httpx.Request) -> Head:
         if not colon or not _is_token(name):  # also refuses obsolete line folding (leading space)
             raise _protocol_error("malformed header line", request)
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\0" in value:
+        if not _is_field_value(value):
             raise _protocol_error("malformed header value", request)
         headers.append((name, value))
     return Head(int(code), reason, headers, version)
@@ -564,7 +569,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
             wire = await self._open(proxy.host, proxy.port, None, None, request, connect_timeout)
             try:
                 if context is not None:
-                    await _within(self._tunnel(wire, host, port, proxy), connect_timeout, _Phase.CONNECT, request)
+                    await _within(
+                        self._tunnel(wire, host, port, proxy, request), connect_timeout, _Phase.CONNECT, request
+                    )
                     assert wire.transport is not None
                     wire.transport = await _within(
                         asyncio.get_running_loop().start_tls(wire.transport, wire, context, server_hostname=host),
@@ -614,7 +621,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         raise error or httpx.ConnectError("no address to connect to", request=request)
 
     @staticmethod
-    async def _tunnel(wire: Wire, host: str, port: int, proxy: Proxy) -> None:
+    async def _tunnel(wire: Wire, host: str, port: int, proxy: Proxy, request: httpx.Request) -> None:
         """``CONNECT host:port`` through the proxy on ``wire``; returns once it says 2xx."""
         target = (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % port
         lines = [b"CONNECT " + target + b" HTTP/1.1", b"Host: " + target]
@@ -622,10 +629,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
             lines.append(b"Proxy-Authorization: " + proxy.authorization)
         wire.write(b"\r\n".join(lines) + b"\r\n\r\n")
         await wire.drain()
-        head = await wire.readuntil(b"\r\n\r\n", MAX_HEAD)
-        status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
-        if not status.startswith(b"2") or wire.buffered:
-            raise httpx.ProxyError(f"the proxy answered {status[:3].decode('ascii', 'replace')} to CONNECT")
+        head = parse_head(await wire.readuntil(b"\r\n\r\n", MAX_HEAD), request)
+        if not 200 <= head.status < 300 or wire.buffered:
+            raise httpx.ProxyError(f"the proxy answered {head.status} to CONNECT", request=request)
 
     @staticmethod
     async def _resolve(host: str, port: int) -> list[str]:
