@@ -52,6 +52,7 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 class _Phase:
     """Which httpx error a timeout or an OS error becomes, by what was being done."""
 
+    POOL = (httpx.PoolTimeout, httpx.ConnectError)
     CONNECT = (httpx.ConnectTimeout, httpx.ConnectError)
     WRITE = (httpx.WriteTimeout, httpx.WriteError)
     READ = (httpx.ReadTimeout, httpx.ReadError)
@@ -213,20 +214,27 @@ class Wire(asyncio.Protocol):
         self._eof = True
         self._error = exc
         self._wake()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._wake_writer()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._wake_writer()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self.transport.resume_reading()
+            self._reading_paused = False
 
     # -- for the connection -------------------------------------------------------------------
 
@@ -272,9 +280,7 @@ class Wire(asyncio.Protocol):
         """Wait for bytes beyond those buffered, or the end."""
         if self._eof:
             return
-        if self._reading_paused and self.transport is not None:
-            self.transport.resume_reading()
-            self._reading_paused = False
+        self._resume_reading()
         self._waiter = self._loop.create_future()
         try:
             await self._waiter
@@ -300,9 +306,8 @@ class Wire(asyncio.Protocol):
                     pieces.append(chunks.popleft())
                 data = b"".join(pieces)
         self._buffered -= len(data)
-        if self._reading_paused and self._buffered <= _BUFFER // 2 and self.transport is not None:
-            self.transport.resume_reading()
-            self._reading_paused = False
+        if self._buffered <= _BUFFER // 2:
+            self._resume_reading()
         return data
 
     async def read(self, n: int) -> bytes:
@@ -654,14 +659,15 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}", request=request)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         key: Key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        await _within(self._slots.acquire(), timeouts.get("pool"), (httpx.PoolTimeout, httpx.ConnectError), request)
+        authority = url.netloc.decode("ascii")
+        await _within(self._slots.acquire(), timeouts.get("pool"), _Phase.POOL, request)
         connection: Connection | None = None
         try:
             connection = self._take(key)
             replay = connection is not None and isinstance(request.stream, httpx.ByteStream)
             if connection is None:
                 self._make_room()
-                connection = await self._connect(key, url.netloc.decode("ascii"), request, timeouts.get("connect"))
+                connection = await self._connect(key, authority, request, timeouts.get("connect"))
             try:
                 head = await self._exchange(connection, request, timeouts)
             except _Disconnected:
@@ -669,7 +675,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     raise
                 self._discard(connection)  # the peer closed it while it sat in the pool
                 connection = None
-                connection = await self._connect(key, url.netloc.decode("ascii"), request, timeouts.get("connect"))
+                connection = await self._connect(key, authority, request, timeouts.get("connect"))
                 head = await self._exchange(connection, request, timeouts)
             frame = framing(request.method, head, request)
         except BaseException:
