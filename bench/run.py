@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.fixtures import FIXTURES, Fixture, push_fixture
 from tests.harness.registry import RegistryProcess, free_port
+from tests.harness.skopeo import copy_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,18 +96,7 @@ def ferry(src: str, dst: str, ref: str, target_repo: str) -> Sample:
 
 
 def skopeo(src: str, dst: str, ref: str, target_repo: str) -> Sample:
-    cmd = [
-        "skopeo",
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "-q",
-        f"docker://{src}/{ref}",
-        f"docker://{dst}/{target_repo}:bench",
-    ]
-    return timed_rss(cmd)[0]
+    return timed_rss(copy_command(f"{src}/{ref}", f"{dst}/{target_repo}:bench"))[0]
 
 
 def curl_ceiling(src: str, dst: str, fixture: Fixture, target_repo: str) -> Sample:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from shared.registry import RegistryClient
 from tests.conftest import FAST, Reg
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import Image, IndexImage, make_artifact, make_image, make_index, make_multiarch, push_image
+from tests.harness.skopeo import raw_manifest
 
 
 async def seed(reg: Reg, repo: str, image: Image | IndexImage, tag: str | None = "v1") -> Digest:
@@ -52,8 +52,7 @@ async def do_import(
 
 
 def skopeo_raw(reg: Reg, ref: str) -> bytes:
-    cmd = ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.host}/{ref}"]
-    return subprocess.run(cmd, check=True, capture_output=True).stdout
+    return raw_manifest(reg.host, ref)
 
 
 @pytest.fixture

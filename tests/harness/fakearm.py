@@ -23,6 +23,7 @@ import jwt
 from azure.core.credentials import AccessToken
 
 from tests.harness.loopback import LoopbackServer, reply
+from tests.harness.skopeo import copy_command
 
 ARM_SECRET = "fake-arm-signing-secret-for-tests-only-0123456789"
 ARM_AUDIENCE = "https://management.azure.com"
@@ -69,20 +70,10 @@ class FakeArm(LoopbackServer):
         else:
             src_host = source["registryUri"]
         dst_host = self.hosts[registry]
-        creds = source.get("credentials")
+        creds = source.get("credentials") or {}
+        login = f"{creds['username']}:{creds['password']}" if creds.get("username") else None
         for target in body.get("targetTags", []):
-            cmd = [
-                "skopeo",
-                "copy",
-                "--all",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "-q",
-            ]
-            if creds and creds.get("username"):
-                cmd += ["--src-creds", f"{creds['username']}:{creds['password']}"]
-            cmd += [f"docker://{src_host}/{source['sourceImage']}", f"docker://{dst_host}/{target}"]
+            cmd = copy_command(f"{src_host}/{source['sourceImage']}", f"{dst_host}/{target}", login)
             subprocess.run(cmd, check=True, capture_output=True)
 
 
