@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.errors import FerryError, NotFoundError, RateLimitedError, RegistryUnavailableError
+from shared.errors import FerryError, RateLimitedError, RegistryUnavailableError
 from shared.jobs.run import run_import
 from shared.jobs.spec import build_spec
 from shared.registry import RegistryClient, TransportOptions
+from shared.registry.store import RegistryRepository
 from tests.conftest import Reg
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.figures import record
@@ -120,10 +121,8 @@ async def test_an_import_under_a_fault_succeeds_or_fails_cleanly(
     seconds = time.monotonic() - started
 
     async with target_reg.client() as client:
-        try:
-            landed = (await client.resolve(repo, "v1")).digest
-        except NotFoundError:
-            landed = None
+        found = await RegistryRepository(client, repo).lookup("v1")
+        landed = found.digest if found else None
         present = [await client.blob_exists(repo, b.descriptor.digest) is not None for b in IMAGE.blobs]
     if scenario.error is None:
         assert error is None, f"failed: {error}"

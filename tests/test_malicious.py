@@ -25,7 +25,6 @@ from shared.errors import (
     DigestMismatchError,
     FerryError,
     InsecureEndpointError,
-    NotFoundError,
     ProtocolError,
     SizeMismatchError,
     TooLargeError,
@@ -35,8 +34,9 @@ from shared.jobs.run import run_import
 from shared.jobs.spec import build_spec
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
-from shared.oci.manifest import MAX_MANIFEST_BYTES
+from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor
 from shared.registry import RegistryClient, TransportOptions, wire
+from shared.registry.store import RegistryRepository
 from tests.conftest import Reg
 from tests.harness.fakes import Responder, fake_server, trickle_server
 from tests.harness.figures import record
@@ -261,15 +261,11 @@ def test_a_malicious_registry_fails_the_import_quickly_in_bounded_memory(case: C
     assert realm_seen == []  # no token service was asked, the metadata address never reached
     assert all("authorization" not in headers for _, _, headers in decoy_seen)
 
-    async def target_tag() -> bool:
+    async def target_tag() -> Descriptor | None:
         async with RegistryClient(target_reg.host, Anonymous(), OPTIONS) as client:
-            try:
-                await client.resolve(target_repo, "v1")
-            except NotFoundError:
-                return False
-            return True
+            return await RegistryRepository(client, target_repo).lookup("v1")
 
-    assert not asyncio.run(target_tag())
+    assert asyncio.run(target_tag()) is None
     record(
         f"malicious registry: {case.name}",
         {
