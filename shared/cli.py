@@ -169,7 +169,8 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
         options,
     )
     try:
-        async with RegistryClient(spec.target_registry, _target_credential(spec.target_registry), options) as target:
+        target_credential = _target_credential(spec.target_registry)
+        async with RegistryClient(spec.target_registry, target_credential, options, role="target") as target:
             return await run_arm_import(request, spec, importer, target_id, credential, target)
     finally:
         await importer.aclose()
@@ -207,8 +208,10 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
     source_credential = _source_credential(args, spec.source.registry)
     line = ProgressLine(sys.stderr)
     async with (
-        RegistryClient(spec.source.registry, source_credential, options) as source,
-        RegistryClient(spec.target_registry, _target_credential(spec.target_registry), options) as target,
+        RegistryClient(spec.source.registry, source_credential, options, role="source") as source,
+        RegistryClient(
+            spec.target_registry, _target_credential(spec.target_registry), options, role="target"
+        ) as target,
     ):
         try:
             return await run_import(
@@ -291,9 +294,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(exc: Exception, code: str) -> None:
+    from shared.text import clean
+
     code = getattr(exc, "code", code)
-    print(json.dumps({"status": "failed", "error": {"code": code, "message": str(exc)}}, indent=2))
-    print(f"ferry: {exc}", file=sys.stderr)
+    error = {"code": code, "message": clean(str(exc))}
+    if getattr(exc, "detail", ""):
+        error["detail"] = clean(str(exc.detail))  # type: ignore[attr-defined]
+    print(json.dumps({"status": "failed", "error": error}, indent=2))
+    print(f"ferry: {error['message']}", file=sys.stderr)
 
 
 def run() -> None:

@@ -10,9 +10,12 @@
     │   ├── DigestMismatchError
     │   └── SizeMismatchError
     ├── InsecureEndpointError           plain HTTP, or a token realm / redirect Ferry will not follow
+    ├── HostNotFoundError               a registry name that does not resolve (EAI_NONAME)
     ├── TransportError                  retryable: connection refused, reset, timed out
+    │   └── StalledError                a body that arrives slower than the stall floor
     └── RegistryError                   an HTTP answer from a registry that is not what was asked for
         ├── AuthenticationError         401 / UNAUTHORIZED, and token-server failures
+        │   └── AuthRequiredError       401 to a request that carried no credentials
         ├── PermissionDeniedError       403 / DENIED
         ├── NotFoundError               404 / *_UNKNOWN
         ├── TooLargeError               413, or a manifest over the size cap
@@ -20,13 +23,18 @@
         ├── RegistryUnavailableError    retryable: 408 and 5xx
         └── ProtocolError               an answer the distribution spec does not allow
 
-Messages never contain a secret: URLs are passed through :func:`redact_url` (no userinfo, no query
-string) before they are put into a message, and no header value is ever quoted.
+A message names the problem and the side first (``source registry docker.io: repository
+library/nope not found``); the HTTP exchange behind it is in ``detail``. Messages never contain a
+secret or a control character: URLs are passed through :func:`redact_url` (no userinfo, no query
+string), and ``str()`` of every error goes through :func:`shared.text.clean`, which redacts every
+secret Ferry holds (also when a registry echoes one back) and escapes control characters.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
+
+from shared.text import clean, shorten
 
 
 def redact_url(url: object) -> str:
@@ -45,6 +53,16 @@ class FerryError(Exception):
     retryable: bool = False
     #: A short, stable, machine-readable name (recorded in job status records).
     code: str = "FERRY_ERROR"
+    #: What lies under the message (the HTTP exchange), for the JSON result and debug logs.
+    detail: str = ""
+    #: Set by the retry policy when it gives up: attempts made and the seconds they took.
+    attempts: tuple[int, float] | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.attempts is not None and self.attempts[0] > 1:
+            text += f" ({self.attempts[0]} attempts over {self.attempts[1]:.0f} s)"
+        return clean(text)
 
 
 class InvalidReferenceError(FerryError, ValueError):
@@ -100,6 +118,12 @@ class InsecureEndpointError(FerryError):
     code = "INSECURE_ENDPOINT"
 
 
+class HostNotFoundError(FerryError):
+    """The registry's name does not resolve: a typo, or a name that does not exist. Permanent."""
+
+    code = "HOST_NOT_FOUND"
+
+
 class TransportError(FerryError):
     """The connection failed: refused, reset, timed out. Worth another try."""
 
@@ -107,10 +131,18 @@ class TransportError(FerryError):
     code = "TRANSPORT"
 
 
+class StalledError(TransportError):
+    """A body arrived slower than the stall floor (``FERRY_STALL_FLOOR_BYTES`` per second)."""
+
+    code = "STALLED"
+
+
 class RegistryError(FerryError):
     """A registry answered, but not with what was asked for.
 
-    The message reads ``{op} on {origin}: {METHOD} {url}: {status} {CODE}: {message}``.
+    The message reads ``{origin}: {problem}``, where ``origin`` names the registry and its side
+    (``source registry docker.io``) and ``problem`` is said in words (:mod:`shared.http.mapping`
+    chooses them); ``detail`` keeps the exchange: ``{op}: {METHOD} {url}: {status} {CODE}: {message}``.
     """
 
     code = "REGISTRY_ERROR"
@@ -123,9 +155,10 @@ class RegistryError(FerryError):
         url: str,
         status: int,
         registry_code: str = "",
-        detail: str = "",
+        registry_message: str = "",
         *,
         retry_after: float | None = None,
+        problem: str = "",
     ) -> None:
         self.op = op
         #: Seconds the registry asked us to wait (``Retry-After``), when it said.
@@ -134,14 +167,22 @@ class RegistryError(FerryError):
         self.method = method
         self.url = redact_url(url)
         self.status = status
-        self.registry_code = registry_code
-        self.detail = detail
-        tail = ": ".join(part for part in (registry_code, detail) if part)
-        super().__init__(f"{op} on {origin}: {method} {self.url}: {status}" + (f" {tail}" if tail else ""))
+        self.registry_code = shorten(registry_code, 64)
+        self.registry_message = shorten(registry_message, 300)
+        tail = ": ".join(part for part in (self.registry_code, self.registry_message) if part)
+        where = f"{method} {self.url}: " if method else ""
+        self.detail = clean(f"{op}: {where}{status}" + (f" {tail}" if tail else ""))
+        super().__init__(f"{origin}: {problem}" if problem else f"{origin}: {self.detail}")
 
 
 class AuthenticationError(RegistryError):
     code = "UNAUTHORIZED"
+
+
+class AuthRequiredError(AuthenticationError):
+    """A 401 to a request that carried no credentials: the registry wants some."""
+
+    code = "AUTH_REQUIRED"
 
 
 class PermissionDeniedError(RegistryError):

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
 from shared.errors import ConfigurationError
+from shared.http.policy import TransportOptions
 from shared.jobs.spec import Limits
-from shared.registry.policy import TransportOptions
 
 _CREDENTIAL = re.compile(r"FERRY_CREDENTIAL_([A-Z0-9_]+)_(USERNAME|PASSWORD)")
 

@@ -93,8 +93,9 @@ async def test_retries_stop_at_their_bound(open_reg: Reg, proxy: FaultProxy, rep
         with pytest.raises(RegistryUnavailableError) as caught:
             await client.fetch_manifest(repo, "v1")
     assert len(proxy.requests("GET")) == 3
-    assert str(caught.value).startswith(f"fetch manifest on {proxy.host}: GET http://{proxy.host}/v2/{repo}")
-    assert "503 UNAVAILABLE: busy" in str(caught.value)
+    assert str(caught.value).startswith(f"registry {proxy.host}: unavailable (503) (3 attempts over ")
+    assert caught.value.detail.startswith(f"fetch manifest: GET http://{proxy.host}/v2/{repo}")
+    assert "503 UNAVAILABLE: busy" in caught.value.detail
 
 
 async def test_connection_cut_mid_blob_resumes_with_range(open_reg: Reg, proxy: FaultProxy, repo: str) -> None:
@@ -248,5 +249,5 @@ async def test_challenge_from_another_origin_is_not_answered(token_reg: Reg, rep
             with pytest.raises(AuthenticationError) as caught:
                 await _read(client, repo, blob)
             assert client.transport.auth.fetches["token"] == before
-    assert "401" in str(caught.value)
+    assert "401" in caught.value.detail
     assert len(seen) == 1 and "authorization" not in seen[0][2]

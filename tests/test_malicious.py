@@ -30,12 +30,13 @@ from shared.errors import (
     TooLargeError,
     TransportError,
 )
+from shared.http import wire
 from shared.jobs.run import run_import
 from shared.jobs.spec import build_spec
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor
-from shared.registry import RegistryClient, TransportOptions, wire
+from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
 from tests.conftest import Reg
 from tests.harness.fakes import Responder, fake_server, trickle_server
@@ -49,9 +50,8 @@ OPTIONS = TransportOptions(
     backoff_base=0.01,
     backoff_cap=0.1,
     retry_budget=5.0,
-    manifest_deadline=2.0,
-    body_grace=1.0,
-    min_throughput=1_000_000,
+    stall_floor=1_000_000,
+    stall_window=1.0,
 )
 #: The most Python memory one failed import may hold at its peak (tracemalloc).
 MEMORY_BOUND = 16 * 1024 * 1024
@@ -181,8 +181,8 @@ CASES = [
             )
         },
     ),
-    Case("challenge from another origin", AuthenticationError, "401", decoy=True, credential=True),
-    Case("endless slow body", TransportError, "sends too slowly", trickle=True),
+    Case("challenge from another origin", AuthenticationError, "which answered 401", decoy=True, credential=True),
+    Case("endless slow body", TransportError, "stalled", trickle=True),
 ]
 
 

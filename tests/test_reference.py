@@ -53,7 +53,7 @@ VALID = [
     ("x" + ":" + "t" * 128, "docker.io", "library/x", "t" * 128, None, "registry-1.docker.io"),
     ("app:_x", "docker.io", "library/app", "_x", None, "registry-1.docker.io"),
     (f"a@sha512:{'b' * 128}", "docker.io", "library/a", None, f"sha512:{'b' * 128}", "registry-1.docker.io"),
-    ("a@blake3:" + "c" * 64, "docker.io", "library/a", None, "blake3:" + "c" * 64, "registry-1.docker.io"),
+    (f"a@sha384:{'c' * 96}", "docker.io", "library/a", None, f"sha384:{'c' * 96}", "registry-1.docker.io"),
 ]
 
 
@@ -78,6 +78,7 @@ INVALID = [
     ("nginx:", "tag is empty"),
     ("nginx:a+b", "tag must start"),
     ("nginx@", "digest"),
+    ("a@blake3:" + "c" * 64, "digest algorithm blake3 cannot be verified"),
     ("nginx@sha256:abc", "64 lowercase hex"),
     (f"nginx@sha256:{'A' * 64}", "64 lowercase hex"),
     (f"nginx@SHA256:{H64}", "bad digest algorithm"),

@@ -195,7 +195,8 @@ def test_permanent_failure_is_recorded_and_consumed(
     drain(svc)
     status = api.get(job["location"]).json()
     assert status["state"] == "failed" and status["attempts"] == 1
-    assert status["error"]["code"] == "NOT_FOUND" and "404" in status["error"]["message"]
+    assert status["error"]["code"] == "NOT_FOUND" and "not found" in status["error"]["message"]
+    assert "404" in status["error"]["detail"]
     assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from shared.errors import (
     AuthenticationError,
+    AuthRequiredError,
     InvalidReferenceError,
     NotFoundError,
     PermissionDeniedError,
@@ -21,12 +22,12 @@ from shared.errors import (
     UnsupportedContentError,
     redact_url,
 )
+from shared.http.mapping import Side, error_from_response, retry_after
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import MAX_MANIFEST_BYTES, Index, Manifest, ManifestError, Platform, parse_manifest, successors
 from shared.registry import scopes as sc
 from shared.registry.challenge import parse_challenge
-from shared.registry.errors import error_from_response, retry_after
 from shared.registry.tokens import CachedToken, expires_at, is_fresh, jwt_claims
 from tests.harness.images import make_artifact, make_image, make_multiarch
 
@@ -34,11 +35,18 @@ from tests.harness.images import make_artifact, make_image, make_multiarch
 def test_digest_of_and_parse() -> None:
     d = Digest.of(b"hello")
     assert str(d) == "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-    assert Digest.parse(str(d)) == d and d.verifiable
+    assert Digest.parse(str(d)) == d
     assert d.tag_schema == "sha256-" + d.encoded
-    assert not Digest.parse("blake3:" + "a" * 64).verifiable
-    with pytest.raises(InvalidReferenceError, match="cannot verify"):
-        Digest.parse("blake3:" + "a" * 64).hasher()
+    for algorithm in ("sha384", "sha512"):
+        digest = Digest.of(b"hello", algorithm)
+        assert Digest.parse(str(digest)) == digest and digest.hasher().name == algorithm
+
+
+@pytest.mark.parametrize("text", ["blake3:" + "a" * 64, "sha1:" + "a" * 40, "md5:" + "a" * 32])
+def test_digests_ferry_cannot_verify_are_refused_naming_their_algorithm(text: str) -> None:
+    algorithm = text.split(":", maxsplit=1)[0]
+    with pytest.raises(InvalidReferenceError, match=f"digest algorithm {algorithm} cannot be verified"):
+        Digest.parse(text)
 
 
 def test_parse_image_index_and_successors() -> None:
@@ -221,11 +229,35 @@ def _response(
 )
 def test_error_mapping(status: int, code: str, cls: type, retryable: bool) -> None:
     body = json.dumps({"errors": [{"code": code, "message": "the message"}]}).encode() if code else b""
-    error = error_from_response("fetch manifest", "r.example", _response(status, headers={"Retry-After": "7"}), body)
+    side = Side.of("r.example", "source", "user ci")
+    error = error_from_response("fetch manifest", side, _response(status, headers={"Retry-After": "7"}), body)
     assert type(error) is cls and error.retryable is retryable
-    assert "SECRET" not in str(error) and "?" not in str(error)
-    assert str(error).startswith(f"fetch manifest on r.example: GET https://r.example/v2/a/manifests/x: {status}")
+    assert "SECRET" not in str(error) + error.detail and "?" not in str(error) + error.detail
+    assert str(error).startswith("source registry r.example: ")
+    assert error.detail.startswith(f"fetch manifest: GET https://r.example/v2/a/manifests/x: {status}")
     assert error.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "who", "message", "cls"),
+    [
+        (404, "NAME_UNKNOWN", "", "source registry r.example: repository a not found", NotFoundError),
+        (404, "MANIFEST_UNKNOWN", "", "source registry r.example: a:x not found", NotFoundError),
+        (401, "UNAUTHORIZED", "user ci", "source registry r.example: rejected the credentials of user ci",
+         AuthenticationError),
+        (401, "UNAUTHORIZED", "", "source registry r.example: requires credentials: name a credential or pass "
+         "--username", AuthRequiredError),
+        (403, "DENIED", "user ci", "source registry r.example: denied access to a:x to user ci", PermissionDeniedError),
+        (429, "", "", "source registry r.example: rate limit reached; asked to wait 7 s", RateLimitedError),
+        (503, "", "", "source registry r.example: unavailable (503)", RegistryUnavailableError),
+    ],
+)  # fmt: skip
+def test_messages_name_the_problem_and_the_side(status: int, code: str, who: str, message: str, cls: type) -> None:
+    body = json.dumps({"errors": [{"code": code, "message": "m"}]}).encode() if code else b""
+    side = Side.of("r.example", "source", who)
+    error = error_from_response("fetch manifest", side, _response(status, headers={"Retry-After": "7"}), body)
+    assert type(error) is cls and str(error) == message
+    assert error.code == {AuthRequiredError: "AUTH_REQUIRED"}.get(cls, error.code)
 
 
 def test_redact_url() -> None:
@@ -236,7 +268,7 @@ def test_redact_url() -> None:
 def test_tls_is_verified_and_shared() -> None:
     import ssl
 
-    from shared.registry.transport import tls_context
+    from shared.http.exchange import tls_context
 
     ctx = tls_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname

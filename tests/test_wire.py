@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.errors import ConfigurationError, InsecureEndpointError
-from shared.registry.wire import MAX_HEAD, Http11Transport
+from shared.http.wire import MAX_HEAD, Http11Transport
 from tests.harness.tls import self_signed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -465,7 +465,7 @@ async def test_a_refused_certificate_is_named_in_the_registry_error(
     async with RawServer(keep_answering(answer(200))) as server:
         port = server.port
     async with RegistryClient(f"127.0.0.1:{port}", Anonymous(), options) as client:
-        with pytest.raises(TransportError, match=r"ConnectError \(ConnectionRefusedError\)"):
+        with pytest.raises(TransportError, match=r"registry 127.0.0.1:\d+: connection refused"):
             await client.resolve("a/b", "v1")
 
 
@@ -515,7 +515,7 @@ class Proxy(RawServer):
 
 
 async def test_https_through_a_connect_tunnel_verifies_the_name_end_to_end(tmp_path: Path) -> None:
-    from shared.registry.policy import TransportOptions
+    from shared.http.policy import TransportOptions
 
     server_tls, client_tls = _self_signed(tmp_path, "registry.test")
     options = TransportOptions.from_env({"HTTPS_PROXY": "http://ops:pr%40xy@127.0.0.4:1", "NO_PROXY": "other.test"})
@@ -543,8 +543,8 @@ async def test_https_through_a_connect_tunnel_verifies_the_name_end_to_end(tmp_p
 
 
 async def test_plain_http_through_a_proxy_and_what_bypasses_it() -> None:
-    from shared.registry.policy import Proxy as ProxyConfig
-    from shared.registry.policy import TransportOptions
+    from shared.http.policy import Proxy as ProxyConfig
+    from shared.http.policy import TransportOptions
 
     seen: list[bytes] = []
 

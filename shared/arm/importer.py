@@ -32,12 +32,16 @@ from shared.errors import (
     FerryError,
     PermissionDeniedError,
     ProtocolError,
+    RateLimitedError,
     RegistryError,
-    TransportError,
+    RegistryUnavailableError,
 )
-from shared.registry.errors import error_from_exception, retry_after
-from shared.registry.policy import TransportOptions
-from shared.registry.transport import wire_for
+from shared.http.exchange import wire_for
+from shared.http.mapping import Side, error_from_exception, retry_after
+from shared.http.policy import TransportOptions
+from shared.strict import loads_bounded
+
+_ARM = Side("ARM")
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +117,7 @@ class ArmImporter:
             event_hooks={"request": [self._check]},
             # The registry client's transport: the polling URLs ARM hands back are checked like
             # any destination (no private or metadata address), where the connection is made.
-            transport=wire_for(self._transport, "ARM", 4),
+            transport=wire_for(self._transport, _ARM, 4),
         )
 
     async def _check(self, request: httpx.Request) -> None:
@@ -165,7 +169,8 @@ class ArmImporter:
             await self._sleep(wait)
             response = await self._send("GET", url, headers)
             if async_op:
-                doc = response.json() if response.status_code == 200 else {}
+                doc = loads_bounded(response.content) if response.status_code == 200 else {}
+                doc = doc if isinstance(doc, dict) else {}
                 status = str(doc.get("status", ""))
                 if status == "Succeeded":
                     return status
@@ -194,35 +199,37 @@ class ArmImporter:
         return min(self.options.poll_max, given if given is not None else self.options.poll_default)
 
     async def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
-        attempts = self._transport.max_attempts
-        for attempt in range(attempts):
+        """One ARM call, as one operation under the retry policy (429, 5xx, connection)."""
+        attempts = self._transport.retry_policy(self._sleep).start()
+        while True:
             try:
                 response = await self.http.request(method, url, headers=headers, **kwargs)
             except httpx.HTTPError as exc:
-                error: FerryError = error_from_exception("import image", "ARM", exc)
+                error: FerryError = error_from_exception("import image", _ARM, exc)
+            except FerryError as exc:
+                error = exc
             else:
-                if response.status_code not in (429, 500, 502, 503, 504) or attempt + 1 == attempts:
+                if response.status_code not in (429, 500, 502, 503, 504):
                     return response
                 error = self._error("import image", response)
-            if attempt + 1 == attempts:
-                raise error
-            hinted = error.retry_after if isinstance(error, RegistryError) else None
-            await self._sleep(min(self.options.poll_max, hinted or 2.0 * 2**attempt))
-        raise TransportError("import image on ARM: no answer")  # pragma: no cover
+            await attempts.failed(error)
 
     @staticmethod
     def _error(op: str, response: httpx.Response) -> RegistryError:
         """ARM's error body ``{"error": {"code", "message"}}`` with the correlation id."""
-        try:
-            error = response.json().get("error") or {}
-        except ValueError:
-            error = {}
+        doc = loads_bounded(response.content)
+        error = doc.get("error") if isinstance(doc, dict) else None
+        error = error if isinstance(error, dict) else {}
         correlation = response.headers.get("x-ms-correlation-request-id", "?")
         message = f"{error.get('message', response.reason_phrase)} (correlation id {correlation})"
         code = str(error.get("code", ""))
         status = response.status_code
-        cls: type[RegistryError] = {401: AuthenticationError, 403: PermissionDeniedError}.get(status, ArmOperationError)
-        err = cls(
+        cls: type[RegistryError] = {
+            401: AuthenticationError,
+            403: PermissionDeniedError,
+            429: RateLimitedError,
+        }.get(status, RegistryUnavailableError if status in (500, 502, 503, 504) else ArmOperationError)
+        return cls(
             op,
             "ARM",
             response.request.method,
@@ -232,6 +239,3 @@ class ArmImporter:
             message,
             retry_after=retry_after(response.headers.get("retry-after")),
         )
-        if status in (429, 500, 502, 503, 504):
-            err.retryable = True
-        return err

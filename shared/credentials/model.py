@@ -9,6 +9,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.text import register_secret
+
 #: Entra ID scope for tokens that ACR's ``/oauth2/exchange`` accepts. The ACR audience (not ARM's)
 #: keeps working on registries with ``azureADAuthenticationAsArmPolicy`` disabled.
 ACR_AUDIENCE = "https://containerregistry.azure.net/.default"
@@ -23,6 +25,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # redacted from every message from now on, echoed or not
 
     def reveal(self) -> str:
         return self._value

@@ -39,6 +39,12 @@ class NoMatchingPlatformError(FerryError):
     code = "NO_MATCHING_PLATFORM"
 
 
+class CycleError(FerryError):
+    """A manifest that reaches itself through its children: no order can copy it."""
+
+    code = "MANIFEST_CYCLE"
+
+
 @dataclass(frozen=True, slots=True)
 class PlanOptions:
     #: Copy only these platforms of an index (and their attestations); all when empty.
@@ -47,6 +53,9 @@ class PlanOptions:
     include_referrers: bool = False
     #: Manifests per import (az acr import: 50).
     max_manifests: int = 50
+    #: Descriptors per import, manifests and blobs (each config and layer entry) together:
+    #: bounds the memory a plan takes, whatever the manifests list.
+    max_descriptors: int = 20_000
     #: Bytes per blob, or None for no limit (az acr import: 2 GiB from public registries).
     max_blob_bytes: int | None = None
     #: Manifests fetched at once while planning.
@@ -109,6 +118,16 @@ class _Planner:
         self.opts = opts
         self.plan: Plan | None = None
         self.gate = asyncio.Semaphore(opts.concurrency)
+        #: Descriptors read so far: manifests, and every blob entry of every manifest.
+        self.descriptors = 0
+
+    def _count_descriptors(self, more: int, desc: Descriptor) -> None:
+        self.descriptors += more
+        if self.descriptors > self.opts.max_descriptors:
+            raise LimitExceededError(
+                f"the import lists more than {self.opts.max_descriptors} descriptors (the max_descriptors "
+                f"limit, FERRY_MAX_DESCRIPTORS); {desc.media_type} {desc.digest} takes it over"
+            )
 
     def _count(self, plan: Plan, more: int, desc: Descriptor) -> None:
         if len(plan.manifests) + more > self.opts.max_manifests:
@@ -122,11 +141,16 @@ class _Planner:
         the import over the limit is refused before they are fetched, or even read into
         descriptors."""
         room = self.opts.max_manifests - len(plan.manifests)
+        left = self.opts.max_descriptors - self.descriptors
         try:
-            return parse_manifest(data, desc.media_type, max_children=max(room, 0))
+            node = parse_manifest(data, desc.media_type, max_children=max(min(room, left), 0), max_blobs=max(left, 0))
         except IndexTooLargeError as exc:
-            self._count(plan, exc.count, desc)
-            raise  # pragma: no cover - _count raised
+            if exc.what == "manifests":
+                self._count(plan, exc.count, desc)
+            self._count_descriptors(exc.count, desc)
+            raise  # pragma: no cover - one of the counts raised
+        self._count_descriptors(len(successors(node)), desc)
+        return node
 
     async def walk(self, plan: Plan, desc: Descriptor, data: bytes | None = None) -> None:
         """Add ``desc`` and everything under it to ``plan`` (children fetched concurrently)."""
@@ -171,6 +195,30 @@ class _Planner:
             return await self.src.referrers(desc)
 
 
+def check_acyclic(plan: Plan) -> None:
+    """:class:`CycleError` when a manifest reaches itself through its children. Verified digests
+    cannot form a cycle (a manifest would have to contain its own hash); this holds whatever
+    a source store checks, because the copy, children first, would otherwise wait on itself."""
+    done: set[Digest] = set()
+    for start in plan.children:
+        if start in done:
+            continue
+        path: set[Digest] = {start}
+        stack = [(start, iter(plan.children.get(start, ())))]
+        while stack:
+            digest, kids = stack[-1]
+            child = next((k for k in kids if k.is_manifest), None)
+            if child is None:
+                stack.pop()
+                path.discard(digest)
+                done.add(digest)
+            elif child.digest in path:
+                raise CycleError(f"manifest {child.digest} reaches itself through its children")
+            elif child.digest not in done:
+                path.add(child.digest)
+                stack.append((child.digest, iter(plan.children.get(child.digest, ()))))
+
+
 async def build_plan(src: Source, root: Descriptor, opts: PlanOptions) -> Plan:
     """Read ``root``'s graph from ``src``; apply the platform filter and the limits."""
     planner = _Planner(src, opts)
@@ -184,4 +232,5 @@ async def build_plan(src: Source, root: Descriptor, opts: PlanOptions) -> Plan:
     await planner.walk(plan, plan.root, data)
     if opts.include_referrers:
         await planner.referrers(plan)
+    check_acyclic(plan)
     return plan

@@ -206,6 +206,7 @@ async def run_import(
         platforms=spec.platforms,
         include_referrers=spec.include_referrers,
         max_manifests=spec.limits.max_manifests,
+        max_descriptors=spec.limits.max_descriptors,
         max_blob_bytes=spec.limits.max_public_blob_bytes if source_anonymous else None,
         concurrency=concurrency,
     )

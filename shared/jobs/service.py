@@ -36,6 +36,7 @@ from shared.jobs.spec import ImportSpec, TargetRef
 from shared.oci.reference import is_acr
 from shared.registry import RegistryClient
 from shared.settings import Settings
+from shared.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,8 @@ class Worker:
 
     async def _failed(self, job_id: str, exc: FerryError, dequeue_count: int) -> None:
         error = {"code": exc.code, "message": str(exc)}
+        if exc.detail:
+            error["detail"] = clean(exc.detail)  # what lies under the message: the HTTP exchange
         last = dequeue_count >= self.settings.max_dequeue_count
         if exc.retryable and not last:
             await self._update(job_id, state="queued", error=error)
@@ -311,7 +314,7 @@ class Worker:
         assert isinstance(identity, EntraIdentity)
         importer = ArmImporter(identity.source, options, self.settings.transport)
         target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport
+            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
         )
         try:
             async with target:
@@ -350,9 +353,11 @@ class Worker:
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
             return newest is None or newest >= job.id  # ids sort newest first
 
-        source = RegistryClient(spec.source.registry, self.source_credential(job, request), self.settings.transport)
+        source = RegistryClient(
+            spec.source.registry, self.source_credential(job, request), self.settings.transport, role="source"
+        )
         target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport
+            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
         )
         async with source, target:
             result = await run_import(

@@ -18,6 +18,10 @@ from shared.oci.reference import Reference, parse_reference, parse_registry, par
 
 DEFAULT_MAX_MANIFESTS = 50
 DEFAULT_MAX_PUBLIC_BLOB_BYTES = 2 * 1024**3
+#: Descriptors (manifests, configs and layers) per import: 50 manifests of 127 layers each (the
+#: most Docker builds) are 6,400; 20,000 is past every real image and short of the 4 million a
+#: hostile registry could list in 49 manifests of 4 MiB each.
+DEFAULT_MAX_DESCRIPTORS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +40,18 @@ class Limits:
     max_manifests: int = DEFAULT_MAX_MANIFESTS
     #: Per blob, when the source is reached without credentials (a public registry); None: no limit.
     max_public_blob_bytes: int | None = DEFAULT_MAX_PUBLIC_BLOB_BYTES
+    #: Descriptors per import, manifests and blobs together.
+    max_descriptors: int = DEFAULT_MAX_DESCRIPTORS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
-        """``FERRY_MAX_MANIFESTS`` (1 to 10,000) and ``FERRY_MAX_PUBLIC_BLOB_BYTES`` (``0`` or
-        ``none``: no limit), for the function app and the CLI alike; a bad value raises
-        :class:`ConfigurationError` naming the setting."""
+        """``FERRY_MAX_MANIFESTS`` (1 to 10,000), ``FERRY_MAX_DESCRIPTORS`` and
+        ``FERRY_MAX_PUBLIC_BLOB_BYTES`` (``0`` or ``none``: no limit), for the function app and
+        the CLI alike; a bad value raises :class:`ConfigurationError` naming the setting."""
 
         def number(name: str, default: int, low: int, high: int | None) -> int:
             text = env.get(name, "").strip() or str(default)
-            if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+            if not (text.isascii() and text.isdigit()) or int(text) < low or (high is not None and int(text) > high):
                 bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
                 raise ConfigurationError(f"setting {name}: must be a whole number {bounds}, not {text[:40]!r}")
             return int(text)
@@ -53,6 +59,7 @@ class Limits:
         blob = env.get("FERRY_MAX_PUBLIC_BLOB_BYTES", "").strip().lower()
         return cls(
             max_manifests=number("FERRY_MAX_MANIFESTS", DEFAULT_MAX_MANIFESTS, 1, 10_000),
+            max_descriptors=number("FERRY_MAX_DESCRIPTORS", DEFAULT_MAX_DESCRIPTORS, 1, 10_000_000),
             max_public_blob_bytes=None
             if blob in ("0", "none")
             else number("FERRY_MAX_PUBLIC_BLOB_BYTES", DEFAULT_MAX_PUBLIC_BLOB_BYTES, 1, None),

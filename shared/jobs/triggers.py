@@ -152,8 +152,8 @@ async def _mirror_one(
     report = MirrorReport(entry.name)
     source = parse_reference(entry.source)
     async with (
-        RegistryClient(source.registry, credentials(source.registry, entry.credential), options) as src,
-        RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options) as dst,
+        RegistryClient(source.registry, credentials(source.registry, entry.credential), options, role="source") as src,
+        RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options, role="target") as dst,
     ):
         try:
             report.selected = entry.select(await src.list_tags(source.repository))

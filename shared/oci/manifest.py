@@ -7,13 +7,13 @@ themselves are never re-serialised: what is pushed is what was fetched.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InvalidReferenceError, UnsupportedContentError
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
+from shared.strict import loads_strict
 
 #: Manifests larger than this are refused: ACR's cap, and the size the distribution spec says
 #: clients and registries SHOULD support ("Pushing Manifests").
@@ -29,9 +29,10 @@ class ManifestError(UnsupportedContentError):
 class IndexTooLargeError(ManifestError):
     """An index with more entries than its reader would take (see ``parse_manifest``)."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__(f"index has {count} manifests")
+    def __init__(self, count: int, what: str = "manifests") -> None:
+        super().__init__(f"{'index' if what == 'manifests' else 'manifest'} has {count} {what}")
         self.count = count
+        self.what = what
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +102,10 @@ class Descriptor:
         raw_platform = data.get("platform")
         if isinstance(raw_platform, dict):
             platform = Platform(
-                str(raw_platform.get("os", "")),
-                str(raw_platform.get("architecture", "")),
-                raw_platform.get("variant"),
-                raw_platform.get("os.version"),
+                _text(raw_platform.get("os")) or "",
+                _text(raw_platform.get("architecture")) or "",
+                _text(raw_platform.get("variant")),
+                _text(raw_platform.get("os.version")),
             )
         urls = data.get("urls") or ()
         annotations = data.get("annotations") or {}
@@ -114,8 +115,11 @@ class Descriptor:
             size=size,
             urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
             platform=platform,
-            artifact_type=data.get("artifactType") if isinstance(data.get("artifactType"), str) else None,
-            annotations=dict(annotations) if isinstance(annotations, dict) else {},
+            artifact_type=_text(data.get("artifactType")),
+            # The image spec says string to string; anything else is dropped, not trusted.
+            annotations={k: v for k, v in annotations.items() if isinstance(v, str)}
+            if isinstance(annotations, dict)
+            else {},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +138,11 @@ class Descriptor:
                 p["os.version"] = self.platform.os_version
             out["platform"] = p
         return out
+
+
+def _text(value: object) -> str | None:
+    """A string field of a manifest, or None when it is missing or not a string."""
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,16 +170,19 @@ class Index:
     artifact_type: str | None = None
 
 
-def parse_manifest(data: bytes, media_type: str | None = None, *, max_children: int | None = None) -> Manifest | Index:
+def parse_manifest(
+    data: bytes, media_type: str | None = None, *, max_children: int | None = None, max_blobs: int | None = None
+) -> Manifest | Index:
     """Parse manifest bytes. ``media_type`` is the ``Content-Type`` the registry sent, used when
     the document itself carries none (it is optional in OCI manifests). An index with more than
-    ``max_children`` entries raises :class:`IndexTooLargeError` before they become descriptors
-    (a hostile index of tens of thousands would otherwise cost tens of MB)."""
+    ``max_children`` entries, or a manifest with more than ``max_blobs`` config and layers, raises
+    :class:`IndexTooLargeError` before they become descriptors (a hostile index of tens of
+    thousands would otherwise cost tens of MB)."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        doc = loads_strict(data)
+    except ValueError as exc:
         raise ManifestError(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ManifestError("manifest is not a JSON object")
@@ -204,6 +216,8 @@ def parse_manifest(data: bytes, media_type: str | None = None, *, max_children: 
             layers = []
         if not isinstance(layers, list):
             raise ManifestError("manifest layers is not a list")
+        if max_blobs is not None and len(layers) + 1 > max_blobs:
+            raise IndexTooLargeError(len(layers) + 1, "blobs")
         return Manifest(
             kind,
             Descriptor.from_json(doc.get("config"), "config"),

@@ -5,6 +5,9 @@
 - On a ``401`` from the same origin: parse the challenge, get credentials for it, retry once.
   A request whose streaming body was already sent is never replayed: uploads authenticate on the
   bodyless ``POST .../blobs/uploads/`` first.
+- Credentials follow the origin, not the URL: a request to any other origin (a ``Link`` page, a
+  redirect) carries none, and a challenge it brings back is neither answered nor remembered.
+  Tokens go only to the realm of a challenge the registry's own origin issued.
 
 Bearer tokens follow the Docker token spec (distribution ``spec/auth/token.md``: ``GET <realm>``
 with ``service`` and repeated ``scope``, Basic credentials when there are any; ``spec/auth/oauth.md``:
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -27,11 +31,14 @@ import httpx
 
 from shared.credentials import AccessToken, Credential, EntraIdentity, UsernamePassword
 from shared.errors import AuthenticationError, ConfigurationError, ProtocolError
+from shared.http.exchange import extensions
+from shared.http.mapping import Side, error_from_exception, error_from_response
+from shared.http.policy import TransportOptions
 from shared.registry import scopes as sc
 from shared.registry.challenge import Challenge, parse_challenge
-from shared.registry.errors import error_from_exception, error_from_response
-from shared.registry.policy import TransportOptions
 from shared.registry.tokens import CachedToken, expires_at, jwt_claims
+from shared.strict import loads_bounded
+from shared.text import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,11 @@ _MAX_SCOPES = 32
 _CLIENT_ID = "ferry"
 
 
+#: What may go into ``Authorization: Bearer``: visible ASCII (RFC 6750 ``b64token`` is narrower;
+#: registries send JWTs and opaque strings), at most 16 KiB.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
@@ -52,7 +64,9 @@ def _replayable(request: httpx.Request) -> bool:
 
 
 def _basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    encoded = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    register_secret(encoded)  # a registry that echoes the header must not put it in a message
+    return "Basic " + encoded
 
 
 @dataclass(slots=True)
@@ -71,8 +85,14 @@ class RegistryAuth(httpx.Auth):
         options: TransportOptions,
         token_http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
+        *,
+        origin: httpx.URL | None = None,
+        side: Side | None = None,
     ) -> None:
         self.registry = registry
+        #: The registry's own origin: the only one credentials go to and challenges come from.
+        self._origin = _origin(origin) if origin is not None else None
+        self.side = side or Side.of(registry)
         self._credential = credential
         self._options = options
         self._http = token_http
@@ -89,13 +109,18 @@ class RegistryAuth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         wanted: frozenset[sc.Scope] = request.extensions.get(SCOPES, frozenset())
+        home = self._origin if self._origin is not None else _origin(request.url)
+        if _origin(request.url) != home:
+            request.headers.pop("Authorization", None)
+            yield request  # another origin: nothing attached, nothing learned
+            return
         sent = await self._authorize(request, self._challenge, wanted, rejected=None)
         response = yield request
         if response.status_code != 401:
             return
-        if _origin(response.request.url) != _origin(request.url):
+        if _origin(response.request.url) != home:
             return  # a challenge from another origin (after a redirect) is not answered
-        challenge = parse_challenge(response.headers.get("www-authenticate"))
+        challenge = parse_challenge(", ".join(response.headers.get_list("www-authenticate")))
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             return
         self._challenge = challenge
@@ -103,7 +128,6 @@ class RegistryAuth(httpx.Auth):
             return  # its body is gone; the caller starts over, now with the challenge known
         if challenge.scheme == "basic" and not isinstance(self._credential, UsernamePassword):
             return
-        await response.aread()
         if await self._authorize(request, challenge, wanted | sc.parse_all(challenge.scopes), sent) is None:
             return
         yield request
@@ -135,7 +159,9 @@ class RegistryAuth(httpx.Auth):
         however many requests ask at the same time."""
         realm = challenge.realm
         if not realm:
-            raise ProtocolError("authenticate", self.registry, "GET", "", 401, "", "bearer challenge without realm")
+            raise ProtocolError(
+                "authenticate", self.side.label, "GET", "", 401, problem="sent a bearer challenge without realm"
+            )
         key = (realm, challenge.service or "")
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -161,7 +187,9 @@ class RegistryAuth(httpx.Auth):
         acr = url.path.endswith("/oauth2/token")
         if isinstance(credential, AccessToken) and not acr:
             # A registry token given as is: nothing to fetch.
-            return CachedToken(credential.token.reveal(), now, expires_at(now, None, credential.token.reveal()))
+            return CachedToken(
+                self._usable(credential.token.reveal()), now, expires_at(now, None, credential.token.reveal())
+            )
         if isinstance(credential, EntraIdentity) and not acr:
             raise ConfigurationError(
                 f"an Entra identity can sign in only to Azure Container Registry; {self.registry} is not one"
@@ -218,10 +246,16 @@ class RegistryAuth(httpx.Auth):
             exchange = realm.copy_with(path=realm.path[: -len("/token")] + "/exchange", query=None)
             doc = await self._post(exchange, form, "exchange token")
             refresh = doc.get("refresh_token")
-            if not isinstance(refresh, str) or not refresh:
+            if not isinstance(refresh, str) or not _TOKEN.fullmatch(refresh):
                 raise AuthenticationError(
-                    "exchange token", self.registry, "POST", str(exchange), 200, "", "no refresh_token in the answer"
+                    "exchange token",
+                    self.side.label,
+                    "POST",
+                    str(exchange),
+                    200,
+                    problem="token exchange answered without a usable refresh_token",
                 )
+            register_secret(refresh)
             self._acr_refresh = CachedToken(refresh, now, expires_at(now, None, refresh))
             return refresh
 
@@ -244,40 +278,51 @@ class RegistryAuth(httpx.Auth):
         if params:
             url = url.copy_with(query=urlencode(params).encode())
         try:
-            return await self._http.request(method, url, headers=headers, content=content)
+            return await self._http.request(method, url, headers=headers, content=content, extensions=extensions(op))
         except httpx.HTTPError as exc:
-            raise error_from_exception(op, self.registry, exc) from None
+            raise error_from_exception(op, self.side, exc) from None
 
     async def _post(self, url: httpx.URL, form: Sequence[tuple[str, str]], op: str) -> dict[str, object]:
         return self._json(await self._call("POST", url, op, form=form), op)
 
     def _json(self, response: httpx.Response, op: str) -> dict[str, object]:
         if response.status_code != 200:
-            error = error_from_response(op, self.registry, response, response.content[:65536])
+            error = error_from_response(op, self.side, response, response.content)
             if response.status_code in (400, 401, 403, 404, 405):
+                who = self.side.who
                 raise AuthenticationError(
-                    op, self.registry, error.method, error.url, error.status, error.registry_code, error.detail
+                    op,
+                    self.side.label,
+                    error.method,
+                    error.url,
+                    error.status,
+                    error.registry_code,
+                    error.registry_message,
+                    problem=f"token service refused {who}" if who else "token service refused an anonymous token",
                 )
             raise error
-        try:
-            doc = response.json()
-        except ValueError:
-            doc = None
+        doc = loads_bounded(response.content)
         if not isinstance(doc, dict):
             raise ProtocolError(
                 op,
-                self.registry,
+                self.side.label,
                 response.request.method,
                 str(response.request.url),
                 200,
-                "",
-                "answer is not a JSON object",
+                problem="token service answered with something that is not a JSON object",
             )
         return doc
 
+    def _usable(self, value: object) -> str:
+        """A token that can go into a header, registered as a secret; else AuthenticationError."""
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            raise AuthenticationError(
+                "fetch token", self.side.label, "", "", 200, problem="token service answered without a usable token"
+            )
+        register_secret(value)
+        return value
+
     def _cached(self, doc: dict[str, object], now: float) -> CachedToken:
         # The spec names it ``token``; OAuth2 clients expect ``access_token``: accept both.
-        value = doc.get("token") or doc.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise AuthenticationError("fetch token", self.registry, "", "", 200, "", "no token in the answer")
+        value = self._usable(doc.get("token") or doc.get("access_token"))
         return CachedToken(value, now, expires_at(now, doc.get("expires_in"), value))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import suppress
 
@@ -28,12 +27,15 @@ from shared.errors import (
     ProtocolError,
     RegistryError,
     SizeMismatchError,
-    TransportError,
 )
+from shared.http.exchange import refuse_encoding
+from shared.http.mapping import Side
+from shared.http.retry import Attempts
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
 from shared.registry import scopes as sc
-from shared.registry.transport import Transport
+from shared.registry.transport import Response, Transport
+from shared.strict import header_int
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +56,38 @@ def _range_start(response: httpx.Response) -> int | None:
     value = response.headers.get("content-range", "")
     if not value.startswith(_CONTENT_RANGE_START):
         return None
-    first = value[len(_CONTENT_RANGE_START) :].split("-", 1)[0]
-    return int(first) if first.isdigit() else None
+    return header_int(value[len(_CONTENT_RANGE_START) :].split("-", 1)[0])
 
 
-class ReadBudget:
-    """Total seconds a body's reads may take (waiting on the source only, not on the consumer)."""
+class _SourceFailed(Exception):
+    """Wraps a failure of the stream an upload sends (the source's): the source's own operation
+    has retried it already, so the upload does not start over for it."""
 
-    def __init__(self, seconds: float, what: str) -> None:
-        self.left = seconds
-        self.what = what
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
-    async def read(self, reads: AsyncIterator[bytes]) -> bytes | None:
-        """The next piece, None at the end; :class:`TransportError` once the budget is spent."""
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(max(self.left, 0.001)):
-                return await anext(reads)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            raise TransportError(f"{self.what}: the registry sends too slowly; gave up") from None
-        finally:
-            self.left -= time.monotonic() - started
+
+async def _watched(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for piece in stream:
+            yield piece
+    except FerryError as exc:
+        raise _SourceFailed(exc) from exc
+
+
+def _opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
+    """``body`` as an opener, and whether it can be opened again (bytes and openers can)."""
+    if isinstance(body, bytes):
+
+        async def from_bytes(offset: int) -> AsyncIterator[bytes]:
+            yield body[offset:]
+
+        return from_bytes, True
+    if callable(body):
+        return body, True
+    once = body
+    return (lambda offset: once), False
 
 
 class _Slicer:
@@ -95,7 +106,7 @@ class _Slicer:
                 try:
                     self._left = await anext(self._source)
                 except StopAsyncIteration:
-                    raise SizeMismatchError(self._what, self._size, self._read) from None
+                    raise _SourceFailed(SizeMismatchError(self._what, self._size, self._read)) from None
                 self._read += len(self._left)
             if len(self._left) <= length:
                 piece, self._left = self._left, b""
@@ -110,6 +121,7 @@ class BlobOps:
 
     transport: Transport
     registry: str
+    side: Side
 
     def _blob_url(self, repo: str, digest: Digest) -> httpx.URL:
         return self.transport.url(f"/v2/{repo}/blobs/{digest}")
@@ -122,72 +134,32 @@ class BlobOps:
             )
         except NotFoundError:
             return None
-        length = response.headers.get("content-length", "")
-        return int(length) if length.isdigit() else 0
+        return header_int(response.headers.get("content-length")) or 0
 
     # -- download ---------------------------------------------------------------------------
 
     async def fetch_blob(self, repo: str, desc: Descriptor, *, offset: int = 0) -> AsyncIterator[bytes]:
         """The blob's bytes from ``offset``, verified against ``desc`` (the digest only when
-        ``offset`` is 0), resuming dropped connections with ``Range``."""
+        ``offset`` is 0), resuming with ``Range`` after a failure worth retrying (one operation
+        under the retry policy). The last piece is held back until the digest checks out."""
         what = f"fetch blob {desc.digest} from {self.registry}/{repo}"
-        hasher = desc.digest.hasher() if offset == 0 and desc.digest.verifiable else None
+        hasher = desc.digest.hasher() if offset == 0 else None
         received = offset
         held: bytes | None = None
-        resumes = 0
-        url = self._blob_url(repo, desc.digest)
-        options = self.transport.options
-        budget = ReadBudget(options.body_grace + desc.size / options.min_throughput, what)
+        attempts = self.transport.retry.start()
         while True:
-            headers = {"Range": f"bytes={received}-"} if received else None
             try:
-                async with self.transport.open(
-                    "fetch blob",
-                    "GET",
-                    url,
-                    scopes=_pull(repo),
-                    headers=headers,
-                    ok=(200, 206),
-                    follow_redirects=True,
-                ) as response:
-                    skip = received if received and response.status_code == 200 else 0
-                    if response.status_code == 206 and _range_start(response) != received:
-                        raise ProtocolError(
-                            "fetch blob",
-                            self.registry,
-                            "GET",
-                            str(url),
-                            206,
-                            "",
-                            "Content-Range does not start where asked",
-                        )
-                    reads = response.aiter_raw().__aiter__()
-                    while True:
-                        raw = await budget.read(reads)
-                        if raw is None:
-                            break
-                        chunk = raw
-                        if skip:  # the registry ignored Range: drop what we already have
-                            cut = min(skip, len(raw))
-                            chunk, skip = raw[cut:], skip - cut
-                            if not chunk:
-                                continue
-                        received += len(chunk)
-                        if received > desc.size:
-                            raise SizeMismatchError(what, desc.size, received)
-                        if hasher is not None:
-                            hasher.update(chunk)
-                        if held is not None:
-                            yield held
-                        held = chunk
+                async for chunk in self._blob_from(repo, desc, received, what):
+                    received += len(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    if held is not None:
+                        yield held
+                    held = chunk
                 break
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                resumes += 1
-                if resumes >= self.transport.options.max_attempts:
-                    raise TransportError(
-                        f"{what}: connection lost {resumes} times; giving up at byte {received}"
-                    ) from None
-                log.info("%s: %s at byte %d; resuming with Range", what, type(exc).__name__, received)
+            except FerryError as error:
+                await attempts.failed(error)
+                log.info("%s: %s at byte %d; resuming with Range", what, error.code, received)
         if received != desc.size:
             raise SizeMismatchError(what, desc.size, received)
         if hasher is not None and hasher.hexdigest() != desc.digest.encoded:
@@ -195,10 +167,38 @@ class BlobOps:
         if held is not None:
             yield held
 
+    async def _blob_from(self, repo: str, desc: Descriptor, start: int, what: str) -> AsyncIterator[bytes]:
+        """One ``GET`` of the blob from byte ``start``: the new bytes, never more than its size."""
+        headers = {"Range": f"bytes={start}-"} if start else None
+        url = self._blob_url(repo, desc.digest)
+        async with self.transport.open(
+            "fetch blob", "GET", url, scopes=_pull(repo), headers=headers, ok=(200, 206),
+            follow_redirects=True, cap=None, retry=False,
+        ) as response:  # fmt: skip
+            refuse_encoding(response, "fetch blob", self.side)
+            skip = start if start and response.status_code == 200 else 0
+            if response.status_code == 206 and _range_start(response) != start:
+                raise ProtocolError(
+                    "fetch blob", self.side.label, "GET", str(url), 206,
+                    problem=f"{what}: Content-Range does not start where asked",
+                )  # fmt: skip
+            received = start
+            async for raw in response.aiter_raw():
+                chunk = raw
+                if skip:  # the registry ignored Range: drop what we already have
+                    cut = min(skip, len(raw))
+                    chunk, skip = raw[cut:], skip - cut
+                    if not chunk:
+                        continue
+                received += len(chunk)
+                if received > desc.size:
+                    raise SizeMismatchError(what, desc.size, received)
+                yield chunk
+
     # -- upload -----------------------------------------------------------------------------
 
     async def start_upload(
-        self, repo: str, *, mount: Digest | None = None, source_repo: str | None = None
+        self, repo: str, *, mount: Digest | None = None, source_repo: str | None = None, retry: bool = True
     ) -> httpx.URL | None:
         """Open an upload session (``POST``, no body: it is also where a push token is obtained).
         With ``mount``, try a cross-repository mount first: ``None`` means it is mounted."""
@@ -217,57 +217,79 @@ class BlobOps:
             params=params,
             content=b"",
             ok=(201, 202),
+            retry=retry,
         )
         if response.status_code == 201 and mount is not None:
             return None
         return self._location(response)
 
-    def _location(self, response: httpx.Response) -> httpx.URL:
+    def _location(self, response: Response) -> httpx.URL:
         location = response.headers.get("location")
         if not location:
             raise ProtocolError(
                 "upload",
-                self.registry,
+                self.side.label,
                 response.request.method,
                 str(response.request.url),
                 response.status_code,
-                "",
-                "no Location in the answer",
+                problem="answered an upload without Location",
             )
-        return response.request.url.join(location)
+        try:
+            return response.request.url.join(location)
+        except httpx.InvalidURL:
+            raise ProtocolError(
+                "upload", self.side.label, response.request.method, str(response.request.url),
+                response.status_code, problem="answered an upload with a Location that is not a URL",
+            ) from None  # fmt: skip
 
     async def cancel_upload(self, location: httpx.URL, repo: str) -> None:
         with suppress(FerryError):
             await self.transport.request(
-                "cancel upload", "DELETE", location, scopes=_push(repo), ok=(200, 202, 204, 404)
+                "cancel upload", "DELETE", location, scopes=_push(repo), ok=(200, 202, 204, 404), retry=False
             )
 
     async def push_blob(
-        self, repo: str, desc: Descriptor, body: bytes | AsyncIterable[bytes], *, location: httpx.URL | None = None
+        self,
+        repo: str,
+        desc: Descriptor,
+        body: bytes | AsyncIterable[bytes] | Opener,
+        *,
+        location: httpx.URL | None = None,
     ) -> None:
-        """A monolithic upload: one streaming ``PUT`` with the digest and the exact length."""
-        location = location or await self.start_upload(repo)
-        assert location is not None
-        try:
-            await self.transport.request(
-                "upload blob",
-                "PUT",
-                location.copy_merge_params({"digest": str(desc.digest)}),
-                scopes=_push(repo),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-                content=body,
-                ok=(201, 204),
-            )
-        except BaseException:
-            await self.cancel_upload(location, repo)
-            raise
+        """A monolithic upload: one streaming ``PUT`` with the digest and the exact length. One
+        operation: after a failure worth retrying (a dropped connection, 503, 429) the session is
+        cancelled and the upload starts again in a fresh one (when ``body`` can be opened again)."""
+        open_at, reopenable = _opener(body)
+        attempts = self.transport.retry.start()
+        while True:
+            location = location or await self.start_upload(repo, retry=False)
+            assert location is not None
+            try:
+                await self.transport.request(
+                    "upload blob", "PUT", location.copy_merge_params({"digest": str(desc.digest)}),
+                    scopes=_push(repo), content=_watched(open_at(0)), ok=(201, 204), retry=False,
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+                )  # fmt: skip
+                return
+            except _SourceFailed as failed:
+                await self.cancel_upload(location, repo)
+                raise failed.error from None
+            except FerryError as error:
+                await self.cancel_upload(location, repo)
+                location = None
+                await attempts.failed(error, retryable=error.retryable and reopenable)
+            except BaseException:
+                await self.cancel_upload(location, repo)
+                raise
 
     async def upload_offset(self, location: httpx.URL, repo: str) -> tuple[httpx.URL, int]:
         """Where an upload session stands: ``GET`` → ``204`` with ``Range: 0-<last>``."""
-        response = await self.transport.request("upload status", "GET", location, scopes=_push(repo), ok=(204,))
-        last = response.headers.get("range", "").rpartition("-")[2]
+        response = await self.transport.request(
+            "upload status", "GET", location, scopes=_push(repo), ok=(204,), retry=False
+        )
+        last = header_int(response.headers.get("range", "").rpartition("-")[2])
         return self._location(response) if "location" in response.headers else location, (
-            int(last) + 1 if last.isdigit() else 0
+            last + 1 if last is not None else 0
         )
 
     async def _recover_upload(self, location: httpx.URL, repo: str, lost: bool) -> tuple[httpx.URL, int]:
@@ -278,7 +300,7 @@ class BlobOps:
             except NotFoundError:
                 pass
         await self.cancel_upload(location, repo)
-        fresh = await self.start_upload(repo)
+        fresh = await self.start_upload(repo, retry=False)
         assert fresh is not None
         return fresh, 0
 
@@ -297,48 +319,51 @@ class BlobOps:
         calling ``open_at`` again from there. Nothing is buffered beyond one read."""
         location = location or await self.start_upload(repo)
         assert location is not None
+        attempts = self.transport.retry.start()
         try:
-            offset, recoveries = 0, 0
-            source = _Slicer(aiter(open_at(0)), f"upload {desc.digest}", desc.size)
+            offset = 0
+            source = _Slicer(aiter(_watched(open_at(0))), f"upload {desc.digest}", desc.size)
             while offset < desc.size:
                 length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
                 try:
-                    response = await self.transport.request(
-                        "upload chunk",
-                        "PATCH",
-                        location,
-                        scopes=_push(repo),
-                        content=source.take(length),
-                        ok=(202,),
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Length": str(length),
-                            "Content-Range": f"{offset}-{offset + length - 1}",
-                        },
-                    )
-                except (TransportError, RegistryError) as exc:
-                    # 416: the registry has a different offset; 404: the session is gone (distribution
-                    # invalidates one whose body was cut); retryable: the connection or registry failed.
-                    lost = isinstance(exc, NotFoundError)
-                    if isinstance(exc, RegistryError) and not (exc.status == 416 or exc.retryable or lost):
-                        raise
-                    recoveries += 1
-                    if recoveries >= self.transport.options.max_attempts:
-                        raise
-                    location, offset = await self._recover_upload(location, repo, lost)
+                    response = await self._patch(repo, location, source, offset, length)
+                except (_SourceFailed, asyncio.CancelledError):
+                    raise
+                except FerryError as exc:
+                    location, offset = await self._chunk_failed(repo, location, exc, attempts)
                     log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
-                    source = _Slicer(aiter(open_at(offset)), f"upload {desc.digest}", desc.size - offset)
+                    source = _Slicer(aiter(_watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
                     continue
                 location = self._location(response)
                 offset += length
             await self.transport.request(
-                "finish upload",
-                "PUT",
-                location.copy_merge_params({"digest": str(desc.digest)}),
-                scopes=_push(repo),
-                content=b"",
-                ok=(201, 204),
-            )
+                "finish upload", "PUT", location.copy_merge_params({"digest": str(desc.digest)}),
+                scopes=_push(repo), content=b"", ok=(201, 204),
+            )  # fmt: skip
+        except _SourceFailed as failed:
+            await self.cancel_upload(location, repo)
+            raise failed.error from None
         except BaseException:
             await self.cancel_upload(location, repo)
             raise
+
+    async def _patch(self, repo: str, location: httpx.URL, source: _Slicer, offset: int, length: int) -> Response:
+        return await self.transport.request(
+            "upload chunk", "PATCH", location, scopes=_push(repo), content=source.take(length), ok=(202,),
+            retry=False, headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(length),
+                "Content-Range": f"{offset}-{offset + length - 1}",
+            },
+        )  # fmt: skip
+
+    async def _chunk_failed(
+        self, repo: str, location: httpx.URL, exc: FerryError, attempts: Attempts
+    ) -> tuple[httpx.URL, int]:
+        """After a failed chunk: wait as the policy says, then where to go on from. 416: the
+        registry has another offset; 404: the session is gone (distribution invalidates one
+        whose body was cut); retryable: the connection or the registry failed."""
+        lost = isinstance(exc, NotFoundError)
+        worth = exc.retryable or lost or (isinstance(exc, RegistryError) and exc.status == 416)
+        await attempts.failed(exc, retryable=worth)
+        return await self._recover_upload(location, repo, lost)

@@ -8,26 +8,29 @@ pushed exactly as fetched, so digests never change.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import httpx
 
 from shared.credentials import Anonymous, Credential
-from shared.errors import DigestMismatchError, NotFoundError, ProtocolError, TooLargeError
+from shared.errors import DigestMismatchError, InvalidReferenceError, NotFoundError, ProtocolError
+from shared.http.exchange import PAGE_BODY, refuse_encoding
+from shared.http.policy import TransportOptions
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Index, ManifestError, parse_manifest
 from shared.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from shared.registry import blobs
 from shared.registry import scopes as sc
-from shared.registry.policy import TransportOptions
-from shared.registry.transport import Transport
+from shared.registry.transport import Response, Transport
+from shared.strict import header_int, loads_bounded
 
 log = logging.getLogger(__name__)
 
-_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+#: Tags kept from one listing: far beyond any real repository's (Docker Hub's largest have tens
+#: of thousands), short of what a registry that never stops paging could fill memory with.
+MAX_TAGS = 200_000
 
 
 def _pull(repo: str) -> frozenset[sc.Scope]:
@@ -38,13 +41,29 @@ def _push(repo: str) -> frozenset[sc.Scope]:
     return sc.repository(repo, "pull", "push")
 
 
-def next_link(response: httpx.Response) -> httpx.URL | None:
-    """The ``Link: <url>; rel="next"`` of a paginated answer (RFC 8288), resolved against it."""
-    match = _LINK_NEXT.search(response.headers.get("link", ""))
-    return response.request.url.join(match.group(1)) if match else None
+def next_link(response: httpx.Response | Response) -> httpx.URL | None:
+    """The ``Link: <url>; rel="next"`` of a paginated answer (RFC 8288), resolved against it.
+    Read by a forward scan (linear in the header's length)."""
+    value = ", ".join(response.headers.get_list("link"))
+    at = 0
+    while (start := value.find("<", at)) >= 0:
+        end = value.find(">", start)
+        if end < 0:
+            return None
+        following = value.find("<", end)
+        params = value[end + 1 : following if following >= 0 else len(value)]
+        for param in params.split(";")[1:]:
+            name, _, rel = param.partition("=")
+            if name.strip().lower() == "rel" and "next" in rel.strip().strip(",").strip().strip('"').lower().split():
+                try:
+                    return response.request.url.join(value[start + 1 : end])
+                except httpx.InvalidURL:
+                    return None
+        at = end + 1
+    return None
 
 
-def _content_type(response: httpx.Response) -> str:
+def _content_type(response: httpx.Response | Response) -> str:
     return str(response.headers.get("content-type", "")).split(";")[0].strip()
 
 
@@ -65,6 +84,7 @@ class RegistryClient(blobs.BlobOps):
     ) -> None:
         api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.transport = Transport(registry, api_host, credential, options, **transport)
+        self.side = self.transport.side
         self.registry = registry
         self.credential: Credential = credential or Anonymous()
 
@@ -98,18 +118,20 @@ class RegistryClient(blobs.BlobOps):
         )
         digest_header = response.headers.get("docker-content-digest")
         media_type = _content_type(response)
-        length = response.headers.get("content-length")
-        if digest_header and media_type and length and length.isdigit():
+        length = header_int(response.headers.get("content-length"), MAX_MANIFEST_BYTES)
+        pinned = ":" in ref
+        if digest_header and media_type and length is not None:
             try:
                 digest = Digest.parse(digest_header)
-            except ValueError:
+            except InvalidReferenceError:
                 digest = None
-            if digest is not None:
-                if ref.startswith(f"{digest.algorithm}:") and str(digest) != ref:
+            if digest is not None and (not pinned or ref.startswith(f"{digest.algorithm}:")):
+                if pinned and str(digest) != ref:
                     raise DigestMismatchError(f"resolve {repo}@{ref} on {self.registry}", ref, str(digest))
                 if mt.is_schema1(media_type):
                     parse_manifest(b"{}", media_type)  # raises the schema 1 refusal
-                return Descriptor(media_type, digest, int(length))
+                return Descriptor(media_type, digest, length)
+        # No usable digest on HEAD, or one of another algorithm than the pin's: fetch and verify.
         descriptor, _ = await self.fetch_manifest(repo, ref)
         return descriptor
 
@@ -118,27 +140,20 @@ class RegistryClient(blobs.BlobOps):
         if expected is None and ":" in ref:
             expected = Digest.parse(ref)
         what = f"fetch manifest {repo}@{ref} on {self.registry}"
-        async with self.transport.open(
-            "fetch manifest",
+        op = "fetch manifest"
+        response = await self.transport.request(
+            op,
             "GET",
             self._manifest_url(repo, ref),
             scopes=_pull(repo),
             headers={"Accept": mt.MANIFEST_ACCEPT},
-        ) as response:
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-                raise self._too_large(response, int(declared))
-            data = bytearray()
-            budget = blobs.ReadBudget(self.transport.options.manifest_deadline, what)
-            reads = response.aiter_raw().__aiter__()
-            while (chunk := await budget.read(reads)) is not None:
-                data += chunk
-                if len(data) > MAX_MANIFEST_BYTES:
-                    raise self._too_large(response, len(data))
-        body = bytes(data)
-        algorithm = expected.algorithm if expected and expected.verifiable else "sha256"
+            cap=MAX_MANIFEST_BYTES,
+        )
+        refuse_encoding(response, op, self.side)
+        body = response.content
+        algorithm = expected.algorithm if expected else "sha256"
         actual = Digest.of(body, algorithm)
-        if expected is not None and expected.verifiable and actual != expected:
+        if expected is not None and actual != expected:
             raise DigestMismatchError(what, str(expected), str(actual))
         header = response.headers.get("docker-content-digest")
         if header and header.startswith(f"{algorithm}:") and header != str(actual):
@@ -148,17 +163,6 @@ class RegistryClient(blobs.BlobOps):
         except ManifestError as exc:
             raise ManifestError(f"{what}: {exc}") from None
         return Descriptor(node.media_type, expected or actual, len(body), artifact_type=node.artifact_type), body
-
-    def _too_large(self, response: httpx.Response, size: int) -> TooLargeError:
-        return TooLargeError(
-            "fetch manifest",
-            self.registry,
-            "GET",
-            str(response.request.url),
-            response.status_code,
-            "MANIFEST_TOO_LARGE",
-            f"manifest is over {MAX_MANIFEST_BYTES} bytes ({size} read)",
-        )
 
     async def push_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> PushedManifest:
         """``PUT`` the exact bytes under a tag or their digest."""
@@ -192,15 +196,26 @@ class RegistryClient(blobs.BlobOps):
 
     async def _pages(
         self, op: str, url: httpx.URL, scopes: frozenset[sc.Scope], params: Any = None
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[Response]:
+        """Each page of a ``Link``-paginated listing: same origin only, no URL twice, at most
+        ``max_pages`` of them."""
         next_url: httpx.URL | None = url
         seen: set[str] = set()
+        limit = self.transport.options.max_pages
         while next_url is not None:
+            problem = None
             if str(next_url) in seen:
-                raise ProtocolError(op, self.registry, "GET", str(next_url), 200, "", "pagination loops")
+                problem = "pagination loops (Link names a page already read)"
+            elif len(seen) >= limit:
+                problem = f"pagination goes on past {limit} pages"
+            elif (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
+                problem = "pagination leads to another origin (Link not followed)"
+            if problem is not None:
+                raise ProtocolError(op, self.side.label, "GET", str(next_url), 200, problem=f"{op}: {problem}")
             seen.add(str(next_url))
-            response = await self.transport.request(op, "GET", next_url, scopes=scopes, params=params)
+            response = await self.transport.request(op, "GET", next_url, scopes=scopes, params=params, cap=PAGE_BODY)
             params = None  # the Link URL carries its own query
+            refuse_encoding(response, op, self.side)
             yield response
             next_url = next_link(response)
 
@@ -208,9 +223,19 @@ class RegistryClient(blobs.BlobOps):
         """Every tag of ``repo``, following ``Link`` pagination."""
         tags: list[str] = []
         params = {"n": str(page_size)} if page_size else None
-        async for page in self._pages("list tags", self.transport.url(f"/v2/{repo}/tags/list"), _pull(repo), params):
-            doc = page.json()
-            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+        op = "list tags"
+        async for page in self._pages(op, self.transport.url(f"/v2/{repo}/tags/list"), _pull(repo), params):
+            doc = loads_bounded(page.content)
+            listed = doc.get("tags") if isinstance(doc, dict) else None
+            if not isinstance(doc, dict) or not isinstance(listed, list | None):
+                raise ProtocolError(
+                    op, self.side.label, "GET", str(page.request.url), 200, problem='tag list is not {"tags": [...]}'
+                )
+            tags.extend(t for t in listed or () if isinstance(t, str))
+            if len(tags) > MAX_TAGS:
+                raise ProtocolError(
+                    op, self.side.label, "GET", str(page.request.url), 200, problem=f"more than {MAX_TAGS} tags"
+                )
         return tags
 
     async def referrers(self, repo: str, subject: Digest, artifact_type: str | None = None) -> list[Descriptor]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,20 +11,24 @@ from dataclasses import dataclass
 import httpx
 
 from shared.content.protocols import Landed, Opener
-from shared.errors import NotFoundError, TransportError
-from shared.oci.manifest import Descriptor
-from shared.registry.client import RegistryClient
+from shared.errors import NotFoundError, RegistryError
+from shared.oci.manifest import Descriptor, parse_manifest, successors
+from shared.registry.client import PushedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
+
+#: Answers to a manifest ``PUT`` that a concurrent writer of the same blobs can cause.
+_RACE_CODES = frozenset({"DIGEST_INVALID", "BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"})
+#: Seconds before asking again: long enough for the other upload's link to land.
+_RACE_PAUSE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
     #: Blobs this large or larger are uploaded resumably (``PATCH`` then ``PUT``); smaller ones in
-    #: one streaming ``PUT``, which saves a request.
+    #: one streaming ``PUT``, which saves a request (and is started over in a fresh session when
+    #: it fails in a way worth retrying, under the retry policy).
     resumable_from: int = 32 * 1024 * 1024
-    #: Times a monolithic upload is started again after its connection failed.
-    attempts: int = 3
     #: Ask whether a blob is there with a mount request from the repository itself (one ``POST``
     #: that answers ``201`` when it is, and otherwise opens the upload) instead of ``HEAD`` then
     #: ``POST``. distribution, ACR, Docker Hub, GHCR and Harbor link the blob (``201``); a registry
@@ -89,22 +94,36 @@ class RegistryRepository:
     async def _upload(self, desc: Descriptor, open_at: Opener, location: httpx.URL) -> None:
         if desc.size >= self.upload.resumable_from:
             await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
-            return
-        for attempt in range(1, self.upload.attempts + 1):
-            try:
-                await self.client.push_blob(self.repository, desc, open_at(0), location=location)
-                return
-            except TransportError:
-                if attempt == self.upload.attempts:
-                    raise
-                log.info("upload of %s to %s/%s failed; starting it again", desc.digest, self.registry, self.repository)
-                fresh = await self.client.start_upload(self.repository)
-                assert fresh is not None
-                location = fresh
+        else:
+            await self.client.push_blob(self.repository, desc, open_at, location=location)
 
     async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:
-        pushed = await self.client.push_manifest(self.repository, str(desc.digest), data, desc.media_type)
+        pushed = await self._put_manifest(str(desc.digest), desc, data)
         return pushed.subject_indexed
 
     async def tag(self, desc: Descriptor, data: bytes, tag: str) -> None:
-        await self.client.push_manifest(self.repository, tag, data, desc.media_type)
+        await self._put_manifest(tag, desc, data)
+
+    async def _put_manifest(self, ref: str, desc: Descriptor, data: bytes) -> PushedManifest:
+        """``PUT`` the manifest. A registry that answers ``DIGEST_INVALID`` or ``BLOB_UNKNOWN``
+        while another import writes the same blobs into the same repository (distribution links
+        a blob into a repository after the upload that made it commits) is asked once more,
+        after checking that every blob and child is there; a blob that really is missing fails."""
+        try:
+            return await self.client.push_manifest(self.repository, ref, data, desc.media_type)
+        except RegistryError as exc:
+            if exc.registry_code not in _RACE_CODES:
+                raise
+            missing = await self._missing(desc, data)
+            if missing:
+                raise
+            log.info("%s: %s answered %s with every blob present; asking once more", self, ref, exc.registry_code)
+            await asyncio.sleep(_RACE_PAUSE)
+            return await self.client.push_manifest(self.repository, ref, data, desc.media_type)
+
+    async def _missing(self, desc: Descriptor, data: bytes) -> list[Descriptor]:
+        """The successors of a manifest that the repository lacks."""
+        node = parse_manifest(data, desc.media_type)
+        kids = [k for k in successors(node) if not k.is_foreign]
+        present = await asyncio.gather(*(self.exists(k) for k in kids))
+        return [k for k, here in zip(kids, present, strict=True) if not here]

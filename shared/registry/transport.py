@@ -1,18 +1,16 @@
-"""One registry host's HTTP: a connection pool, authentication, retries and error mapping.
+"""One registry host's HTTP: a guarded connection pool, authentication, and the retry policy.
 
-Retries (429, 408, 5xx, connection errors) use exponential backoff with full jitter, honour
-``Retry-After``, and are bounded in attempts and total time. A request whose body is a stream is
-never retried here: its bytes are gone; the blob layer resumes uploads from the registry's offset.
+Every request goes through :mod:`shared.http.exchange` (one error mapping, capped bodies, the
+stall floor, no content coding). :meth:`Transport.open` makes a request an operation of its own,
+retried by :mod:`shared.http.retry` when it can be sent again (no body, or bytes); a request that
+is part of a larger operation (an upload, a resumed download) is sent with ``retry=False`` and
+the operation retries as a whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
-import random
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,52 +18,36 @@ from typing import Any
 
 import httpx
 
-from shared.credentials import Anonymous, Credential
+from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, UsernamePassword
 from shared.errors import FerryError, RegistryError
-from shared.registry import logsafety
+from shared.http import logsafety
+from shared.http.exchange import SMALL_BODY, extensions, read_body, wire_for
+from shared.http.mapping import Side, error_from_exception, error_from_response
+from shared.http.policy import TransportOptions
+from shared.http.retry import RetryPolicy
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
-from shared.registry.errors import error_from_exception, error_from_response
-from shared.registry.policy import TransportOptions
-from shared.registry.wire import Http11Transport
+from shared.strict import header_int
 
 log = logging.getLogger(__name__)
-
-#: Bytes of an error answer read for its message.
-_ERROR_BODY = 64 * 1024
-
 
 logsafety.install()
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One verified TLS context per process, built when the first ``https`` connection opens:
-    the CAs of ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (a private registry's internal CA,
-    as OpenSSL and httpx read them), certifi's bundle otherwise. Building one parses the bundle,
-    about 50 ms: every client shares this one, and a run that meets only loopback registries
-    never pays for it (nor for importing certifi, which brings importlib.resources)."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
-    if cafile or capath:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    import certifi  # noqa: PLC0415
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def wire_for(options: TransportOptions, what: str, max_connections: int) -> Http11Transport:
-    """The HTTP/1.1 transport as ``options`` say: every connection's addresses checked (``what``
-    names the caller in a refusal), TLS verified with :func:`tls_context`, proxies as set."""
-    return Http11Transport(
-        max_connections=max_connections,
-        check=functools.partial(options.refuse, what=what),
-        tls=tls_context,
-        proxy_for=options.proxy_for,
-    )
+def describe(credential: Credential) -> str:
+    """Who Ferry is to a registry, for messages (never a secret): ``user ci``."""
+    if isinstance(credential, UsernamePassword):
+        return "the refresh token" if credential.is_acr_refresh_token else f"user {credential.username}"
+    if isinstance(credential, AccessToken):
+        return "the access token"
+    if isinstance(credential, EntraIdentity):
+        return "the Entra identity"
+    return ""
 
 
 class Transport:
-    """HTTP to one registry host, authenticated as one credential."""
+    """HTTP to one registry host, authenticated as one credential. ``role`` (``source``,
+    ``target``) names the registry's side of an import in messages."""
 
     def __init__(
         self,
@@ -74,6 +56,7 @@ class Transport:
         credential: Credential | None = None,
         options: TransportOptions | None = None,
         *,
+        role: str = "",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -81,7 +64,9 @@ class Transport:
         self.registry = registry
         self.api_host = api_host
         self.base_url = f"{self.options.scheme_for(api_host)}://{api_host}"
-        self._sleep = sleep
+        credential = credential or Anonymous()
+        self.side = Side.of(registry, role, describe(credential))
+        self.retry = self.options.retry_policy(sleep)
         timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
         # Manifests and blobs are checked against their digests byte for byte, so no content
         # coding may come between (httpx asks for gzip by default; a proxy or CDN could oblige).
@@ -93,23 +78,25 @@ class Transport:
             timeout=timeout,
             headers=headers,
             event_hooks=hooks,
-            transport=wire_for(self.options, f"request to {registry}", 4),
+            transport=wire_for(self.options, self.side, 4),
         )
-        self.auth = RegistryAuth(registry, credential or Anonymous(), self.options, self._token_http, clock)
+        self.auth = RegistryAuth(
+            registry, credential, self.options, self._token_http, clock, origin=httpx.URL(self.base_url), side=self.side
+        )
         self.http = httpx.AsyncClient(
             auth=self.auth,
             timeout=timeout,
             headers=headers,
             event_hooks={**hooks, "response": [self._note_ratelimit]},
-            transport=wire_for(self.options, f"request to {registry}", self.options.max_connections),
+            transport=wire_for(self.options, self.side, self.options.max_connections),
         )
 
     async def _note_ratelimit(self, response: httpx.Response) -> None:
         value = response.headers.get("ratelimit-remaining")
         if value:
-            head = value.split(";", 1)[0].strip()
-            if head.isdigit():
-                self.ratelimit_remaining = int(head)
+            remaining = header_int(value.split(";", 1)[0])
+            if remaining is not None:
+                self.ratelimit_remaining = remaining
 
     async def _check_request(self, request: httpx.Request) -> None:
         """Every request, redirects and token realms included: plain HTTP only where allowed."""
@@ -121,28 +108,6 @@ class Transport:
 
     def url(self, path: str) -> httpx.URL:
         return httpx.URL(self.base_url + path)
-
-    # -- retries ----------------------------------------------------------------------------
-
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (full jitter; ``Retry-After`` is a floor)."""
-        delay = random.uniform(  # noqa: S311 - jitter, not a secret
-            0, min(self.options.backoff_cap, self.options.backoff_base * 2**attempt)
-        )
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
-
-    async def _wait_or_raise(self, error: FerryError, attempt: int, started: float, replayable: bool) -> None:
-        if not error.retryable or not replayable or attempt + 1 >= self.options.max_attempts:
-            raise error
-        retry_after = getattr(error, "retry_after", None)
-        delay = self.backoff(attempt, retry_after)
-        remaining = self.options.retry_budget - (time.monotonic() - started)
-        if delay > min(remaining, max(self.options.backoff_cap, retry_after or 0.0)) or remaining <= 0:
-            raise error
-        log.info("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 2, self.options.max_attempts)
-        await self._sleep(delay)
 
     @asynccontextmanager
     async def open(
@@ -157,20 +122,29 @@ class Transport:
         content: Any = None,
         params: Any = None,
         follow_redirects: bool = False,
+        cap: int | None = SMALL_BODY,
+        retry: bool = True,
     ) -> AsyncIterator[httpx.Response]:
-        """A streamed response whose status is in ``ok``, after retries; the body is left to read.
-        Any other status raises the mapped :class:`RegistryError`."""
-        replayable = content is None or isinstance(content, bytes)
-        started = time.monotonic()
-        attempt = 0
+        """A streamed response whose status is in ``ok``; the body is left to read, within
+        ``cap`` bytes. Any other status raises the mapped :class:`RegistryError`. Retried as its
+        own operation unless ``retry`` is false or its body cannot be sent again."""
+        replayable = retry and (content is None or isinstance(content, bytes))
+        attempts = self.retry.start()
         while True:
             request = self.http.build_request(
-                method, url, headers=headers, content=content, params=params, extensions={SCOPES: scopes}
+                method,
+                url,
+                headers=headers,
+                content=content,
+                params=params,
+                extensions=extensions(op, cap, **{SCOPES: scopes}),
             )
             try:
                 response = await self.http.send(request, stream=True, follow_redirects=follow_redirects)
-            except httpx.HTTPError as exc:
-                error: FerryError = error_from_exception(op, self.registry, exc)
+            except httpx.HTTPError as exc:  # raised by httpx itself (redirects, URLs), not the wire
+                error: FerryError = error_from_exception(op, self.side, exc)
+            except FerryError as exc:
+                error = exc
             else:
                 if response.status_code in ok:
                     try:
@@ -179,24 +153,44 @@ class Transport:
                         await response.aclose()
                     return
                 error = await self._error(op, response)
-            await self._wait_or_raise(error, attempt, started, replayable)
-            attempt += 1
+            await attempts.failed(error, retryable=error.retryable and replayable)
 
     async def _error(self, op: str, response: httpx.Response) -> RegistryError:
-        body = b""
         try:
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) >= _ERROR_BODY:
-                    break
-        except httpx.HTTPError:
-            pass
+            body = await read_body(response)  # an error answer is cut at SMALL_BODY
+        except FerryError:
+            body = b""
         finally:
             await response.aclose()
-        return error_from_response(op, self.registry, response, body[:_ERROR_BODY])
+        return error_from_response(op, self.side, response, body)
 
-    async def request(self, op: str, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
-        """Like :meth:`open`, with the body read (for small answers only)."""
-        async with self.open(op, method, url, **kwargs) as response:
-            await response.aread()
-            return response
+    async def request(
+        self, op: str, method: str, url: httpx.URL | str, *, retry: bool = True, **kwargs: Any
+    ) -> Response:
+        """Like :meth:`open`, with the body read whole (within ``cap``): one operation, retried
+        as a whole when the answer or the reading of its body fails in a way worth retrying."""
+        content = kwargs.get("content")
+        replayable = retry and (content is None or isinstance(content, bytes))
+        attempts = self.retry.start()
+        while True:
+            try:
+                async with self.open(op, method, url, retry=False, **kwargs) as response:
+                    return Response(response, await read_body(response))
+            except FerryError as error:
+                await attempts.failed(error, retryable=error.retryable and replayable)
+
+
+class Response:
+    """An answer read whole: its head, and its body as sent."""
+
+    __slots__ = ("content", "extensions", "headers", "request", "status_code")
+
+    def __init__(self, response: httpx.Response, content: bytes) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.request = response.request
+        self.extensions = response.extensions
+        self.content = content
+
+
+__all__ = ["RetryPolicy", "Transport", "describe"]

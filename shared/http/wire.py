@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared.registry.policy import Proxy
+from shared.http.policy import Proxy
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ async def _within(
     except TimeoutError as exc:
         raise timed_out(f"{timed_out.__name__} after {seconds} s", request=request) from exc
     except asyncio.IncompleteReadError as exc:
-        raise httpx.RemoteProtocolError("peer closed the connection mid-message", request=request) from exc
+        raise Truncated("peer closed the connection mid-message", request=request) from exc
     except asyncio.LimitOverrunError as exc:
         raise httpx.RemoteProtocolError("response head or line too long", request=request) from exc
     except (OSError, ssl.SSLError) as exc:
@@ -93,6 +93,38 @@ def _is_token(name: bytes) -> bool:
 def _is_field_value(value: bytes) -> bool:
     """No CR, LF or NUL: what would split or end a header line (RFC 9110 §5.5)."""
     return b"\r" not in value and b"\n" not in value and b"\0" not in value
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: Hex digits of a chunk size: 16 is 2^64, more than any body.
+_MAX_CHUNK_DIGITS = 16
+
+
+def _is_received_value(value: bytes) -> bool:
+    """Only VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5): no control character, which a terminal
+    would obey, in a field value or a reason phrase Ferry accepts."""
+    return not value.translate(None, delete=b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)))
+
+
+def parse_chunk_size(line: bytes) -> int | None:
+    """The size of a chunk-size line (without its CRLF), as RFC 9112 §7.1 and h11 read it: hex
+    digits, then extensions after ``;`` or trailing whitespace; None when malformed."""
+    size, semicolon, _ = line.partition(b";")
+    if not semicolon:
+        size = size.rstrip(b" \t")
+    if not size or len(size) > _MAX_CHUNK_DIGITS or any(c not in _HEX for c in size):
+        return None
+    return int(size, 16)
+
+
+def parse_field_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """``name: value`` of a header or trailer line, strictly; None when malformed (also obsolete
+    line folding, whose leading space makes the name no token)."""
+    name, colon, value = line.partition(b":")
+    if not colon or not _is_token(name):
+        return None
+    value = value.strip(b" \t")
+    return (name, value) if _is_received_value(value) else None
 
 
 def request_head(request: httpx.Request, proxy_authorization: bytes | None = None, *, absolute: bool = False) -> bytes:
@@ -136,35 +168,36 @@ def parse_head(raw: bytes, request: httpx.Request) -> Head:
     lines = raw[:-4].split(b"\r\n")
     version, _, rest = lines[0].partition(b" ")
     code, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit() or code < b"100":
         raise _protocol_error("malformed status line", request)
+    if not _is_received_value(reason):
+        raise _protocol_error("control characters in the reason phrase", request)
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _is_token(name):  # also refuses obsolete line folding (leading space)
+        field = parse_field_line(line)
+        if field is None:
             raise _protocol_error("malformed header line", request)
-        value = value.strip(b" \t")
-        if not _is_field_value(value):
-            raise _protocol_error("malformed header value", request)
-        headers.append((name, value))
+        headers.append(field)
     return Head(int(code), reason, headers, version)
 
 
 def framing(method: str, head: Head, request: httpx.Request) -> int | str | None:
     """How the body is delimited (RFC 9112 §6.3): None (no body), a length, ``"chunked"`` or
-    ``"close"`` (until the connection ends)."""
+    ``"close"`` (until the connection ends). The framing headers are checked whether or not the
+    answer has a body: conflicting ones are refused either way, as h11 refuses them."""
+    encodings = head.values(b"transfer-encoding")
+    # Registries frame with chunked alone; anything else (gzip, chunked twice) is refused, as
+    # h11 refuses it, rather than read to the end of the connection.
+    if encodings and (len(encodings) != 1 or encodings[0].strip().lower() != b"chunked"):
+        raise _protocol_error("unsupported Transfer-Encoding", request)
+    lengths = {v.strip() for value in head.values(b"content-length") for v in value.split(b",")}
+    if len(lengths) > 1 or not all(v.isdigit() and len(v) <= 19 for v in lengths):
+        raise _protocol_error("invalid Content-Length", request)
     if method == "HEAD" or head.status in (204, 304) or head.status < 200:
         return None
-    encodings = b",".join(head.values(b"transfer-encoding"))
     if encodings:
-        final = encodings.rsplit(b",", 1)[-1].strip().lower()
-        return "chunked" if final == b"chunked" else "close"
-    lengths = {v.strip() for value in head.values(b"content-length") for v in value.split(b",")}
-    if not lengths:
-        return "close"
-    if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
-        raise _protocol_error("invalid Content-Length", request)
-    return int(lengths.pop())
+        return "chunked"
+    return int(lengths.pop()) if lengths else "close"
 
 
 class Wire(asyncio.Protocol):
@@ -377,7 +410,7 @@ class Connection:
         wire = self.wire
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         declared = request.headers.get("content-length")
-        expected = int(declared) if declared is not None and declared.isdigit() else None
+        expected = int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
         try:
             wire.write(request_head(request, self.proxy_authorization, absolute=self.absolute))
             sent = 0
@@ -401,11 +434,17 @@ class Connection:
         except ConnectionError as exc:
             raise httpx.WriteError(f"{type(exc).__name__} (WriteError)", request=request) from exc
 
-    async def receive_head(self, request: httpx.Request, read_timeout: float | None) -> Head:
-        """The final response head (informational 1xx answers are skipped)."""
+    async def receive_head(self, request: httpx.Request, read_timeout: float | None, max_informational: int) -> Head:
+        """The final response head. Informational (1xx) answers are skipped, at most
+        ``max_informational`` of them and all within one read timeout: each would otherwise
+        restart it (Go's net/http bounds them too)."""
+        return await _within(self._final_head(request, max_informational), read_timeout, _Phase.READ, request)
+
+    async def _final_head(self, request: httpx.Request, max_informational: int) -> Head:
+        informational = 0
         while True:
             try:
-                raw = await _within(self.wire.readuntil(b"\r\n\r\n", MAX_HEAD), read_timeout, _Phase.READ, request)
+                raw = await _within(self.wire.readuntil(b"\r\n\r\n", MAX_HEAD), None, _Phase.READ, request)
             except httpx.RemoteProtocolError as exc:
                 if isinstance(exc.__cause__, asyncio.IncompleteReadError) and not exc.__cause__.partial:
                     raise _Disconnected("server disconnected without sending a response", request=request) from exc
@@ -415,11 +454,23 @@ class Connection:
                 raise _protocol_error("unexpected protocol switch", request)
             if head.status >= 200:
                 return head
+            informational += 1
+            if informational > max_informational:
+                raise _protocol_error(f"more than {max_informational} informational (1xx) answers", request)
 
 
 class _Disconnected(httpx.RemoteProtocolError):
     """The peer closed the connection before any byte of the response: on a connection reused
     from the pool, the request may be sent again on a fresh one."""
+
+    #: A connection lost, not a protocol broken: worth another try (shared.http.mapping).
+    truncated = True
+
+
+class Truncated(httpx.RemoteProtocolError):
+    """The peer closed the connection before the whole body arrived."""
+
+    truncated = True
 
 
 class Body(httpx.AsyncByteStream):
@@ -474,18 +525,18 @@ class Body(httpx.AsyncByteStream):
         while left:
             data = await self._read(reader.read(min(READ_BYTES, left)))
             if not data:
-                raise _protocol_error(
-                    f"peer closed the connection with {left} of {length} {what} bytes unsent", self._request
+                raise Truncated(
+                    f"peer closed the connection with {left} of {length} {what} bytes unsent", request=self._request
                 )
             left -= len(data)
             yield data
 
     async def _chunk_size(self, reader: Wire) -> int:
         line = await self._read(reader.readuntil(b"\r\n", _MAX_CHUNK_LINE))
-        digits = line[:-2].split(b";", 1)[0].strip()
-        if len(line) > _MAX_CHUNK_LINE or not digits or any(c not in b"0123456789abcdefABCDEF" for c in digits):
+        size = parse_chunk_size(line[:-2]) if len(line) <= _MAX_CHUNK_LINE else None
+        if size is None:
             raise _protocol_error("malformed chunk size", self._request)
-        return int(digits, 16)
+        return size
 
     async def _trailers(self, reader: Wire) -> None:
         total = 0
@@ -493,6 +544,8 @@ class Body(httpx.AsyncByteStream):
             total += len(line)
             if total > MAX_HEAD:
                 raise _protocol_error("trailers too long", self._request)
+            if parse_field_line(line[:-2]) is None:
+                raise _protocol_error("malformed trailer line", self._request)
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -517,8 +570,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
         check: AddressCheck | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
         proxy_for: Callable[[str, str], Proxy | None] | None = None,
+        max_informational: int = 5,
     ) -> None:
         self._max = max_connections
+        self._max_informational = max_informational
         self._check = check
         self._tls = tls
         self._proxy_for = proxy_for
@@ -693,19 +748,18 @@ class Http11Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": head.version, "reason_phrase": head.reason},
         )
 
-    @staticmethod
-    async def _exchange(connection: Connection, request: httpx.Request, timeouts: dict[str, Any]) -> Head:
+    async def _exchange(self, connection: Connection, request: httpx.Request, timeouts: dict[str, Any]) -> Head:
         try:
             await connection.send(request, timeouts.get("write"))
         except httpx.WriteError:
             # The server may have answered and closed before taking the whole body (a 401 or a
             # 413 on an upload): its answer is more useful than the broken pipe.
             try:
-                return await connection.receive_head(request, timeouts.get("read"))
+                return await connection.receive_head(request, timeouts.get("read"), self._max_informational)
             except httpx.TransportError:
                 pass
             raise
-        return await connection.receive_head(request, timeouts.get("read"))
+        return await connection.receive_head(request, timeouts.get("read"), self._max_informational)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -7,15 +7,20 @@ itself may be), and never a literal private, link-local or reserved address othe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import os
-from collections.abc import Mapping
+import re
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from shared.errors import ConfigurationError, InsecureEndpointError
+from shared.http.retry import RetryPolicy
 
 
 def host_of(authority: str) -> str:
@@ -25,24 +30,75 @@ def host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
+#: Addresses that count as global but are a cloud's own: Azure's WireServer (host agent, DHCP,
+#: DNS; reachable from every VM), besides the link-local metadata endpoints ``not is_global``
+#: already covers (169.254.169.254; Alibaba's 100.100.100.200 is in the shared 100.64.0.0/10).
+_CLOUD_INTERNAL = frozenset({ipaddress.ip_address("168.63.129.16")})
+#: NAT64's well-known prefix (RFC 6052): the last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NUMERIC = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an address when it is one in any spelling ``inet_aton`` takes (and so the C
+    resolver, curl and proxies do): ``2852039166``, ``0xa9fea9fe``, ``169.254.43518`` and octal
+    ``0251.0376.0251.0376`` are all 169.254.169.254. None for a name."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        pass
+    if not _NUMERIC.fullmatch(host) or not any(c.isdigit() for c in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for: IPv4-mapped, 6to4 (2002::/16), NAT64."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    address = literal_address(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        address = _embedded_ipv4(address) or address
+    return address is not None and address.is_loopback
+
+
+def address_refusal(host: str) -> str | None:
+    """Why a literal address (in any spelling) may not be a destination, or None: anything not
+    globally routable (private, shared, link-local, reserved, unspecified, multicast) and the
+    cloud-internal addresses; an IPv6 address that embeds a refused IPv4 one is refused with it.
+    Loopback is judged apart (it may be allowed). A name is not judged here: what it resolves
+    to is, where the connection is made."""
+    address = literal_address(host)
+    if address is None or is_loopback(host):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+        reason = address_refusal(str(embedded))
+        return f"{reason} (embedded in {address})" if reason else None
+    if address in _CLOUD_INTERNAL:
+        return f"cloud-internal address {address}"
+    if address.is_multicast:
+        return f"multicast address {address}"
+    if not address.is_global:
+        return f"private, link-local or reserved address {address}"
+    return None
 
 
 def is_private_literal(host: str) -> bool:
-    """A literal address that is private, link-local (cloud metadata), reserved or unspecified."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_loopback and (
-        address.is_private or address.is_link_local or address.is_reserved or address.is_unspecified
-    )
+    """A literal address that may not be a destination (see :func:`address_refusal`)."""
+    return address_refusal(host) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +136,14 @@ def _bypassed(host: str, no_proxy: tuple[str, ...]) -> bool:
     return False
 
 
+#: Defaults of the stall floor: 32 KiB/s over any 30 s spent waiting on a peer.
+STALL_FLOOR = 32 * 1024
+STALL_WINDOW = 30.0
+#: Defaults of the retry policy: attempts per operation, and the seconds they may take in all.
+MAX_ATTEMPTS = 5
+RETRY_BUDGET = 120.0
+
+
 @dataclass(frozen=True, slots=True)
 class TransportOptions:
     """How Ferry talks to registries. Every field has a production default."""
@@ -91,24 +155,29 @@ class TransportOptions:
     allowed_registries: frozenset[str] = frozenset()
     #: Loopback destinations (``FERRY_ALLOW_LOOPBACK``): on for the CLI and local runs, off in Azure.
     allow_loopback: bool = False
-    #: Attempts per request for retryable failures (429, 408, 5xx, connection errors).
-    max_attempts: int = 5
+    #: Attempts per operation for retryable failures (429, 408, 5xx, connection errors):
+    #: ``FERRY_RETRY_ATTEMPTS``.
+    max_attempts: int = MAX_ATTEMPTS
     #: First backoff in seconds; doubles each attempt, with full jitter.
     backoff_base: float = 0.5
     #: Longest single wait, including a registry's ``Retry-After``.
     backoff_cap: float = 30.0
-    #: Total time budget for one request's retries, in seconds.
-    retry_budget: float = 120.0
+    #: Total time budget for one operation's retries, in seconds: ``FERRY_RETRY_BUDGET_SECONDS``.
+    retry_budget: float = RETRY_BUDGET
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     #: Connections per registry host.
     max_connections: int = 16
-    #: Slow bodies: a manifest must arrive within ``manifest_deadline`` seconds, and a blob's
-    #: reads may take ``body_grace`` seconds plus its size at ``min_throughput`` bytes/s, all
-    #: told; a registry that trickles bytes forever fails instead of holding a worker.
-    manifest_deadline: float = 60.0
-    body_grace: float = 60.0
-    min_throughput: int = 32 * 1024
+    #: Slow bodies (``FERRY_STALL_FLOOR_BYTES``, ``FERRY_STALL_WINDOW_SECONDS``): in any
+    #: ``stall_window`` seconds spent waiting on a peer, ``stall_floor`` bytes per second must
+    #: arrive (or the body end), else it fails as stalled. The deadline follows real progress,
+    #: never the size a registry declares.
+    stall_floor: int = STALL_FLOOR
+    stall_window: float = STALL_WINDOW
+    #: Informational (1xx) answers accepted before the final one.
+    max_informational: int = 5
+    #: Pages of a tag list or of referrers followed (``Link: rel="next"``).
+    max_pages: int = 1000
     #: Tokens are renewed this many seconds before they expire (at most a quarter of their life).
     token_margin: float = 10.0
     user_agent: str = "ferry/0.1"
@@ -132,9 +201,25 @@ class TransportOptions:
                     return Proxy.parse(env[setting].strip(), setting)
             return None
 
+        def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+            text = env.get(name, "").strip()
+            if not text:
+                return default
+            try:
+                value = kind(text)
+            except ValueError:
+                value = None
+            if value is None or not value > 0 or value != value:  # noqa: PLR0124 - NaN
+                raise ConfigurationError(f"setting {name}: must be a positive number, not {text[:40]!r}")
+            return value
+
         loopback = env.get("FERRY_ALLOW_LOOPBACK", "").strip().lower()
         no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
         return cls(
+            max_attempts=number("FERRY_RETRY_ATTEMPTS", MAX_ATTEMPTS, int),
+            retry_budget=number("FERRY_RETRY_BUDGET_SECONDS", RETRY_BUDGET, float),
+            stall_floor=number("FERRY_STALL_FLOOR_BYTES", STALL_FLOOR, int),
+            stall_window=number("FERRY_STALL_WINDOW_SECONDS", STALL_WINDOW, float),
             insecure_registries=hosts("FERRY_INSECURE_REGISTRIES"),
             allowed_registries=hosts("FERRY_ALLOWED_REGISTRIES"),
             allow_loopback=loopback in ("1", "true", "yes") if loopback else loopback_default,
@@ -142,6 +227,10 @@ class TransportOptions:
             http_proxy=proxy("HTTP_PROXY"),
             no_proxy=tuple(h.strip().lower() for h in no_proxy.split(",") if h.strip()),
         )
+
+    def retry_policy(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> RetryPolicy:
+        """The retry policy these options set (attempts, backoff, budget)."""
+        return RetryPolicy(self.max_attempts, self.backoff_base, self.backoff_cap, self.retry_budget, sleep)
 
     def proxy_for(self, scheme: str, host: str) -> Proxy | None:
         """The proxy to reach ``host`` over ``scheme`` through, if any."""
@@ -163,8 +252,9 @@ class TransportOptions:
         for address in [host, *(addresses or [])]:
             if is_loopback(address) and not self.allow_loopback:
                 return f"{authority} is on loopback address {address}"
-            if is_private_literal(address):
-                return f"{authority} is on private, link-local or reserved address {address}"
+            reason = address_refusal(address)
+            if reason is not None:
+                return f"{authority} is on {reason}"
         return None
 
     def refuse(self, authority: str, addresses: list[str], *, what: str) -> None:
@@ -172,7 +262,12 @@ class TransportOptions:
         transport runs on every connection it opens (``what`` says for whom)."""
         reason = self.refusal(authority, addresses)
         if reason is not None:
-            raise InsecureEndpointError(f"{what}: refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)")
+            hint = (
+                "FERRY_ALLOW_LOOPBACK or FERRY_ALLOWED_REGISTRIES"
+                if "loopback" in reason
+                else "FERRY_ALLOWED_REGISTRIES"
+            )
+            raise InsecureEndpointError(f"{what}: refused: {reason} ({hint} can allow it)")
 
     def allows_http(self, authority: str) -> bool:
         return is_loopback(host_of(authority)) or authority.lower() in self.insecure_registries
@@ -200,7 +295,8 @@ class TransportOptions:
         host = url.host
         if not host or url.scheme not in ("http", "https"):
             raise InsecureEndpointError(f"token realm of {registry} is not an http(s) URL")
-        if is_private_literal(host):
-            raise InsecureEndpointError(f"token realm of {registry} is on private address {host}: refused")
+        reason = address_refusal(host)
+        if reason is not None:
+            raise InsecureEndpointError(f"token realm of {registry} is on {reason}: refused")
         self.check_url(url, f"token realm of {registry}")
         return url
