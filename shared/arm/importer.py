@@ -40,6 +40,7 @@ from shared.http.exchange import wire_for
 from shared.http.mapping import Side, error_from_exception, retry_after
 from shared.http.policy import TransportOptions
 from shared.strict import loads_bounded
+from shared.text import register_secret
 
 _ARM = Side("ARM")
 
@@ -129,7 +130,9 @@ class ArmImporter:
     async def _token(self) -> str:
         get = self._tokens.get_token
         result = await get(ARM_SCOPE) if inspect.iscoroutinefunction(get) else await asyncio.to_thread(get, ARM_SCOPE)
-        return str(result.token)
+        token = str(result.token)
+        register_secret(token)
+        return token
 
     def url(self, target_resource_id: str) -> str:
         return f"{self.options.endpoint.rstrip('/')}{target_resource_id}/importImage?api-version={API_VERSION}"

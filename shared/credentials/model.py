@@ -93,6 +93,7 @@ class EntraIdentity:
         token = getattr(result, "token", None)
         if not isinstance(token, str):
             raise TypeError("the token credential returned no token")
+        register_secret(token)
         return token
 
 
