@@ -31,6 +31,7 @@ from shared.registry.challenge import parse_challenge, parse_challenges
 from shared.registry.tokens import MAX_LIFETIME, expires_at
 from shared.strict import header_int, loads_bounded, loads_strict
 from shared.text import clean, register_secret
+from tests.harness.figures import record
 from tests.harness.hostile import hostile_server, response
 
 OPTIONS = TransportOptions(allow_loopback=True, max_attempts=2, backoff_base=0.01, backoff_cap=0.05, max_pages=20)
@@ -63,10 +64,10 @@ def test_addresses_that_are_not_globally_routable_are_refused(host: str, reason:
     refusal = address_refusal(host)
     assert refusal is not None and reason in refusal, refusal
     options = TransportOptions()
-    with pytest.raises(InsecureEndpointError, match="refused"):
-        options.refuse(
-            f"[{host}]:443" if ":" in host else f"{host}:443", [], what="source registry x"
-        )  # through a proxy: no addresses
+    authority = f"[{host}]:443" if ":" in host else f"{host}:443"
+    with pytest.raises(InsecureEndpointError, match="refused"):  # through a proxy: the literal alone is judged
+        options.refuse(authority, [], what="source registry x")
+    record(f"SSRF refused: {host}", {"reason": f"{refusal} (where the connection is made)"})
 
 
 @pytest.mark.parametrize("host", ["8.8.8.8", "2001:4860::8888", "registry.example", "cafe.de", "20.1.2.3"])

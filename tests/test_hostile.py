@@ -23,6 +23,7 @@ from shared.oci.reference import parse_reference
 from shared.registry import RegistryClient, TransportOptions
 from shared.settings import Settings
 from tests.harness.azurite import Azurite
+from tests.harness.figures import record
 from tests.test_service import environment
 
 # -- SSRF --------------------------------------------------------------------------------------
@@ -63,6 +64,7 @@ def test_private_destinations_are_refused_at_validation(strict: TestClient, fiel
     problem = response.json()
     assert problem["fields"][0]["field"] == field and "refused" in problem["message"]
     assert "FERRY_ALLOWED_REGISTRIES" in problem["message"]
+    record(f"SSRF refused: {registry} as {field}", {"reason": "400 at validation"})
 
 
 def test_allowed_private_registries_pass(strict: TestClient) -> None:

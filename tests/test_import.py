@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -402,3 +403,22 @@ async def test_https_registry_with_a_private_ca(
     finally:
         tls_context.cache_clear()
         registry.stop()
+
+
+async def test_concurrent_imports_of_one_image_into_one_repository_all_succeed(
+    open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """Four imports of one image into one repository at once, five times over: a manifest PUT
+    that races another import's blob links (distribution answers DIGEST_INVALID or
+    BLOB_UNKNOWN) is asked again once its blobs are there, so none fails (1 in 20 did)."""
+    image = make_multiarch(["linux/amd64", "linux/arm64"], layer_sizes=(300_000, 200_000), seed="race")
+    await seed(open_reg, repo, image)
+    for round_ in range(5):
+        target = f"{repo}-race{round_}"
+        results = await asyncio.gather(
+            *(do_import(open_reg, target_reg, f"{repo}:v1", images=(f"{target}:t{n}",)) for n in range(4)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert failures == [], failures
+        assert {r["digest"] for r in results if isinstance(r, dict)} == {str(image.digest)}
