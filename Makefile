@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all deps lint test demo bench reliability openapi clean
+.PHONY: all deps lint check test demo bench reliability openapi clean
 
 all: test
 
@@ -14,6 +14,10 @@ lint: deps
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	.venv/bin/lint-imports
+
+# The inner loop: lint, types and the tests that start no process (no registry, Azurite or CLI).
+check: lint
+	$(PY) -m pytest -m "not process"
 
 test: lint
 	$(PY) -m pytest

@@ -216,6 +216,7 @@ BOUNDS = [
 
 
 def _figure_line(figures: dict[str, Any]) -> str:
+    figures = dict(figures)
     scenario, test = figures.pop("scenario"), figures.pop("test", "")
     line = f"- **{scenario}**: " + ", ".join(f"{k} {v}" for k, v in figures.items())
     return line + (f" — `.venv/bin/python -m pytest '{test}'`" if test else "")

@@ -43,6 +43,17 @@ class Reg:
         return RegistryClient(self.host, self.credential if credential is None else credential, options)
 
 
+#: Fixtures that start a process: a test that uses one (directly or through another fixture)
+#: is marked ``process`` and left out of ``make check``.
+PROCESS_FIXTURES = frozenset({"open_reg", "target_reg", "basic_reg", "token_reg", "acr_reg", "acr2_reg", "azurite"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ferry")

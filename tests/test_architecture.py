@@ -1,4 +1,4 @@
-"""Dependencies point down (DESIGN.md "Layout"): import-linter's contracts from pyproject.toml,
+"""Dependencies point down (docs/architecture.md "Layers"): import-linter's contracts from pyproject.toml,
 and an AST check for the two rules that matter most, which also sees imports inside functions."""
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def test_ast_rules_catch_violations(path: str, source: str, bad: bool) -> None:
     assert bool(violations(path, source)) is bad
 
 
+@pytest.mark.process
 def test_import_linter_contracts() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(

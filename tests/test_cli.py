@@ -17,6 +17,8 @@ from tests.conftest import Reg
 from tests.harness.images import make_image, make_multiarch
 from tests.test_import import seed
 
+pytestmark = pytest.mark.process  # every test here starts a process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -38,6 +38,8 @@ from tests.harness.hostile import Answer, Close, Pieces, hostile_server, respons
 from tests.harness.images import Image, make_image, make_index
 from tests.test_service import drain, environment
 
+pytestmark = pytest.mark.process  # every test here starts a process
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = make_image((60_000,), seed="hostile-registry")
 LAYER = IMAGE.blobs[1]

@@ -101,6 +101,7 @@ def test_app_settings_match_what_the_code_reads() -> None:
     } <= set(example)
 
 
+@pytest.mark.process
 def test_checkov_fails_nothing_and_parses_everything() -> None:
     checkov = ROOT / ".venv-checkov" / "bin" / "checkov"
     assert checkov.exists(), "run `make deps` (scripts/bootstrap.sh installs checkov into .venv-checkov)"

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from bench.fixtures import Layer
@@ -26,6 +27,8 @@ from tests.harness.figures import record
 from tests.harness.images import make_multiarch
 from tests.test_import import seed
 from tests.test_service import drain, environment, make_services
+
+pytestmark = pytest.mark.process  # every test here starts a process
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024

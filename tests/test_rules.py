@@ -114,6 +114,7 @@ def test_tag_selection(selection: dict[str, object], expected: list[str]) -> Non
     assert mirror.select(TAGS) == expected
 
 
+@pytest.mark.process
 def test_rules_check_cli(tmp_path: object) -> None:
     import os
     import subprocess

@@ -19,7 +19,6 @@ import base64
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -336,18 +335,7 @@ class Worker:
         return Anonymous()
 
     async def _run_oci(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
-        last = [0.0]
-        latest: list[Progress] = []
-
-        def progress(p: Progress) -> None:
-            latest[:] = [p]
-            if time.monotonic() - last[0] < PROGRESS_INTERVAL:
-                return
-            last[0] = time.monotonic()
-            try:
-                self.statuses.update(job.id, {"progress": p.snapshot(), "updatedAt": now()})
-            except Exception:  # progress is best effort: never fail an import over it
-                log.warning("job %s: could not record progress", job.id)
+        progress = _ProgressWriter(self.statuses, job.id)
 
         async def may_tag(target: TargetRef) -> bool:
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
@@ -359,19 +347,49 @@ class Worker:
         target = RegistryClient(
             spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
         )
-        async with source, target:
-            result = await run_import(
-                spec,
-                source,
-                target,
-                concurrency=self.settings.concurrency,
-                on_progress=progress,
-                progress_interval=PROGRESS_INTERVAL,
-                may_tag=may_tag,
-            )
-        if latest:
-            result["progress"] = latest[0].snapshot()
+        try:
+            async with source, target:
+                result = await run_import(
+                    spec,
+                    source,
+                    target,
+                    concurrency=self.settings.concurrency,
+                    on_progress=progress,
+                    progress_interval=PROGRESS_INTERVAL,
+                    may_tag=may_tag,
+                )
+        finally:
+            await progress.aclose()  # no progress write may land after the job's final record
+        if progress.latest is not None:
+            result["progress"] = progress.latest
         return result
+
+
+class _ProgressWriter:
+    """Progress to the status table off the event loop (the table client is synchronous, and in
+    the Functions host several messages share one loop): one write at a time in a thread; the
+    engine's :class:`~shared.engine.progress.Reporter` alone throttles."""
+
+    def __init__(self, statuses: Any, job_id: str) -> None:
+        self._statuses = statuses
+        self._job_id = job_id
+        self._task: asyncio.Task[None] | None = None
+        self.latest: dict[str, Any] | None = None
+
+    def __call__(self, p: Progress) -> None:
+        self.latest = p.snapshot()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write(self.latest))
+
+    async def _write(self, snapshot: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self._statuses.update, self._job_id, {"progress": snapshot, "updatedAt": now()})
+        except Exception:  # progress is best effort: never fail an import over it
+            log.warning("job %s: could not record progress", self._job_id)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await self._task
 
 
 class _Unexpected(FerryError):
