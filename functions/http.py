@@ -24,10 +24,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.root import Services, services
-from shared.errors import ConfigurationError
+from shared.errors import BadRequest, ConfigurationError
 from shared.jobs.automation import run_mirrors
 from shared.jobs.models import ImportRequest, ImportStatus
-from shared.jobs.service import BadRequest
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"

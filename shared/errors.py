@@ -6,10 +6,19 @@
     ├── InvalidReferenceError           a reference or registry name that does not parse (also ValueError)
     ├── ConfigurationError              a setting or option that cannot work
     ├── UnsupportedContentError         schema 1 manifests and other content Ferry refuses to copy
+    │   └── ManifestError               a manifest that is not valid JSON of a known shape
+    │       └── IndexTooLargeError      more entries than the plan has room for
     ├── ContentIntegrityError           bytes that are not what their descriptor says
     │   ├── DigestMismatchError
     │   └── SizeMismatchError
     ├── InsecureEndpointError           plain HTTP, or a token realm / redirect Ferry will not follow
+    ├── LimitExceededError              over a configured limit (manifests, descriptors, blob size)
+    ├── NoMatchingPlatformError         --platform matches no manifest of the index
+    ├── CycleError                      a manifest that reaches itself through its children
+    ├── TagExistsError                  NoForce, and a target tag points at another image
+    ├── BadRequest                      a request that validates but cannot run here (``field``)
+    ├── UnexpectedError                 retryable: a bug or an unexpected library error (INTERNAL)
+    ├── ArmTimeoutError                 an ARM import still running past its timeout
     ├── HostNotFoundError               a registry name that does not resolve (EAI_NONAME)
     ├── TransportError                  retryable: connection refused, reset, timed out
     │   └── StalledError                a body that arrives slower than the stall floor
@@ -21,6 +30,7 @@
         ├── TooLargeError               413, or a manifest over the size cap
         ├── RateLimitedError            retryable: 429 / TOOMANYREQUESTS (``retry_after`` in seconds)
         ├── RegistryUnavailableError    retryable: 408 and 5xx
+        ├── ArmOperationError           ARM said the import failed: its code, message, correlation id
         └── ProtocolError               an answer the distribution spec does not allow
 
 A message names the problem and the side first (``source registry docker.io: repository
@@ -86,6 +96,69 @@ class UnsupportedContentError(FerryError):
     """Content Ferry refuses to copy, such as Docker schema 1 manifests."""
 
     code = "UNSUPPORTED"
+
+
+class ManifestError(UnsupportedContentError):
+    """A manifest that is not valid JSON of a known shape."""
+
+    code = "MANIFEST_INVALID"
+
+
+class IndexTooLargeError(ManifestError):
+    """An index (``what="manifests"``) or manifest (``"blobs"``) with more entries than its
+    reader would take (see ``parse_manifest``)."""
+
+    def __init__(self, count: int, what: str = "manifests") -> None:
+        super().__init__(f"{'index' if what == 'manifests' else 'manifest'} has {count} {what}")
+        self.count = count
+        self.what = what
+
+
+class LimitExceededError(FerryError):
+    """An import over a configured limit; raised before anything is copied."""
+
+    code = "LIMIT_EXCEEDED"
+
+
+class NoMatchingPlatformError(FerryError):
+    code = "NO_MATCHING_PLATFORM"
+
+
+class CycleError(FerryError):
+    """A manifest that reaches itself through its children: no order can copy it."""
+
+    code = "MANIFEST_CYCLE"
+
+
+class TagExistsError(FerryError):
+    """``NoForce`` and a target tag that points at another image: nothing was written."""
+
+    code = "TAG_EXISTS"
+
+
+class BadRequest(FerryError):
+    """A request that validates but cannot run here (a credential that is not configured...)."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}")
+
+
+class UnexpectedError(FerryError):
+    """A bug or an unexpected library error: worth another delivery, then poison."""
+
+    retryable = True
+    code = "INTERNAL"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unexpected {kind}; see the function's logs")
+
+
+class ArmTimeoutError(FerryError):
+    code = "ARM_TIMEOUT"
 
 
 class ContentIntegrityError(FerryError):
@@ -209,3 +282,9 @@ class RegistryUnavailableError(RegistryError):
 
 class ProtocolError(RegistryError):
     code = "PROTOCOL"
+
+
+class ArmOperationError(RegistryError):
+    """ARM said the import failed (or was canceled): its code and message, and the correlation id."""
+
+    code = "ARM_IMPORT_FAILED"

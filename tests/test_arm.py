@@ -12,9 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http import create_app
-from shared.arm.importer import ArmImporter, ArmOperationError, ArmOptions, ArmTimeoutError
+from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
-from shared.errors import AuthenticationError, ConfigurationError, InsecureEndpointError, PermissionDeniedError
+from shared.errors import (
+    ArmOperationError,
+    ArmTimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    InsecureEndpointError,
+    PermissionDeniedError,
+)
 from shared.jobs.armrun import arm_body, choose_engine
 from shared.jobs.models import ImportRequest
 from shared.jobs.service import Worker

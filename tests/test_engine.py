@@ -12,9 +12,9 @@ import pytest
 from shared.content.memory import MemoryStore
 from shared.content.protocols import Opener
 from shared.engine.copy import CopyOptions, copy_graph
-from shared.engine.plan import LimitExceededError, NoMatchingPlatformError, PlanOptions, build_plan
+from shared.engine.plan import PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
-from shared.errors import DigestMismatchError, TransportError
+from shared.errors import DigestMismatchError, LimitExceededError, NoMatchingPlatformError, TransportError
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor, Index, Platform, parse_manifest

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from shared.credentials import Anonymous, Secret, UsernamePassword
-from shared.engine.plan import CycleError, Plan, check_acyclic
+from shared.engine.plan import Plan, check_acyclic
 from shared.errors import (
+    CycleError,
     FerryError,
     HostNotFoundError,
     InsecureEndpointError,

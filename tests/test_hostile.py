@@ -15,10 +15,10 @@ from pydantic import ValidationError
 
 from functions.http import create_app
 from shared.credentials import Anonymous
-from shared.errors import ConfigurationError, FerryError, InsecureEndpointError, InvalidReferenceError
+from shared.errors import ConfigurationError, FerryError, InsecureEndpointError, InvalidReferenceError, ManifestError
 from shared.jobs.rules import parse_rules
 from shared.jobs.wiring import build
-from shared.oci.manifest import ManifestError, parse_manifest
+from shared.oci.manifest import parse_manifest
 from shared.oci.reference import parse_reference
 from shared.registry import RegistryClient, TransportOptions
 from shared.settings import Settings
@@ -257,7 +257,8 @@ def test_blob_longer_than_its_descriptor_is_refused() -> None:
 
 def test_index_with_ten_thousand_children_is_refused_before_reading_them() -> None:
     from shared.content.memory import MemoryStore
-    from shared.engine.plan import LimitExceededError, PlanOptions, build_plan
+    from shared.engine.plan import PlanOptions, build_plan
+    from shared.errors import LimitExceededError
     from shared.oci import mediatypes as mt
     from shared.oci.manifest import Descriptor
     from tests.harness.images import index_of_strangers

@@ -253,6 +253,18 @@ def _several_challenges(method: str, path: str, headers: dict[str, str]) -> Repl
     return response(401, b"", {"WWW-Authenticate": challenge})
 
 
+def _get_after_head(reply: Callable[[], Reply]) -> Override:
+    """``HEAD`` answered without a digest, so the client reads the manifest with ``GET``, which
+    gets ``reply()``: what a body does is then what is tried (a ``HEAD`` answer has none)."""
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> Reply:
+        if method == "HEAD":
+            return response(200, b"", {"Content-Type": IMAGE.media_type, "Content-Length": "500"}, length=False)
+        return reply()
+
+    return answer
+
+
 def _on_get(reply: Reply) -> Override:
     return lambda method, path, headers: reply if method == "GET" else None
 
@@ -344,7 +356,8 @@ CASES = [
     ),
     Case(
         "a 10 MB 401 body",
-        registry(every=lambda m, p, h: response(401, b"x" * 10_000_000, {"WWW-Authenticate": 'Basic realm="r"'})),
+        registry(manifest=_get_after_head(lambda: response(401, b"x" * 10_000_000,
+                                                          {"WWW-Authenticate": 'Basic realm="r"'}))),
         "AUTH_REQUIRED", "requires credentials",
     ),
     Case(
@@ -355,8 +368,8 @@ CASES = [
     ),
     Case(
         "a gzip bomb in a 401 body",
-        registry(every=lambda m, p, h: response(401, GZIP_BOMB, {"Content-Encoding": "gzip",
-                                                                 "WWW-Authenticate": 'Basic realm="r"'})),
+        registry(manifest=_get_after_head(lambda: response(401, GZIP_BOMB, {"Content-Encoding": "gzip",
+                                                                              "WWW-Authenticate": 'Basic realm="r"'}))),
         "AUTH_REQUIRED", "requires credentials",
     ),
     Case(
@@ -370,9 +383,9 @@ CASES = [
     ),
     Case(
         "a 401 body trickled",
-        registry(every=lambda m, p, h: [(response(401, b"", {"Content-Length": "500",
-                                                             "WWW-Authenticate": 'Basic realm="r"'}, length=False),
-                                          0.0)] + [(b"x", 0.4)] * 50),
+        registry(manifest=_get_after_head(lambda: [(response(401, b"", {"Content-Length": "500",
+                                                                        "WWW-Authenticate": 'Basic realm="r"'},
+                                                                length=False), 0.0)] + [(b"x", 0.4)] * 50)),
         "AUTH_REQUIRED", "requires credentials",
     ),
     Case("an index that lists itself by a digest nobody verifies", registry(_self_listing_index()),

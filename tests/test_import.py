@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from shared.credentials import Credential
-from shared.engine.plan import LimitExceededError
-from shared.errors import DigestMismatchError, NotFoundError
-from shared.jobs.run import TagExistsError, run_import
+from shared.errors import DigestMismatchError, LimitExceededError, NotFoundError, TagExistsError
+from shared.jobs.run import run_import
 from shared.jobs.spec import Limits, build_spec
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest

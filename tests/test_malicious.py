@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from shared.credentials import Anonymous, Secret, UsernamePassword
-from shared.engine.plan import LimitExceededError
 from shared.errors import (
     AuthenticationError,
     DigestMismatchError,
     FerryError,
     InsecureEndpointError,
+    LimitExceededError,
     ProtocolError,
     SizeMismatchError,
     TooLargeError,

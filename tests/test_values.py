@@ -13,6 +13,7 @@ from shared.errors import (
     AuthenticationError,
     AuthRequiredError,
     InvalidReferenceError,
+    ManifestError,
     NotFoundError,
     PermissionDeniedError,
     ProtocolError,
@@ -25,7 +26,7 @@ from shared.errors import (
 from shared.http.mapping import Side, error_from_response, retry_after
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
-from shared.oci.manifest import MAX_MANIFEST_BYTES, Index, Manifest, ManifestError, Platform, parse_manifest, successors
+from shared.oci.manifest import MAX_MANIFEST_BYTES, Index, Manifest, Platform, parse_manifest, successors
 from shared.registry import scopes as sc
 from shared.registry.challenge import parse_challenge
 from shared.registry.tokens import CachedToken, expires_at, is_fresh, jwt_claims

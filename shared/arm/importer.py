@@ -28,6 +28,8 @@ import httpx
 
 from shared.credentials import Secret
 from shared.errors import (
+    ArmOperationError,
+    ArmTimeoutError,
     AuthenticationError,
     FerryError,
     PermissionDeniedError,
@@ -49,17 +51,6 @@ log = logging.getLogger(__name__)
 API_VERSION = "2023-07-01"
 ARM_SCOPE = "https://management.azure.com/.default"
 RUNNING = {"InProgress", "Running", "Accepted", "Creating", "Updating", "NotStarted"}
-
-
-class ArmOperationError(RegistryError):
-    """ARM said the import failed (or was canceled): its code and message, and the correlation id."""
-
-    code = "ARM_IMPORT_FAILED"
-
-
-class ArmTimeoutError(FerryError):
-    retryable = False
-    code = "ARM_TIMEOUT"
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ import json
 from dataclasses import dataclass, field
 
 from shared.content.protocols import Source
-from shared.errors import FerryError
+from shared.errors import CycleError, IndexTooLargeError, LimitExceededError, NoMatchingPlatformError
 from shared.oci.digest import Digest
 from shared.oci.manifest import (
     Descriptor,
     Index,
-    IndexTooLargeError,
     Manifest,
     Platform,
     parse_manifest,
@@ -27,22 +26,6 @@ from shared.oci.manifest import (
 #: Annotations buildx puts on attestation manifests in an index, naming the image they attest.
 _REFERENCE_TYPE = "vnd.docker.reference.type"
 _REFERENCE_DIGEST = "vnd.docker.reference.digest"
-
-
-class LimitExceededError(FerryError):
-    """An import over a configured limit; raised before anything is copied."""
-
-    code = "LIMIT_EXCEEDED"
-
-
-class NoMatchingPlatformError(FerryError):
-    code = "NO_MATCHING_PLATFORM"
-
-
-class CycleError(FerryError):
-    """A manifest that reaches itself through its children: no order can copy it."""
-
-    code = "MANIFEST_CYCLE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from shared.credentials import Anonymous
 from shared.engine.copy import CopyOptions, copy_graph, totals
 from shared.engine.plan import Plan, PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
-from shared.errors import DigestMismatchError, FerryError
+from shared.errors import DigestMismatchError, TagExistsError
 from shared.jobs.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
@@ -29,12 +29,6 @@ from shared.registry.store import RegistryRepository
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
-
-
-class TagExistsError(FerryError):
-    """``NoForce`` and a target tag that points at another image: nothing was written."""
-
-    code = "TAG_EXISTS"
 
 
 async def resolve_source(src: RegistryRepository, spec: ImportSpec) -> Descriptor:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
 from shared.engine.progress import Progress
-from shared.errors import ConfigurationError, FerryError
+from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
 from shared.jobs.armrun import choose_engine, run_arm_import
 from shared.jobs.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
 from shared.jobs.run import run_import
@@ -45,16 +45,6 @@ PROGRESS_INTERVAL = 2.0
 
 class RetryLater(Exception):
     """The job failed in a way worth another delivery; the message must not be consumed."""
-
-
-class BadRequest(FerryError):
-    """A request that validates but cannot run here (a credential that is not configured...)."""
-
-    code = "BAD_REQUEST"
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 class Statuses(Protocol):
@@ -277,7 +267,7 @@ class Worker:
             raise
         except Exception as exc:  # a bug or an unexpected library error: retry, then poison
             log.exception("job %s failed unexpectedly", job.id)
-            await self._failed(job.id, _Unexpected(type(exc).__name__), dequeue_count)
+            await self._failed(job.id, UnexpectedError(type(exc).__name__), dequeue_count)
             return
         final = result.pop("progress", None)
         await self._update(job.id, state="succeeded", finishedAt=now(), result=result, progress=final, error=None)
@@ -390,14 +380,6 @@ class _ProgressWriter:
     async def aclose(self) -> None:
         if self._task is not None:
             await self._task
-
-
-class _Unexpected(FerryError):
-    retryable = True
-    code = "INTERNAL"
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"unexpected {kind}; see the function's logs")
 
 
 __all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "unseal"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import InvalidReferenceError, UnsupportedContentError
+from shared.errors import IndexTooLargeError, InvalidReferenceError, ManifestError, UnsupportedContentError
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.strict import loads_strict
@@ -18,21 +18,6 @@ from shared.strict import loads_strict
 #: Manifests larger than this are refused: ACR's cap, and the size the distribution spec says
 #: clients and registries SHOULD support ("Pushing Manifests").
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
-
-class ManifestError(UnsupportedContentError):
-    """A manifest that is not valid JSON of a known shape."""
-
-    code = "MANIFEST_INVALID"
-
-
-class IndexTooLargeError(ManifestError):
-    """An index with more entries than its reader would take (see ``parse_manifest``)."""
-
-    def __init__(self, count: int, what: str = "manifests") -> None:
-        super().__init__(f"{'index' if what == 'manifests' else 'manifest'} has {count} {what}")
-        self.count = count
-        self.what = what
 
 
 @dataclass(frozen=True, slots=True)

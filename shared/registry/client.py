@@ -14,12 +14,12 @@ from typing import Any, NamedTuple
 import httpx
 
 from shared.credentials import Anonymous, Credential
-from shared.errors import DigestMismatchError, InvalidReferenceError, NotFoundError, ProtocolError
+from shared.errors import DigestMismatchError, InvalidReferenceError, ManifestError, NotFoundError, ProtocolError
 from shared.http.exchange import PAGE_BODY, refuse_encoding
 from shared.http.policy import TransportOptions
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
-from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Index, ManifestError, parse_manifest
+from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
 from shared.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from shared.registry import blobs
 from shared.registry import scopes as sc

@@ -44,7 +44,7 @@ def fake_server(
 
     server = ThreadingHTTPServer((address, 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
     try:
         yield f"{address}:{server.server_address[1]}", seen
     finally:
@@ -101,7 +101,7 @@ def trickle_server(content_type: str, length: int, interval: float) -> Iterator[
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:

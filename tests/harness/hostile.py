@@ -127,7 +127,7 @@ class _Server(socketserver.ThreadingTCPServer):
 def hostile_server(answer: Answer, address: str = "127.0.0.1") -> Iterator[tuple[str, list[Seen]]]:
     """Serve ``answer`` on ``address``; yields ``(host:port, requests seen)``."""
     server = _Server(answer, address)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
     try:
         yield f"{address}:{server.server_address[1]}", server.seen
     finally:

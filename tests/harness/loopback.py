@@ -21,7 +21,7 @@ class LoopbackServer:
         handler = type(f"{type(self).__name__}Handler", (self.handler,), {"owner": owner})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
         return self
 
     def stop(self) -> None:
