@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from functions.http import create_app
 from shared.jobs.wiring import Services
 from tests.harness.azurite import Azurite
-from tests.test_service import environment, make_services
+from tests.harness.service import environment, make_services
 
 _services: dict[str, Services] = {}
 app = create_app(lambda: _services["svc"])

@@ -29,9 +29,8 @@ from shared.jobs.wiring import Services
 from tests.conftest import FAST, Reg
 from tests.harness.azurite import Azurite
 from tests.harness.fakearm import FakeArm, FakeArmCredential
-from tests.harness.images import make_multiarch
-from tests.test_import import seed
-from tests.test_service import drain, environment, make_services
+from tests.harness.images import make_multiarch, seed
+from tests.harness.service import drain, environment, make_services
 
 SUB = "00000000-0000-0000-0000-000000000000"
 PROD_ID = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerRegistry/registries/prodacr"

@@ -14,8 +14,7 @@ from shared.credentials import UsernamePassword
 from shared.errors import InvalidReferenceError
 from shared.jobs.spec import TargetRef, build_spec
 from tests.conftest import Reg
-from tests.harness.images import make_image, make_multiarch
-from tests.test_import import seed
+from tests.harness.images import make_image, make_multiarch, seed
 
 pytestmark = pytest.mark.process  # every test here starts a process
 

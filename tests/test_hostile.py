@@ -24,7 +24,7 @@ from shared.registry import RegistryClient, TransportOptions
 from shared.settings import Settings
 from tests.harness.azurite import Azurite
 from tests.harness.figures import record
-from tests.test_service import environment
+from tests.harness.service import environment
 
 # -- SSRF --------------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from tests.harness.azurite import Azurite
 from tests.harness.figures import record
 from tests.harness.hostile import Answer, Close, Pieces, hostile_server, response
 from tests.harness.images import Image, make_image, make_index
-from tests.test_service import drain, environment
+from tests.harness.service import drain, environment
 
 pytestmark = pytest.mark.process  # every test here starts a process
 

@@ -19,13 +19,16 @@ from shared.oci.manifest import Index, Platform, parse_manifest
 from shared.registry import RegistryClient
 from tests.conftest import FAST, Reg
 from tests.harness.faultproxy import FaultProxy, Rule
-from tests.harness.images import Image, IndexImage, make_artifact, make_image, make_index, make_multiarch, push_image
+from tests.harness.images import (
+    Image,
+    make_artifact,
+    make_image,
+    make_index,
+    make_multiarch,
+    push_image,
+    seed,
+)
 from tests.harness.skopeo import raw_manifest
-
-
-async def seed(reg: Reg, repo: str, image: Image | IndexImage, tag: str | None = "v1") -> Digest:
-    async with reg.client() as client:
-        return await push_image(client, repo, image, tag)
 
 
 async def do_import(

@@ -24,9 +24,8 @@ from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.figures import record
-from tests.harness.images import make_multiarch
-from tests.test_import import seed
-from tests.test_service import drain, environment, make_services
+from tests.harness.images import make_multiarch, seed
+from tests.harness.service import drain, environment, make_services
 
 pytestmark = pytest.mark.process  # every test here starts a process
 

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,38 +20,17 @@ from fastapi.testclient import TestClient
 
 from functions.http import create_app
 from shared.errors import ConfigurationError
-from shared.jobs.localworker import serve
-from shared.jobs.wiring import Services, build
+from shared.jobs.wiring import Services
 from shared.settings import Settings
 from tests.conftest import BASIC_USERS, FAST, Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
-from tests.harness.images import make_multiarch
-from tests.test_import import seed
+from tests.harness.images import make_multiarch, seed
+from tests.harness.service import drain, environment, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "PLANTED-svc-s3cret-91ab"
 KEY = base64.b64encode(b"k" * 32).decode()
-
-
-def environment(azurite: Azurite, **extra: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:10]
-    return {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "FERRY_QUEUE": f"q{suffix}",
-        "FERRY_TABLE": f"t{suffix}",
-        "FERRY_RETRY_DELAY_SECONDS": "0",
-        "FERRY_ALLOW_LOOPBACK": "true",
-        "FERRY_LEASE_SECONDS": "10",
-        "FERRY_CREDENTIAL_DEV_USERNAME": "alice",
-        "FERRY_CREDENTIAL_DEV_PASSWORD": BASIC_USERS["alice"],
-        **extra,
-    }
-
-
-def make_services(env: dict[str, str]) -> Services:
-    settings = Settings.from_env(env).model_copy(update={"transport": FAST})
-    return build(settings)
 
 
 @pytest.fixture
@@ -70,10 +48,6 @@ def body(source: Reg, repo: str, target: Reg | str, **extra: Any) -> dict[str, A
     doc: dict[str, Any] = {"targetRegistry": host, "source": {"registryUri": source.host, "sourceImage": f"{repo}:v1"}}
     doc.update(extra)
     return doc
-
-
-def drain(svc: Services) -> None:
-    asyncio.run(serve(svc, once=True, idle=0.05))
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import make_image, make_multiarch, push_image
-from tests.test_service import drain, environment, make_services
+from tests.harness.service import drain, environment, make_services
 
 TOPIC = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/devacr"
 

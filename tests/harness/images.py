@@ -183,3 +183,9 @@ async def push_image(client: RegistryClient, repo: str, image: Image | IndexImag
         await client.push_manifest(repo, str(child.digest), child.manifest, child.media_type)
     pushed = await client.push_manifest(repo, tag or str(image.digest), image.manifest, image.media_type)
     return pushed.digest
+
+
+async def seed(reg: Any, repo: str, image: Image | IndexImage, tag: str | None = "v1") -> Digest:
+    """Push ``image`` into ``reg`` (a running test registry) as ``repo:tag``."""
+    async with reg.client() as client:
+        return await push_image(client, repo, image, tag)
