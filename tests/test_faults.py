@@ -245,9 +245,10 @@ async def test_challenge_from_another_origin_is_not_answered(token_reg: Reg, rep
     ):
         async with RegistryClient(proxy.host, token_reg.credential, FAST) as client:
             await client.resolve(repo, "v1")
-            before = client.transport.auth.fetches["token"]
+            assert token_reg.tokens is not None
+            before = sum(token_reg.tokens.requests.values())
             with pytest.raises(AuthenticationError) as caught:
                 await _read(client, repo, blob)
-            assert client.transport.auth.fetches["token"] == before
+            assert sum(token_reg.tokens.requests.values()) == before  # no token fetched for the other origin
     assert "401" in caught.value.detail
     assert len(seen) == 1 and "authorization" not in seen[0][2]

@@ -102,8 +102,6 @@ class RegistryAuth(httpx.Auth):
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._acr_refresh: CachedToken | None = None
         self._acr_lock = asyncio.Lock()
-        #: Token endpoint calls made, by kind; tests and benchmarks read these.
-        self.fetches: dict[str, int] = {"token": 0, "exchange": 0}
 
     # -- the flow ---------------------------------------------------------------------------
 
@@ -194,7 +192,6 @@ class RegistryAuth(httpx.Auth):
             raise ConfigurationError(
                 f"an Entra identity can sign in only to Azure Container Registry; {self.registry} is not one"
             )
-        self.fetches["token"] += 1
         if acr and (
             isinstance(credential, (EntraIdentity, AccessToken))
             or (isinstance(credential, UsernamePassword) and credential.is_acr_refresh_token)
@@ -242,7 +239,6 @@ class RegistryAuth(httpx.Auth):
             form = [("grant_type", "access_token"), ("service", service), ("access_token", entra)]
             if tenant:
                 form.append(("tenant", tenant))
-            self.fetches["exchange"] += 1
             exchange = realm.copy_with(path=realm.path[: -len("/token")] + "/exchange", query=None)
             doc = await self._post(exchange, form, "exchange token")
             refresh = doc.get("refresh_token")
