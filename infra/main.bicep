@@ -264,6 +264,11 @@ var appSettings = concat([
   { name: 'FERRY_CONCURRENCY', value: '8' }
   { name: 'FERRY_MAX_MANIFESTS', value: string(maxManifests) }
   { name: 'FERRY_MAX_PUBLIC_BLOB_BYTES', value: string(maxPublicBlobBytes) }
+  { name: 'FERRY_MAX_DESCRIPTORS', value: '20000' }
+  { name: 'FERRY_STALL_FLOOR_BYTES', value: '32768' }
+  { name: 'FERRY_STALL_WINDOW_SECONDS', value: '30' }
+  { name: 'FERRY_RETRY_ATTEMPTS', value: '5' }
+  { name: 'FERRY_RETRY_BUDGET_SECONDS', value: '120' }
   { name: 'FERRY_INSECURE_REGISTRIES', value: '' }
   { name: 'FERRY_ALLOWED_REGISTRIES', value: join(allowedRegistries, ',') }
   { name: 'FERRY_ALLOW_LOOPBACK', value: 'false' }

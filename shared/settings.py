@@ -55,6 +55,11 @@ SETTING_NAMES = frozenset(
         "FERRY_SOURCE_REGISTRIES",
         "FERRY_MAX_MANIFESTS",
         "FERRY_MAX_PUBLIC_BLOB_BYTES",
+        "FERRY_MAX_DESCRIPTORS",
+        "FERRY_STALL_FLOOR_BYTES",
+        "FERRY_STALL_WINDOW_SECONDS",
+        "FERRY_RETRY_ATTEMPTS",
+        "FERRY_RETRY_BUDGET_SECONDS",
     }
 )
 
@@ -98,7 +103,8 @@ class Settings(BaseModel):
     #: Seconds a message is hidden from other workers while one works on it (renewed while it runs).
     lease: float = Field(60.0, ge=5, le=3600)
     concurrency: int = Field(8, ge=1, le=64)
-    #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES`` (read by :meth:`Limits.from_env`).
+    #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES``, ``FERRY_MAX_DESCRIPTORS`` (read by
+    #: :meth:`Limits.from_env`).
     limits: Limits = Field(default_factory=Limits)
     allow_inline_credentials: bool = False
     #: ``FERRY_RULES_FILE``: promotion and mirror rules (YAML or JSON), shipped with the app.
