@@ -138,9 +138,10 @@ def _request(args: argparse.Namespace) -> Any:
     """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
     from shared.jobs.models import ImportRequest
     from shared.jobs.spec import parse_source
+    from shared.oci.reference import is_resource_id
 
     source: dict[str, Any] = {"sourceImage": args.source}
-    if args.registry and args.registry.startswith("/subscriptions/"):
+    if args.registry and is_resource_id(args.registry):
         source["resourceId"] = args.registry
     else:
         ref = parse_source(args.source, args.registry)

@@ -17,7 +17,6 @@ clear failure. ARM's error code, message and correlation id go into the error.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from shared.credentials import Secret
+from shared.credentials.model import get_token
 from shared.errors import (
     ArmOperationError,
     ArmTimeoutError,
@@ -42,7 +42,6 @@ from shared.http.exchange import wire_for
 from shared.http.mapping import Side, error_from_exception, retry_after
 from shared.http.policy import TransportOptions
 from shared.strict import loads_bounded
-from shared.text import register_secret
 
 _ARM = Side("ARM")
 
@@ -119,11 +118,7 @@ class ArmImporter:
         await self.http.aclose()
 
     async def _token(self) -> str:
-        get = self._tokens.get_token
-        result = await get(ARM_SCOPE) if inspect.iscoroutinefunction(get) else await asyncio.to_thread(get, ARM_SCOPE)
-        token = str(result.token)
-        register_secret(token)
-        return token
+        return await get_token(self._tokens, ARM_SCOPE)
 
     def url(self, target_resource_id: str) -> str:
         return f"{self.options.endpoint.rstrip('/')}{target_resource_id}/importImage?api-version={API_VERSION}"

@@ -85,16 +85,21 @@ class EntraIdentity:
     tenant_id: str | None = None
 
     async def entra_token(self) -> str:
-        if inspect.iscoroutinefunction(self.source.get_token):
-            result = await self.source.get_token(ACR_AUDIENCE)
-        else:
-            # A sync azure-identity credential may block on IMDS: keep the event loop free.
-            result = await asyncio.to_thread(self.source.get_token, ACR_AUDIENCE)
-        token = getattr(result, "token", None)
-        if not isinstance(token, str):
-            raise TypeError("the token credential returned no token")
-        register_secret(token)
-        return token
+        return await get_token(self.source, ACR_AUDIENCE)
+
+
+async def get_token(source: TokenSource, scope: str) -> str:
+    """A token for ``scope`` from an ``azure.core`` token credential, sync or async, registered as
+    a secret. A sync credential may block on IMDS: it is asked in a thread, off the event loop."""
+    if inspect.iscoroutinefunction(source.get_token):
+        result = await source.get_token(scope)
+    else:
+        result = await asyncio.to_thread(source.get_token, scope)
+    token = getattr(result, "token", None)
+    if not isinstance(token, str):
+        raise TypeError("the token credential returned no token")
+    register_secret(token)
+    return token
 
 
 Credential = Anonymous | UsernamePassword | AccessToken | EntraIdentity

@@ -9,6 +9,7 @@ needs nothing only the OCI engine does (a platform filter, referrers, a dry run)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from shared.arm.importer import ArmImporter, import_body
@@ -16,7 +17,7 @@ from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity
 from shared.errors import ConfigurationError, NotFoundError
 from shared.jobs.models import ImportRequest
 from shared.jobs.spec import ImportSpec
-from shared.oci.reference import parse_reference
+from shared.oci.reference import parse_image_path
 from shared.registry import RegistryClient
 
 OCI_ONLY = ("platforms", "includeReferrers", "dryRun")
@@ -54,11 +55,8 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
 
 def _source_image(request: ImportRequest) -> str:
     """ARM takes a tag or a digest, not both: a pinned ``tag@digest`` goes as the digest."""
-    text = request.source.sourceImage
-    if "@" in text:
-        name, _, digest = text.partition("@")
-        return f"{name.rsplit(':', 1)[0] if ':' in name.rsplit('/', 1)[-1] else name}@{digest}"
-    return text
+    path = parse_image_path(request.source.sourceImage)
+    return str(replace(path, tag=None)) if path.digest else str(path)
 
 
 def arm_body(request: ImportRequest, spec: ImportSpec, credential: Credential) -> dict[str, Any]:
@@ -94,7 +92,7 @@ async def run_arm_import(
     arm = await importer.run(target_resource_id, arm_body(request, spec, source_credential))
     result: dict[str, Any] = {"source": str(spec.source)}
     first = (spec.tagged or spec.targets)[0]
-    reference = first.tag or str(parse_reference(request.source.sourceImage, default_registry="x.io").digest or "")
+    reference = first.tag or str(parse_image_path(request.source.sourceImage).digest or "")
     try:
         landed = await target.resolve(first.repository, reference) if reference else None
     except NotFoundError:

@@ -21,14 +21,8 @@ from pydantic import (
 
 from shared.jobs.spec import ImportSpec, Limits, TargetRef, build_spec, parse_target_image
 from shared.oci.manifest import Platform
-from shared.oci.reference import parse_reference, parse_registry, parse_repository
+from shared.oci.reference import RESOURCE_ID, parse_image_path, parse_reference, parse_registry, parse_repository
 
-#: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}
-RESOURCE_ID = re.compile(
-    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}"
-    r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[a-zA-Z0-9]{5,50})",
-    re.IGNORECASE,
-)
 State = Literal["queued", "running", "succeeded", "failed"]
 
 
@@ -90,8 +84,11 @@ class Source(BaseModel):
     def _image(cls, value: str, info: ValidationInfo) -> str:
         registry = info.data.get("registryUri")
         if registry is None and info.data.get("resourceId"):
-            registry = "placeholder.azurecr.io"
-        parse_reference(value, default_registry=registry) if registry else parse_reference(value)
+            parse_image_path(value)  # a path inside the registry the resource ID names
+        elif registry:
+            parse_reference(value, default_registry=registry)
+        else:
+            parse_reference(value)
         return value
 
     @model_validator(mode="after")

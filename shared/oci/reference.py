@@ -40,6 +40,52 @@ _HOST = re.compile(rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[a-fA-F0-9:]+\])(?:
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _MAX_NAME = 255
+#: An ACR's ARM resource ID:
+#: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}
+RESOURCE_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}"
+    r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[a-zA-Z0-9]{5,50})",
+    re.IGNORECASE,
+)
+
+
+def api_host_of(registry: str) -> str:
+    """The host a (canonical) registry's distribution API answers on."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def is_resource_id(text: str) -> bool:
+    """Whether ``text`` is shaped like an ARM resource ID (a container registry's or not): what
+    ``--registry`` and ``source.resourceId`` are told apart by."""
+    return text.startswith("/subscriptions/")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePath:
+    """``repository[:tag][@digest]`` with no registry: an image inside a registry named apart
+    (``az acr import --registry``, ARM's ``sourceImage`` beside a resource ID)."""
+
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    def __str__(self) -> str:
+        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def parse_image_path(text: str) -> ImagePath:
+    """Parse ``repository[:tag][@digest]`` (no registry part, no Docker Hub rules)."""
+    if not text or text != text.strip():
+        raise InvalidReferenceError(text, "reference is empty or has surrounding spaces")
+    remainder, at, digest_text = text.partition("@")
+    if at and not digest_text:
+        raise InvalidReferenceError(text, "digest is empty")
+    digest = Digest.parse(digest_text) if at else None
+    tag: str | None = None
+    colon = remainder.rfind(":")
+    if colon != -1 and "/" not in remainder[colon:]:
+        remainder, tag = remainder[:colon], parse_tag(remainder[colon + 1 :], whole=text)
+    return ImagePath(parse_repository(remainder, whole=text), tag, digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +100,7 @@ class Reference:
     @property
     def api_host(self) -> str:
         """The host the distribution API answers on."""
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+        return api_host_of(self.registry)
 
     @property
     def identifier(self) -> str:

@@ -20,7 +20,7 @@ from shared.http.policy import TransportOptions
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
-from shared.oci.reference import DOCKER_HUB, DOCKER_HUB_API
+from shared.oci.reference import api_host_of
 from shared.registry import blobs
 from shared.registry import scopes as sc
 from shared.registry.transport import Response, Transport
@@ -82,7 +82,7 @@ class RegistryClient(blobs.BlobOps):
         options: TransportOptions | None = None,
         **transport: Any,
     ) -> None:
-        api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        api_host = api_host_of(registry)
         self.transport = Transport(registry, api_host, credential, options, **transport)
         self.side = self.transport.side
         self.registry = registry
