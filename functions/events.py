@@ -10,7 +10,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.root import services
-from shared.jobs.automation import on_event
+from shared.automation.calls import on_event
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)

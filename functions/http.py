@@ -24,9 +24,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.root import Services, services
+from shared.automation.calls import run_mirrors
 from shared.errors import BadRequest, ConfigurationError
-from shared.jobs.automation import run_mirrors
-from shared.jobs.models import ImportRequest, ImportStatus
+from shared.service.models import ImportRequest, ImportStatus
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"
@@ -77,6 +77,15 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
     )
+    _error_handlers(app)
+    _import_routes(app, get_services)
+    _service_routes(app, get_services)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every refusal as a :class:`Problem`: validation (400, each bad field), HTTP errors,
+    :class:`BadRequest` (400, its field), a deployment not set up for the request (409)."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,15 +115,17 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def _bad(request: Request, exc: BadRequest) -> JSONResponse:
-        problem = Problem(
-            code=exc.code, message=str(exc), fields=[{"field": exc.field, "message": str(exc).split(": ", 1)[-1]}]
-        )
+        problem = Problem(code=exc.code, message=str(exc), fields=[{"field": exc.field, "message": exc.reason}])
         return JSONResponse(status_code=400, content=problem.model_dump())
 
     @app.exception_handler(ConfigurationError)
     async def _unconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
         # 409: the request is fine, this deployment is not set up for it (e.g. no rules file).
         return JSONResponse(status_code=409, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
+
+
+def _import_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
+    """Submit an import, follow one, list them."""
 
     @app.post("/api/imports", status_code=202, response_model=Accepted, responses={400: {"model": Problem}})
     async def submit(
@@ -147,6 +158,10 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         items, token = await asyncio.to_thread(get_services().statuses.list, state, limit, continuation)
         return JobList(items=[ImportStatus.model_validate(i) for i in items], next=token)
 
+
+def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
+    """Run the mirror pass now; the service's health."""
+
     @app.post("/api/mirror/run", responses={409: {"model": Problem, "description": "No rules file is configured"}})
     async def mirror_run(dry_run: Annotated[bool, Query(alias="dryRun")] = False) -> dict[str, Any]:
         """Run the timer's mirror pass now; with ``dryRun=true`` only report what it would enqueue."""
@@ -164,8 +179,6 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
                 checks[name] = type(exc).__name__
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
-
-    return app
 
 
 fast_app = create_app()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 
-from shared.jobs.wiring import Services, build
+from shared.service.wiring import Services, build
 from shared.settings import Settings
 
 __all__ = ["Services", "services"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.root import services
-from shared.jobs.automation import run_mirrors
+from shared.automation.calls import run_mirrors
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 

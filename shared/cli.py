@@ -20,9 +20,26 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _concurrency(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, not {text[:20]!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Ferry: import images into a registry.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _import_parser(commands)
+    rules = commands.add_parser("rules", help="the promotion and mirror rules file")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_commands.add_parser("check", help="validate a rules file and say what each rule matches")
+    check.add_argument("file")
+    work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
+    work.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    return parser
+
+
+def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
     imp.add_argument("--source", required=True, help="source image: [registry/]repository[:tag][@digest]")
@@ -46,20 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs and attestations")
     imp.add_argument("--dry-run", action="store_true", help="print the plan and copy nothing")
-    imp.add_argument("--concurrency", type=int, default=int(os.environ.get("FERRY_CONCURRENCY", "8")))
+    imp.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=None,
+        help="registry operations in flight, 1-64 (default FERRY_CONCURRENCY, else 8)",
+    )
     imp.add_argument(
         "--engine",
         choices=("oci", "arm", "auto"),
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
-    rules = commands.add_parser("rules", help="the promotion and mirror rules file")
-    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
-    check = rules_commands.add_parser("check", help="validate a rules file and say what each rule matches")
-    check.add_argument("file")
-    work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
-    work.add_argument("--once", action="store_true", help="stop when the queue is empty")
-    return parser
 
 
 def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
@@ -72,11 +87,12 @@ def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
             "use --password-stdin or FERRY_SOURCE_PASSWORD",
             file=sys.stderr,
         )
-    username = args.username or os.environ.get("FERRY_SOURCE_USERNAME")
+    env = args.env
+    username = args.username or env.source_username
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = args.password or os.environ.get("FERRY_SOURCE_PASSWORD")
+        password = args.password or (env.source_password.reveal() if env.source_password else None)
     if username and not password:
         raise ValueError("--username needs --password-stdin, FERRY_SOURCE_PASSWORD or --password")
     if password:
@@ -84,13 +100,13 @@ def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
     return _identity(registry) or Anonymous()
 
 
-def _target_credential(registry: str) -> Credential:
+def _target_credential(args: argparse.Namespace, registry: str) -> Credential:
     """``FERRY_TARGET_USERNAME``/``FERRY_TARGET_PASSWORD``, else the Entra identity for an ACR."""
-    from shared.credentials import Anonymous, Secret, UsernamePassword
+    from shared.credentials import Anonymous, UsernamePassword
 
-    user, password = os.environ.get("FERRY_TARGET_USERNAME"), os.environ.get("FERRY_TARGET_PASSWORD")
-    if password:
-        return UsernamePassword(user or "", Secret(password))
+    env = args.env
+    if env.target_password is not None:
+        return UsernamePassword(env.target_username or "", env.target_password)
     return _identity(registry) or Anonymous()
 
 
@@ -104,12 +120,6 @@ def _identity(registry: str) -> Credential | None:
     from shared.credentials import EntraIdentity
 
     return EntraIdentity(DefaultAzureCredential())
-
-
-def _limits_from_env() -> Any:
-    from shared.jobs.spec import Limits
-
-    return Limits.from_env(os.environ)
 
 
 class ProgressLine:
@@ -136,9 +146,9 @@ class ProgressLine:
 
 def _request(args: argparse.Namespace) -> Any:
     """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
-    from shared.jobs.models import ImportRequest
-    from shared.jobs.spec import parse_source
+    from shared.importing.spec import parse_source
     from shared.oci.reference import is_resource_id
+    from shared.service.models import ImportRequest
 
     source: dict[str, Any] = {"sourceImage": args.source}
     if args.registry and is_resource_id(args.registry):
@@ -158,36 +168,30 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
     from azure.identity import DefaultAzureCredential
 
     from shared.arm.importer import ArmImporter, ArmOptions
-    from shared.jobs.armrun import run_arm_import
-    from shared.registry import RegistryClient, TransportOptions
+    from shared.importing.arm import run_arm_import
+    from shared.registry import RegistryClient
+    from shared.service.engines import arm_source
 
-    spec = request.spec(_limits_from_env())
-    options = TransportOptions.from_env(loopback_default=True)
+    spec = request.spec(args.env.limits)
+    options = args.env.transport
     credential = _source_credential(args, "")  # no registry name: anonymous unless given
-    importer = ArmImporter(
-        DefaultAzureCredential(),
-        ArmOptions(endpoint=os.environ.get("FERRY_ARM_ENDPOINT", ArmOptions.endpoint)),
-        options,
-    )
+    importer = ArmImporter(DefaultAzureCredential(), ArmOptions(endpoint=args.env.arm_endpoint), options)
     try:
-        target_credential = _target_credential(spec.target_registry)
+        target_credential = _target_credential(args, spec.target_registry)
         async with RegistryClient(spec.target_registry, target_credential, options, role="target") as target:
-            return await run_arm_import(request, spec, importer, target_id, credential, target)
+            return await run_arm_import(arm_source(request), spec, importer, target_id, credential, target)
     finally:
         await importer.aclose()
 
 
 async def _import(args: argparse.Namespace) -> dict[str, Any]:
-    from shared.jobs.run import run_import
-    from shared.jobs.spec import build_spec
-    from shared.registry import RegistryClient, TransportOptions
+    from shared.importing.spec import build_spec
 
     if args.engine != "oci":
         # The ARM engine's modules (and pydantic, 0.3 s of imports) only when it may be chosen.
-        from shared.jobs.armrun import choose_engine
-        from shared.settings import parse_registries
+        from shared.service.engines import choose_engine
 
-        registries = parse_registries(os.environ.get("FERRY_REGISTRIES", ""))
+        registries = args.env.registries
         request = _request(args)
         engine, why = choose_engine(request, registries)
         if engine == "arm":
@@ -203,20 +207,31 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         platforms=args.platform,
         include_referrers=args.include_referrers,
         dry_run=args.dry_run,
-        limits=_limits_from_env(),
+        limits=args.env.limits,
     )
-    options = TransportOptions.from_env(loopback_default=True)
+    return await _import_oci(args, spec)
+
+
+async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+    from shared.importing.run import run_import
+    from shared.registry import RegistryClient
+
+    options = args.env.transport
     source_credential = _source_credential(args, spec.source.registry)
+    target_credential = _target_credential(args, spec.target_registry)
     line = ProgressLine(sys.stderr)
     async with (
         RegistryClient(spec.source.registry, source_credential, options, role="source") as source,
-        RegistryClient(
-            spec.target_registry, _target_credential(spec.target_registry), options, role="target"
-        ) as target,
+        RegistryClient(spec.target_registry, target_credential, options, role="target") as target,
     ):
         try:
             return await run_import(
-                spec, source, target, concurrency=args.concurrency, on_progress=line, progress_interval=line.interval
+                spec,
+                source,
+                target,
+                concurrency=args.concurrency or args.env.concurrency,
+                on_progress=line,
+                progress_interval=line.interval,
             )
         finally:
             line.close()
@@ -227,8 +242,8 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
 
     from shared.errors import ConfigurationError
-    from shared.jobs.localworker import serve
-    from shared.jobs.wiring import build
+    from shared.service.localworker import serve
+    from shared.service.wiring import build
     from shared.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -242,8 +257,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _rules_check(args: argparse.Namespace) -> int:
+    from shared.automation.rules import load_rules
     from shared.errors import ConfigurationError
-    from shared.jobs.rules import load_rules
 
     try:
         rules = load_rules(args.file)
@@ -279,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         return _rules_check(args)
     import asyncio
 
+    from shared.environment import CommandLine
     from shared.errors import ConfigurationError, FerryError, InvalidReferenceError
 
     try:
+        args.env = CommandLine.from_env(os.environ)  # every setting checked before any work
         result = asyncio.run(_import(args))
     except (InvalidReferenceError, ConfigurationError, ValueError) as exc:
         _fail(exc, "BAD_INPUT")

@@ -68,6 +68,11 @@ class FerryError(Exception):
     #: Set by the retry policy when it gives up: attempts made and the seconds they took.
     attempts: tuple[int, float] | None = None
 
+    def __init__(self, *args: object, detail: str = "") -> None:
+        super().__init__(*args)
+        if detail:
+            self.detail = detail
+
     def __str__(self) -> str:
         text = super().__str__()
         if self.attempts is not None and self.attempts[0] > 1:
@@ -222,14 +227,14 @@ class RegistryError(FerryError):
 
     def __init__(
         self,
+        *,
         op: str,
         origin: str,
-        method: str,
-        url: str,
-        status: int,
+        method: str = "",
+        url: str = "",
+        status: int = 0,
         registry_code: str = "",
         registry_message: str = "",
-        *,
         retry_after: float | None = None,
         problem: str = "",
     ) -> None:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared import environment
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
 from shared.errors import ConfigurationError
 from shared.http.policy import TransportOptions
-from shared.jobs.spec import Limits
+from shared.importing.spec import Limits
 
 _CREDENTIAL = re.compile(r"FERRY_CREDENTIAL_([A-Z0-9_]+)_(USERNAME|PASSWORD)")
 
@@ -104,7 +104,7 @@ class Settings(BaseModel):
     lease: float = Field(60.0, ge=5, le=3600)
     concurrency: int = Field(8, ge=1, le=64)
     #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES``, ``FERRY_MAX_DESCRIPTORS`` (read by
-    #: :meth:`Limits.from_env`).
+    #: :func:`shared.environment.limits`).
     limits: Limits = Field(default_factory=Limits)
     allow_inline_credentials: bool = False
     #: ``FERRY_RULES_FILE``: promotion and mirror rules (YAML or JSON), shipped with the app.
@@ -145,7 +145,7 @@ class Settings(BaseModel):
                 "setting AzureWebJobsStorage: missing (a connection string, or AzureWebJobsStorage__accountName "
                 "for storage by identity)"
             )
-        values["limits"] = Limits.from_env(env)
+        values["limits"] = environment.limits(env)
         key = env.get("FERRY_CREDENTIAL_KEY", "")
         if key:
             try:
@@ -156,10 +156,10 @@ class Settings(BaseModel):
                 raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: must be 32 bytes, base64-encoded")
             values["credential_key"] = Secret(key)
         values["credentials"] = _named_credentials(env)
-        values["registries"] = parse_registries(env.get("FERRY_REGISTRIES", ""))
+        values["registries"] = environment.registries(env.get("FERRY_REGISTRIES", ""))
         values["source_registries"] = _registry_list(env.get("FERRY_SOURCE_REGISTRIES", ""), "FERRY_SOURCE_REGISTRIES")
         try:
-            values["transport"] = TransportOptions.from_env(dict(env))
+            values["transport"] = environment.transport(env)
             settings = cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -177,23 +177,6 @@ def _registry_list(raw: str, setting: str) -> frozenset[str]:
         return frozenset(parse_registry(r) for r in raw.split(",") if r.strip())
     except ValueError as exc:
         raise ConfigurationError(f"setting {setting}: {exc}") from None
-
-
-def parse_registries(raw: str) -> dict[str, str]:
-    """``{"prodacr": "/subscriptions/.../registries/prodacr"}``, keys as login servers."""
-    from shared.oci.reference import parse_registry  # noqa: PLC0415
-
-    if not raw.strip():
-        return {}
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-            raise ValueError("not an object of strings")
-        return {parse_registry(k): v for k, v in doc.items()}
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"setting FERRY_REGISTRIES: must be a JSON object of registry -> resource ID ({exc})"
-        ) from None
 
 
 def _named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from functions.http import create_app
-from shared.jobs.wiring import Services
+from shared.service.wiring import Services
 from tests.harness.azurite import Azurite
 from tests.harness.service import environment, make_services
 

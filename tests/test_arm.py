@@ -22,10 +22,11 @@ from shared.errors import (
     InsecureEndpointError,
     PermissionDeniedError,
 )
-from shared.jobs.armrun import arm_body, choose_engine
-from shared.jobs.models import ImportRequest
-from shared.jobs.service import Worker
-from shared.jobs.wiring import Services
+from shared.importing.arm import arm_body
+from shared.service.engines import arm_source, choose_engine
+from shared.service.jobs import Worker
+from shared.service.models import ImportRequest
+from shared.service.wiring import Services
 from tests.conftest import FAST, Reg
 from tests.harness.azurite import Azurite
 from tests.harness.fakearm import FakeArm, FakeArmCredential
@@ -126,7 +127,7 @@ SCENARIOS = [
 def test_request_body_for_each_seed_scenario(
     request_: ImportRequest, credential: Credential, body: dict[str, Any]
 ) -> None:
-    assert arm_body(request_, request_.spec(), credential) == body
+    assert arm_body(arm_source(request_), request_.spec(), credential) == body
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from shared.credentials import UsernamePassword
 from shared.errors import InvalidReferenceError
-from shared.jobs.spec import TargetRef, build_spec
+from shared.importing.spec import TargetRef, build_spec
 from tests.conftest import Reg
 from tests.harness.images import make_image, make_multiarch, seed
 

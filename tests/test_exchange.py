@@ -256,7 +256,15 @@ async def test_retry_after_is_a_floor_within_the_budget_and_the_give_up_says_so(
     policy = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_cap=0.02, budget=100, sleep=sleep,
                          clock=lambda: float(next(clock)))  # fmt: skip
     attempts = policy.start()
-    error = RateLimitedError("op", "source registry r", "GET", "http://r/", 429, retry_after=7.0, problem="slow down")
+    error = RateLimitedError(
+        op="op",
+        origin="source registry r",
+        method="GET",
+        url="http://r/",
+        status=429,
+        retry_after=7.0,
+        problem="slow down",
+    )
     await attempts.failed(error)
     await attempts.failed(error)
     with pytest.raises(RateLimitedError) as caught:
@@ -267,7 +275,9 @@ async def test_retry_after_is_a_floor_within_the_budget_and_the_give_up_says_so(
 
 async def test_a_retry_after_past_the_budget_fails_at_once() -> None:
     policy = RetryPolicy(max_attempts=5, budget=10)
-    error = RateLimitedError("op", "r", "GET", "http://r/", 429, retry_after=3600.0, problem="later")
+    error = RateLimitedError(
+        op="op", origin="r", method="GET", url="http://r/", status=429, retry_after=3600.0, problem="later"
+    )
     with pytest.raises(RateLimitedError):
         await policy.start().failed(error)
 
@@ -278,9 +288,7 @@ async def test_a_retry_after_past_the_budget_fails_at_once() -> None:
 def test_secrets_and_control_characters_never_reach_a_message() -> None:
     register_secret("dGhlLWJhc2U2NC1mb3Jt")
     secret = Secret("the-planted-password")
-    error = ProtocolError("op", "source registry r", "GET", "http://r/", 400, "X",
-                          "echo: Basic dGhlLWJhc2U2NC1mb3Jt the-planted-password\x1b[2J\r\nferry: forged",
-                          problem="refused: \x1b[31mred\u202e")  # fmt: skip
+    error = ProtocolError(op="op", origin="source registry r", method="GET", url="http://r/", status=400, registry_code="X", registry_message="echo: Basic dGhlLWJhc2U2NC1mb3Jt the-planted-password\x1b[2J\r\nferry: forged", problem="refused: \x1b[31mred\u202e")  # fmt: skip
     text = str(error) + error.detail
     assert secret.reveal() not in text and "dGhlLWJhc2U2NC1mb3Jt" not in text
     assert "\x1b" not in text and "\r" not in text and "\n" not in text and "\u202e" not in text

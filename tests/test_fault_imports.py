@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.errors import FerryError, RateLimitedError, RegistryUnavailableError
-from shared.jobs.run import run_import
-from shared.jobs.spec import build_spec
+from shared.importing.run import run_import
+from shared.importing.spec import build_spec
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
 from tests.conftest import Reg

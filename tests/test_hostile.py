@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from functions.http import create_app
+from shared.automation.rules import parse_rules
 from shared.credentials import Anonymous
 from shared.errors import ConfigurationError, FerryError, InsecureEndpointError, InvalidReferenceError, ManifestError
-from shared.jobs.rules import parse_rules
-from shared.jobs.wiring import build
 from shared.oci.manifest import parse_manifest
 from shared.oci.reference import parse_reference
 from shared.registry import RegistryClient, TransportOptions
+from shared.service.wiring import build
 from shared.settings import Settings
 from tests.harness.azurite import Azurite
 from tests.harness.figures import record
@@ -197,7 +197,7 @@ def test_rules_file_never_crashes(text: str) -> None:
 @PROPERTY
 @given(json_values)
 def test_request_model_only_raises_validation_errors(doc: object) -> None:
-    from shared.jobs.models import ImportRequest
+    from shared.service.models import ImportRequest
 
     with contextlib.suppress(ValidationError):
         ImportRequest.model_validate(doc)

@@ -490,7 +490,7 @@ def worker_env(azurite: Azurite) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.worker], ids=[c.name for c in CASES if c.worker])
 def test_through_the_worker(case: Case, target_reg: Reg, worker_env: dict[str, str]) -> None:
-    from shared.jobs.wiring import build
+    from shared.service.wiring import build
 
     services = build(Settings.from_env(worker_env))
     api = TestClient(create_app(lambda: services))

@@ -11,8 +11,8 @@ import pytest
 
 from shared.credentials import Credential
 from shared.errors import DigestMismatchError, LimitExceededError, NotFoundError, TagExistsError
-from shared.jobs.run import run_import
-from shared.jobs.spec import Limits, build_spec
+from shared.importing.run import run_import
+from shared.importing.spec import Limits, build_spec
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import Index, Platform, parse_manifest
@@ -370,9 +370,9 @@ async def test_https_registry_with_a_private_ca(
     SSL_CERT_FILE as OpenSSL and httpx read it: pushed to, imported from, verified by name."""
     import asyncio
 
+    from shared import environment
     from shared.credentials import Anonymous
     from shared.errors import TransportError
-    from shared.http.exchange import tls_context
     from shared.registry import TransportOptions
     from tests.harness.registry import RegistryProcess, free_port
     from tests.harness.tls import self_signed
@@ -393,8 +393,9 @@ async def test_https_registry_with_a_private_ca(
         async with RegistryClient(name, Anonymous(), options) as client:
             with pytest.raises(TransportError, match="TLS certificate refused"):  # certifi does not know it
                 await client.resolve(repo, "v1")
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        tls_context.cache_clear()
+        options = environment.transport(
+            {"SSL_CERT_FILE": str(cert), "FERRY_RETRY_ATTEMPTS": "1"}, loopback_default=True
+        )
         async with RegistryClient(name, Anonymous(), options) as client:
             await push_image(client, repo, image, "v1")
         spec = build_spec(f"{name}/{repo}:v1", target_reg.host, [f"{repo}:from-tls"])
@@ -403,7 +404,6 @@ async def test_https_registry_with_a_private_ca(
         assert result["digest"] == str(image.digest)
         assert skopeo_raw(target_reg, f"{repo}:from-tls") == image.manifest
     finally:
-        tls_context.cache_clear()
         registry.stop()
 
 

@@ -31,8 +31,8 @@ from shared.errors import (
     TransportError,
 )
 from shared.http import wire
-from shared.jobs.run import run_import
-from shared.jobs.spec import build_spec
+from shared.importing.run import run_import
+from shared.importing.spec import build_spec
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import MAX_MANIFEST_BYTES, Descriptor

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from shared import environment
 from shared.credentials import AccessToken, Anonymous, EntraIdentity, Secret, UsernamePassword
 from shared.credentials.model import ACR_NULL_USERNAME
 from shared.errors import AuthenticationError, ConfigurationError, InsecureEndpointError
@@ -287,7 +288,6 @@ def test_https_is_used_for_non_loopback_hosts() -> None:
     assert client.transport.base_url == "https://registry.example.com"
     assert RegistryClient("docker.io").transport.base_url == "https://registry-1.docker.io"
     assert RegistryClient("127.0.0.1:5000").transport.base_url == "http://127.0.0.1:5000"
-    from shared.registry import TransportOptions
 
-    insecure = TransportOptions.from_env({"FERRY_INSECURE_REGISTRIES": "reg.lan:5000, other.lan"})
+    insecure = environment.transport({"FERRY_INSECURE_REGISTRIES": "reg.lan:5000, other.lan"})
     assert RegistryClient("reg.lan:5000", options=insecure).transport.base_url == "http://reg.lan:5000"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from shared.automation.rules import Mirror, in_range, parse_range, parse_rules, semver
 from shared.errors import ConfigurationError
-from shared.jobs.rules import Mirror, in_range, parse_range, parse_rules, semver
 
 GOOD = """
 promotions:

@@ -19,8 +19,9 @@ from azure.functions.queue import QueueMessage as QueueMessageWithMeta
 from fastapi.testclient import TestClient
 
 from functions.http import create_app
+from shared import environment as env_readers
 from shared.errors import ConfigurationError
-from shared.jobs.wiring import Services
+from shared.service.wiring import Services
 from shared.settings import Settings
 from tests.conftest import BASIC_USERS, FAST, Reg
 from tests.harness.azurite import Azurite
@@ -329,14 +330,14 @@ def test_bad_settings_fail_naming_the_setting(env: dict[str, str], named: str) -
 
 
 def test_limits_are_read_alike_by_the_app_and_the_cli() -> None:
-    """One reader (Limits.from_env) for both; its defaults are az acr import's."""
-    from shared.jobs.spec import Limits
+    """One reader (shared.environment.limits) for both; its defaults are az acr import's."""
+    from shared.importing.spec import Limits
 
     assert Settings.from_env({"AzureWebJobsStorage": "x"}).limits == Limits() == Limits(50, 2 * 1024**3)
     env = {"AzureWebJobsStorage": "x", "FERRY_MAX_MANIFESTS": "52", "FERRY_MAX_PUBLIC_BLOB_BYTES": "none"}
-    assert Settings.from_env(env).limits == Limits.from_env(env) == Limits(52, None)
-    assert Limits.from_env({"FERRY_MAX_PUBLIC_BLOB_BYTES": "0"}).max_public_blob_bytes is None
-    assert Limits.from_env({"FERRY_MAX_PUBLIC_BLOB_BYTES": "4096"}).max_public_blob_bytes == 4096
+    assert Settings.from_env(env).limits == env_readers.limits(env) == Limits(52, None)
+    assert env_readers.limits({"FERRY_MAX_PUBLIC_BLOB_BYTES": "0"}).max_public_blob_bytes is None
+    assert env_readers.limits({"FERRY_MAX_PUBLIC_BLOB_BYTES": "4096"}).max_public_blob_bytes == 4096
 
 
 def test_no_secret_in_queue_status_or_logs(

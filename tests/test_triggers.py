@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from functions.events import as_dict
 from functions.http import create_app
-from shared.jobs.automation import _rules, on_event, run_mirrors
-from shared.jobs.wiring import Services
+from shared.automation.calls import _rules, on_event, run_mirrors
+from shared.service.wiring import Services
 from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
@@ -188,7 +188,7 @@ def test_malformed_events_are_logged_and_dropped(promo: Services, caplog: pytest
 
 
 def test_registry_from_topic_when_request_host_is_missing(azurite: Azurite, tmp_path: Path) -> None:
-    from shared.jobs.triggers import parse_push
+    from shared.automation.passes import parse_push
 
     payload = pushed_event("x", "team/app", "sha256:" + "b" * 64, "v1.0", "application/vnd.oci.image.index.v1+json")
     del payload["data"]["request"]

@@ -271,6 +271,6 @@ def test_tls_is_verified_and_shared() -> None:
 
     from shared.http.exchange import tls_context
 
-    ctx = tls_context()
+    ctx = tls_context(None, None)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    assert tls_context() is ctx
+    assert tls_context(None, None) is ctx

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 transport (shared/registry/wire.py) against raw asyncio servers on 127.0.0.1
+"""The HTTP/1.1 transport (shared/http/pool.py, wire.py, framing.py) against raw asyncio servers on 127.0.0.1
 that write exactly the bytes each case needs: framing, keep-alive, limits, timeouts, early
 answers, header injection, TLS and the address check that defeats DNS rebinding."""
 
@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from shared import environment
 from shared.errors import ConfigurationError, InsecureEndpointError
-from shared.http.wire import MAX_HEAD, Http11Transport
+from shared.http.framing import MAX_HEAD
+from shared.http.pool import Http11Transport
 from tests.harness.tls import self_signed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -515,10 +517,9 @@ class Proxy(RawServer):
 
 
 async def test_https_through_a_connect_tunnel_verifies_the_name_end_to_end(tmp_path: Path) -> None:
-    from shared.http.policy import TransportOptions
 
     server_tls, client_tls = _self_signed(tmp_path, "registry.test")
-    options = TransportOptions.from_env({"HTTPS_PROXY": "http://ops:pr%40xy@127.0.0.4:1", "NO_PROXY": "other.test"})
+    options = environment.transport({"HTTPS_PROXY": "http://ops:pr%40xy@127.0.0.4:1", "NO_PROXY": "other.test"})
     async with (
         RawServer(keep_answering(answer(200, b"tunnelled")), tls=server_tls) as server,
         Proxy(want_auth=b"Basic " + base64.b64encode(b"ops:pr@xy")) as proxy,
@@ -567,7 +568,7 @@ async def test_plain_http_through_a_proxy_and_what_bypasses_it() -> None:
     assert options.proxy_for("http", "internal.test.example") is not None
     assert options.proxy_for("https", "registry.test") is None  # no HTTPS_PROXY set
     with pytest.raises(ConfigurationError, match="setting HTTPS_PROXY"):
-        TransportOptions.from_env({"HTTPS_PROXY": "socks5://127.0.0.4:1080"})
-    parsed = TransportOptions.from_env({"HTTPS_PROXY": "http://u:pr%40x%2525y@p:3128"})
+        environment.transport({"HTTPS_PROXY": "socks5://127.0.0.4:1080"})
+    parsed = environment.transport({"HTTPS_PROXY": "http://u:pr%40x%2525y@p:3128"})
     assert parsed.https_proxy is not None and "pr@" not in repr(parsed)
     assert parsed.https_proxy.authorization == b"Basic " + base64.b64encode(b"u:pr@x%25y")  # decoded once

@@ -13,7 +13,9 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.http.wire import Body, Connection, Wire, framing
+from shared.http.framing import framing
+from shared.http.pool import Body
+from shared.http.wire import Connection, Wire
 
 _TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^_`|~", min_size=1,
                  max_size=12)  # fmt: skip

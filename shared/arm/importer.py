@@ -145,7 +145,12 @@ class ArmImporter:
         location = accepted.headers.get("location")
         if not async_op and not location:
             raise ProtocolError(
-                "import image", "ARM", "POST", str(accepted.request.url), 202, "", "202 without a URL to poll"
+                op="import image",
+                origin="ARM",
+                method="POST",
+                url=str(accepted.request.url),
+                status=202,
+                problem="202 without a URL to poll",
             )
         url = async_op or location or ""
         wait = self._wait(accepted)
@@ -157,31 +162,43 @@ class ArmImporter:
                 )
             await self._sleep(wait)
             response = await self._send("GET", url, headers)
-            if async_op:
-                doc = loads_bounded(response.content) if response.status_code == 200 else {}
-                doc = doc if isinstance(doc, dict) else {}
-                status = str(doc.get("status", ""))
-                if status == "Succeeded":
-                    return status
-                if status in ("Failed", "Canceled"):
-                    error = doc.get("error") or {}
-                    raise ArmOperationError(
-                        "import image",
-                        "ARM",
-                        "GET",
-                        url,
-                        200,
-                        str(error.get("code", status)),
-                        f"{error.get('message', 'the operation ' + status.lower())} "
-                        f"(correlation id {response.headers.get('x-ms-correlation-request-id', '?')})",
-                    )
-                if response.status_code != 200 or (status and status not in RUNNING):
-                    raise self._error("poll import", response)
-            elif response.status_code in (200, 204):
-                return "Succeeded"
-            elif response.status_code != 202:
-                raise self._error("poll import", response)
+            done = self._operation_status(response, url) if async_op else self._location_status(response)
+            if done is not None:
+                return done
             wait = self._wait(response)
+
+    def _operation_status(self, response: httpx.Response, url: str) -> str | None:
+        """An ``Azure-AsyncOperation`` answer: ``Succeeded``, None while running, else the error."""
+        doc = loads_bounded(response.content) if response.status_code == 200 else {}
+        doc = doc if isinstance(doc, dict) else {}
+        status = str(doc.get("status", ""))
+        if status == "Succeeded":
+            return status
+        if status in ("Failed", "Canceled"):
+            found = doc.get("error")
+            error: dict[str, Any] = found if isinstance(found, dict) else {}
+            correlation = response.headers.get("x-ms-correlation-request-id", "?")
+            message = error.get("message", "the operation " + status.lower())
+            raise ArmOperationError(
+                op="import image",
+                origin="ARM",
+                method="GET",
+                url=url,
+                status=200,
+                registry_code=str(error.get("code", status)),
+                registry_message=f"{message} (correlation id {correlation})",
+            )
+        if response.status_code != 200 or (status and status not in RUNNING):
+            raise self._error("poll import", response)
+        return None
+
+    def _location_status(self, response: httpx.Response) -> str | None:
+        """A ``Location`` answer: 200/204 done, 202 still running."""
+        if response.status_code in (200, 204):
+            return "Succeeded"
+        if response.status_code != 202:
+            raise self._error("poll import", response)
+        return None
 
     def _wait(self, response: httpx.Response) -> float:
         given = retry_after(response.headers.get("retry-after"))
@@ -219,12 +236,12 @@ class ArmImporter:
             429: RateLimitedError,
         }.get(status, RegistryUnavailableError if status in (500, 502, 503, 504) else ArmOperationError)
         return cls(
-            op,
-            "ARM",
-            response.request.method,
-            str(response.request.url),
-            status,
-            code,
-            message,
+            op=op,
+            origin="ARM",
+            method=response.request.method,
+            url=str(response.request.url),
+            status=status,
+            registry_code=code,
+            registry_message=message,
             retry_after=retry_after(response.headers.get("retry-after")),
         )

@@ -25,7 +25,13 @@ class MemoryStore:
 
     def _missing(self, what: str) -> NotFoundError:
         return NotFoundError(
-            what, self.registry, "GET", f"memory://{self.registry}/{self.repository}", 404, "NOT_FOUND", what
+            op=what,
+            origin=self.registry,
+            method="GET",
+            url=f"memory://{self.registry}/{self.repository}",
+            status=404,
+            registry_code="NOT_FOUND",
+            registry_message=what,
         )
 
     # -- Source -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """One exchange with a registry or ARM, bounded: the httpx transport every Ferry client uses.
 
-:class:`GuardedTransport` sits between httpx and :class:`~shared.http.wire.Http11Transport` and
+:class:`GuardedTransport` sits between httpx and :class:`~shared.http.pool.Http11Transport` and
 guarantees, for every request Ferry sends and every body it reads (whole or streamed, by Ferry's
 code or by httpx's own auth and redirect handling):
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -33,7 +32,7 @@ import httpx
 from shared.errors import FerryError, ProtocolError, TooLargeError
 from shared.http.mapping import Side, error_from_exception, stalled
 from shared.http.policy import TransportOptions
-from shared.http.wire import Http11Transport
+from shared.http.pool import Http11Transport
 from shared.strict import header_int
 
 #: Request extension: the most bytes of the response body to accept (``None``: no cap, for
@@ -50,13 +49,12 @@ PAGE_BODY = 4 * 1024 * 1024
 
 
 @functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One verified TLS context per process, built when the first ``https`` connection opens:
-    the CAs of ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (a private registry's internal CA,
-    as OpenSSL and httpx read them), certifi's bundle otherwise. Building one parses the bundle,
-    about 50 ms: every client shares this one, and a run that meets only loopback registries
-    never pays for it (nor for importing certifi, which brings importlib.resources)."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+def tls_context(cafile: str | None = None, capath: str | None = None) -> ssl.SSLContext:
+    """One verified TLS context per set of CAs, built when the first ``https`` connection opens:
+    ``cafile`` / ``capath`` when given (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, read into the
+    transport options), certifi's bundle otherwise. Building one parses the bundle, about 50 ms:
+    every client shares it, and a run that meets only loopback registries never pays for it
+    (nor for importing certifi, which brings importlib.resources)."""
     if cafile or capath:
         return ssl.create_default_context(cafile=cafile, capath=capath)
     import certifi  # noqa: PLC0415
@@ -70,7 +68,7 @@ def wire_for(options: TransportOptions, side: Side, max_connections: int) -> Gua
     wire = Http11Transport(
         max_connections=max_connections,
         check=functools.partial(options.refuse, what=side.label),
-        tls=tls_context,
+        tls=functools.partial(tls_context, options.ca_file, options.ca_dir),
         proxy_for=options.proxy_for,
         max_informational=options.max_informational,
     )
@@ -93,11 +91,11 @@ def refuse_encoding(response: Answer, op: str, side: Side) -> None:
     encoding = response.extensions.get(ENCODING)
     if encoding and encoding.strip().lower() != "identity":
         raise ProtocolError(
-            op,
-            side.label,
-            response.request.method,
-            str(response.request.url),
-            response.status_code,
+            op=op,
+            origin=side.label,
+            method=response.request.method,
+            url=str(response.request.url),
+            status=response.status_code,
             problem=f"sent {op.removeprefix('fetch ')} with Content-Encoding {encoding[:40]!r}, "
             "although Ferry asked for identity (the bytes must match their digest)",
         )
@@ -192,11 +190,11 @@ class GuardedBody(httpx.AsyncByteStream):
 
     def _too_large(self) -> FerryError:
         return TooLargeError(
-            self._op,
-            self._owner.side.label,
-            self._request.method,
-            str(self._request.url),
-            self._status,
+            op=self._op,
+            origin=self._owner.side.label,
+            method=self._request.method,
+            url=str(self._request.url),
+            status=self._status,
             problem=f"{self._op}: answer is over the {self._cap}-byte limit for it",
         )
 

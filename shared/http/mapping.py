@@ -169,13 +169,13 @@ def error_from_response(op: str, side: Side, response: httpx.Response, body: byt
         if status == 401:
             problem += " (credentials go only to the registry itself)"
     return cls(
-        op,
-        side.label,
-        response.request.method,
-        str(response.request.url),
-        status,
-        code,
-        message,
+        op=op,
+        origin=side.label,
+        method=response.request.method,
+        url=str(response.request.url),
+        status=status,
+        registry_code=code,
+        registry_message=message,
         retry_after=wait,
         problem=problem,
     )
@@ -228,25 +228,31 @@ def error_from_exception(op: str, side: Side, exc: BaseException) -> FerryError:
     url = str(request.url) if request is not None else ""
     where = f"{op}: {method} {redact_url(url)}" if request is not None else op
     if isinstance(exc, httpx.TooManyRedirects):
-        return ProtocolError(op, side.label, method, url, 0, "TOO_MANY_REDIRECTS", problem="too many redirects")
+        return ProtocolError(
+            op=op,
+            origin=side.label,
+            method=method,
+            url=url,
+            status=0,
+            registry_code="TOO_MANY_REDIRECTS",
+            problem="too many redirects",
+        )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InsecureEndpointError(f"{side.label}: {where}: unsupported or invalid URL")
     if _not_a_name(exc):
-        error: FerryError = HostNotFoundError(f"{side.label}: host not found")
-    elif isinstance(exc, httpx.LocalProtocolError):
-        error = ProtocolError(op, side.label, method, url, 0, problem=f"request refused before sending: {exc}")
-    elif isinstance(exc, httpx.RemoteProtocolError) and not getattr(exc, "truncated", False):
-        error = ProtocolError(op, side.label, method, url, 0, problem=f"answer broke the HTTP protocol: {exc}")
-    else:
-        error = TransportError(f"{side.label}: {_cause(exc)}")
-    error.detail = where
-    return error
+        return HostNotFoundError(f"{side.label}: host not found", detail=where)
+    if isinstance(exc, httpx.LocalProtocolError):
+        return ProtocolError(op=op, origin=side.label, method=method, url=url, problem=f"request refused: {exc}")
+    if isinstance(exc, httpx.RemoteProtocolError) and not getattr(exc, "truncated", False):
+        return ProtocolError(
+            op=op, origin=side.label, method=method, url=url, problem=f"answer broke the HTTP protocol: {exc}"
+        )
+    return TransportError(f"{side.label}: {_cause(exc)}", detail=where)
 
 
 def stalled(op: str, side: Side, floor: int, window: float) -> StalledError:
-    error = StalledError(
+    return StalledError(
         f"{side.label}: {op} stalled: less than {floor * window / 1024:.0f} KiB arrived in {window:g} s "
-        "(FERRY_STALL_FLOOR_BYTES, FERRY_STALL_WINDOW_SECONDS)"
+        "(FERRY_STALL_FLOOR_BYTES, FERRY_STALL_WINDOW_SECONDS)",
+        detail=op,
     )
-    error.detail = op
-    return error

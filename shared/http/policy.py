@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
-import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,46 +186,10 @@ class TransportOptions:
     https_proxy: Proxy | None = None
     http_proxy: Proxy | None = None
     no_proxy: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, loopback_default: bool = False) -> TransportOptions:
-        env = os.environ if environ is None else environ
-
-        def hosts(name: str) -> frozenset[str]:
-            return frozenset(h.strip().lower() for h in env.get(name, "").split(",") if h.strip())
-
-        def proxy(name: str) -> Proxy | None:
-            for setting in (name, name.lower()):
-                if env.get(setting, "").strip():
-                    return Proxy.parse(env[setting].strip(), setting)
-            return None
-
-        def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
-            text = env.get(name, "").strip()
-            if not text:
-                return default
-            try:
-                value = kind(text)
-            except ValueError:
-                value = None
-            if value is None or not value > 0 or value != value:  # noqa: PLR0124 - NaN
-                raise ConfigurationError(f"setting {name}: must be a positive number, not {text[:40]!r}")
-            return value
-
-        loopback = env.get("FERRY_ALLOW_LOOPBACK", "").strip().lower()
-        no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
-        return cls(
-            max_attempts=number("FERRY_RETRY_ATTEMPTS", MAX_ATTEMPTS, int),
-            retry_budget=number("FERRY_RETRY_BUDGET_SECONDS", RETRY_BUDGET, float),
-            stall_floor=number("FERRY_STALL_FLOOR_BYTES", STALL_FLOOR, int),
-            stall_window=number("FERRY_STALL_WINDOW_SECONDS", STALL_WINDOW, float),
-            insecure_registries=hosts("FERRY_INSECURE_REGISTRIES"),
-            allowed_registries=hosts("FERRY_ALLOWED_REGISTRIES"),
-            allow_loopback=loopback in ("1", "true", "yes") if loopback else loopback_default,
-            https_proxy=proxy("HTTPS_PROXY"),
-            http_proxy=proxy("HTTP_PROXY"),
-            no_proxy=tuple(h.strip().lower() for h in no_proxy.split(",") if h.strip()),
-        )
+    #: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``: the CAs to trust instead of certifi's bundle (a
+    #: private registry's internal CA), as OpenSSL and httpx read them.
+    ca_file: str | None = None
+    ca_dir: str | None = None
 
     def retry_policy(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> RetryPolicy:
         """The retry policy these options set (attempts, backoff, budget)."""

@@ -163,14 +163,7 @@ def parse_manifest(
     ``max_children`` entries, or a manifest with more than ``max_blobs`` config and layers, raises
     :class:`IndexTooLargeError` before they become descriptors (a hostile index of tens of
     thousands would otherwise cost tens of MB)."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-    try:
-        doc = loads_strict(data)
-    except ValueError as exc:
-        raise ManifestError(f"manifest is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ManifestError("manifest is not a JSON object")
+    doc = _document(data)
     declared = doc.get("mediaType")
     kind = declared if isinstance(declared, str) and declared else (media_type or "")
     if doc.get("schemaVersion") == 1 or mt.is_schema1(kind):
@@ -182,35 +175,47 @@ def parse_manifest(
     if not kind:
         kind = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
     subject = Descriptor.from_json(doc["subject"], "subject") if doc.get("subject") else None
-    artifact_type = doc.get("artifactType") if isinstance(doc.get("artifactType"), str) else None
+    artifact_type = _text(doc.get("artifactType"))
     if mt.is_index(kind):
-        children = doc.get("manifests")
-        if not isinstance(children, list):
-            raise ManifestError("index has no manifests list")
-        if max_children is not None and len(children) > max_children:
-            raise IndexTooLargeError(len(children))
-        return Index(
-            kind,
-            tuple(Descriptor.from_json(c, f"manifests[{i}]") for i, c in enumerate(children)),
-            subject,
-            artifact_type,
-        )
+        return Index(kind, _children(doc, max_children), subject, artifact_type)
     if kind in mt.MANIFESTS:
-        layers = doc.get("layers")
-        if layers is None:
-            layers = []
-        if not isinstance(layers, list):
-            raise ManifestError("manifest layers is not a list")
-        if max_blobs is not None and len(layers) + 1 > max_blobs:
-            raise IndexTooLargeError(len(layers) + 1, "blobs")
-        return Manifest(
-            kind,
-            Descriptor.from_json(doc.get("config"), "config"),
-            tuple(Descriptor.from_json(layer, f"layers[{i}]") for i, layer in enumerate(layers)),
-            subject,
-            artifact_type,
-        )
+        config, layers = _blobs(doc, max_blobs)
+        return Manifest(kind, config, layers, subject, artifact_type)
     raise ManifestError(f"unknown manifest media type {kind!r}")
+
+
+def _document(data: bytes) -> dict[str, Any]:
+    """The manifest's JSON object, within the size and nesting limits."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+    try:
+        doc = loads_strict(data)
+    except ValueError as exc:
+        raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError("manifest is not a JSON object")
+    return doc
+
+
+def _children(doc: dict[str, Any], limit: int | None) -> tuple[Descriptor, ...]:
+    children = doc.get("manifests")
+    if not isinstance(children, list):
+        raise ManifestError("index has no manifests list")
+    if limit is not None and len(children) > limit:
+        raise IndexTooLargeError(len(children))
+    return tuple(Descriptor.from_json(c, f"manifests[{i}]") for i, c in enumerate(children))
+
+
+def _blobs(doc: dict[str, Any], limit: int | None) -> tuple[Descriptor, tuple[Descriptor, ...]]:
+    layers = doc.get("layers")
+    if layers is None:
+        layers = []
+    if not isinstance(layers, list):
+        raise ManifestError("manifest layers is not a list")
+    if limit is not None and len(layers) + 1 > limit:
+        raise IndexTooLargeError(len(layers) + 1, "blobs")
+    config = Descriptor.from_json(doc.get("config"), "config")
+    return config, tuple(Descriptor.from_json(layer, f"layers[{i}]") for i, layer in enumerate(layers))
 
 
 def successors(node: Manifest | Index) -> tuple[Descriptor, ...]:

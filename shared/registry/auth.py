@@ -158,7 +158,12 @@ class RegistryAuth(httpx.Auth):
         realm = challenge.realm
         if not realm:
             raise ProtocolError(
-                "authenticate", self.side.label, "GET", "", 401, problem="sent a bearer challenge without realm"
+                op="authenticate",
+                origin=self.side.label,
+                method="GET",
+                url="",
+                status=401,
+                problem="sent a bearer challenge without realm",
             )
         key = (realm, challenge.service or "")
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -244,11 +249,11 @@ class RegistryAuth(httpx.Auth):
             refresh = doc.get("refresh_token")
             if not isinstance(refresh, str) or not _TOKEN.fullmatch(refresh):
                 raise AuthenticationError(
-                    "exchange token",
-                    self.side.label,
-                    "POST",
-                    str(exchange),
-                    200,
+                    op="exchange token",
+                    origin=self.side.label,
+                    method="POST",
+                    url=str(exchange),
+                    status=200,
                     problem="token exchange answered without a usable refresh_token",
                 )
             register_secret(refresh)
@@ -287,24 +292,24 @@ class RegistryAuth(httpx.Auth):
             if response.status_code in (400, 401, 403, 404, 405):
                 who = self.side.who
                 raise AuthenticationError(
-                    op,
-                    self.side.label,
-                    error.method,
-                    error.url,
-                    error.status,
-                    error.registry_code,
-                    error.registry_message,
+                    op=op,
+                    origin=self.side.label,
+                    method=error.method,
+                    url=error.url,
+                    status=error.status,
+                    registry_code=error.registry_code,
+                    registry_message=error.registry_message,
                     problem=f"token service refused {who}" if who else "token service refused an anonymous token",
                 )
             raise error
         doc = loads_bounded(response.content)
         if not isinstance(doc, dict):
             raise ProtocolError(
-                op,
-                self.side.label,
-                response.request.method,
-                str(response.request.url),
-                200,
+                op=op,
+                origin=self.side.label,
+                method=response.request.method,
+                url=str(response.request.url),
+                status=200,
                 problem="token service answered with something that is not a JSON object",
             )
         return doc
@@ -313,7 +318,12 @@ class RegistryAuth(httpx.Auth):
         """A token that can go into a header, registered as a secret; else AuthenticationError."""
         if not isinstance(value, str) or not _TOKEN.fullmatch(value):
             raise AuthenticationError(
-                "fetch token", self.side.label, "", "", 200, problem="token service answered without a usable token"
+                op="fetch token",
+                origin=self.side.label,
+                method="",
+                url="",
+                status=200,
+                problem="token service answered without a usable token",
             )
         register_secret(value)
         return value

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import suppress
@@ -88,6 +87,16 @@ def _opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
         return body, True
     once = body
     return (lambda offset: once), False
+
+
+class _Session:
+    """An upload session, where the registry last said it continues (its ``Location``)."""
+
+    __slots__ = ("location",)
+
+    def __init__(self, location: httpx.URL | None) -> None:
+        assert location is not None
+        self.location = location
 
 
 class _Slicer:
@@ -179,9 +188,13 @@ class BlobOps:
             skip = start if start and response.status_code == 200 else 0
             if response.status_code == 206 and _range_start(response) != start:
                 raise ProtocolError(
-                    "fetch blob", self.side.label, "GET", str(url), 206,
+                    op="fetch blob",
+                    origin=self.side.label,
+                    method="GET",
+                    url=str(url),
+                    status=206,
                     problem=f"{what}: Content-Range does not start where asked",
-                )  # fmt: skip
+                )
             received = start
             async for raw in response.aiter_raw():
                 chunk = raw
@@ -227,20 +240,24 @@ class BlobOps:
         location = response.headers.get("location")
         if not location:
             raise ProtocolError(
-                "upload",
-                self.side.label,
-                response.request.method,
-                str(response.request.url),
-                response.status_code,
+                op="upload",
+                origin=self.side.label,
+                method=response.request.method,
+                url=str(response.request.url),
+                status=response.status_code,
                 problem="answered an upload without Location",
             )
         try:
             return response.request.url.join(location)
         except httpx.InvalidURL:
             raise ProtocolError(
-                "upload", self.side.label, response.request.method, str(response.request.url),
-                response.status_code, problem="answered an upload with a Location that is not a URL",
-            ) from None  # fmt: skip
+                op="upload",
+                origin=self.side.label,
+                method=response.request.method,
+                url=str(response.request.url),
+                status=response.status_code,
+                problem="answered an upload with a Location that is not a URL",
+            ) from None
 
     async def cancel_upload(self, location: httpx.URL, repo: str) -> None:
         with suppress(FerryError):
@@ -317,35 +334,40 @@ class BlobOps:
         ``chunk_size`` is None), streamed from ``open_at(offset)``, then ``PUT ?digest=``. After a
         dropped connection, a ``416`` or a lost session, it goes on from the registry's offset,
         calling ``open_at`` again from there. Nothing is buffered beyond one read."""
-        location = location or await self.start_upload(repo)
-        assert location is not None
-        attempts = self.transport.retry.start()
+        session = _Session(location or await self.start_upload(repo))
         try:
-            offset = 0
-            source = _Slicer(aiter(_watched(open_at(0))), f"upload {desc.digest}", desc.size)
-            while offset < desc.size:
-                length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
-                try:
-                    response = await self._patch(repo, location, source, offset, length)
-                except (_SourceFailed, asyncio.CancelledError):
-                    raise
-                except FerryError as exc:
-                    location, offset = await self._chunk_failed(repo, location, exc, attempts)
-                    log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
-                    source = _Slicer(aiter(_watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
-                    continue
-                location = self._location(response)
-                offset += length
+            await self._send_chunks(repo, desc, open_at, chunk_size, session)
             await self.transport.request(
-                "finish upload", "PUT", location.copy_merge_params({"digest": str(desc.digest)}),
+                "finish upload", "PUT", session.location.copy_merge_params({"digest": str(desc.digest)}),
                 scopes=_push(repo), content=b"", ok=(201, 204),
             )  # fmt: skip
         except _SourceFailed as failed:
-            await self.cancel_upload(location, repo)
+            await self.cancel_upload(session.location, repo)
             raise failed.error from None
         except BaseException:
-            await self.cancel_upload(location, repo)
+            await self.cancel_upload(session.location, repo)
             raise
+
+    async def _send_chunks(
+        self, repo: str, desc: Descriptor, open_at: Opener, chunk_size: int | None, session: _Session
+    ) -> None:
+        """Every byte of the blob into ``session``, which follows the registry's ``Location``."""
+        attempts = self.transport.retry.start()
+        offset = 0
+        source = _Slicer(aiter(_watched(open_at(0))), f"upload {desc.digest}", desc.size)
+        while offset < desc.size:
+            length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
+            try:
+                response = await self._patch(repo, session.location, source, offset, length)
+            except _SourceFailed:
+                raise
+            except FerryError as exc:
+                session.location, offset = await self._chunk_failed(repo, session.location, exc, attempts)
+                log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
+                source = _Slicer(aiter(_watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
+                continue
+            session.location = self._location(response)
+            offset += length
 
     async def _patch(self, repo: str, location: httpx.URL, source: _Slicer, offset: int, length: int) -> Response:
         return await self.transport.request(

@@ -211,7 +211,14 @@ class RegistryClient(blobs.BlobOps):
             elif (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
                 problem = "pagination leads to another origin (Link not followed)"
             if problem is not None:
-                raise ProtocolError(op, self.side.label, "GET", str(next_url), 200, problem=f"{op}: {problem}")
+                raise ProtocolError(
+                    op=op,
+                    origin=self.side.label,
+                    method="GET",
+                    url=str(next_url),
+                    status=200,
+                    problem=f"{op}: {problem}",
+                )
             seen.add(str(next_url))
             response = await self.transport.request(op, "GET", next_url, scopes=scopes, params=params, cap=PAGE_BODY)
             params = None  # the Link URL carries its own query
@@ -229,12 +236,22 @@ class RegistryClient(blobs.BlobOps):
             listed = doc.get("tags") if isinstance(doc, dict) else None
             if not isinstance(doc, dict) or not isinstance(listed, list | None):
                 raise ProtocolError(
-                    op, self.side.label, "GET", str(page.request.url), 200, problem='tag list is not {"tags": [...]}'
+                    op=op,
+                    origin=self.side.label,
+                    method="GET",
+                    url=str(page.request.url),
+                    status=200,
+                    problem='tag list is not {"tags": [...]}',
                 )
             tags.extend(t for t in listed or () if isinstance(t, str))
             if len(tags) > MAX_TAGS:
                 raise ProtocolError(
-                    op, self.side.label, "GET", str(page.request.url), 200, problem=f"more than {MAX_TAGS} tags"
+                    op=op,
+                    origin=self.side.label,
+                    method="GET",
+                    url=str(page.request.url),
+                    status=200,
+                    problem=f"more than {MAX_TAGS} tags",
                 )
         return tags
 
@@ -247,7 +264,15 @@ class RegistryClient(blobs.BlobOps):
         try:
             async for page in self._pages("list referrers", url, _pull(repo), params):
                 if not mt.is_index(_content_type(page)):
-                    raise NotFoundError("list referrers", self.registry, "GET", str(url), 404, "", "not an index")
+                    raise NotFoundError(
+                        op="list referrers",
+                        origin=self.registry,
+                        method="GET",
+                        url=str(url),
+                        status=404,
+                        registry_code="",
+                        registry_message="not an index",
+                    )
                 found.extend(self._index_entries(page.content))
         except NotFoundError:
             found = await self._referrers_by_tag(repo, subject)

@@ -127,3 +127,18 @@ class RegistryRepository:
         kids = [k for k in successors(node) if not k.is_foreign]
         present = await asyncio.gather(*(self.exists(k) for k in kids))
         return [k for k, here in zip(kids, present, strict=True) if not here]
+
+
+class RegistryTargets:
+    """The repositories of one target registry as the engine's targets, one object each."""
+
+    def __init__(self, client: RegistryClient, upload: UploadOptions | None = None) -> None:
+        self.client = client
+        self.upload = upload
+        self._repositories: dict[str, RegistryRepository] = {}
+
+    def __call__(self, repository: str) -> RegistryRepository:
+        found = self._repositories.get(repository)
+        if found is None:
+            found = self._repositories[repository] = RegistryRepository(self.client, repository, self.upload)
+        return found

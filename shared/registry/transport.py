@@ -67,28 +67,28 @@ class Transport:
         credential = credential or Anonymous()
         self.side = Side.of(registry, role, describe(credential))
         self.retry = self.options.retry_policy(sleep)
-        timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
-        # Manifests and blobs are checked against their digests byte for byte, so no content
-        # coding may come between (httpx asks for gzip by default; a proxy or CDN could oblige).
-        headers = {"User-Agent": self.options.user_agent, "Accept-Encoding": "identity"}
-        hooks = {"request": [self._check_request]}
         #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
         self.ratelimit_remaining: int | None = None
-        self._token_http = httpx.AsyncClient(
-            timeout=timeout,
-            headers=headers,
-            event_hooks=hooks,
-            transport=wire_for(self.options, self.side, 4),
-        )
+        self._token_http = self._client(4)
         self.auth = RegistryAuth(
             registry, credential, self.options, self._token_http, clock, origin=httpx.URL(self.base_url), side=self.side
         )
-        self.http = httpx.AsyncClient(
-            auth=self.auth,
-            timeout=timeout,
-            headers=headers,
-            event_hooks={**hooks, "response": [self._note_ratelimit]},
-            transport=wire_for(self.options, self.side, self.options.max_connections),
+        self.http = self._client(self.options.max_connections, self.auth)
+
+    def _client(self, connections: int, auth: RegistryAuth | None = None) -> httpx.AsyncClient:
+        """An httpx client over the guarded transport: the registry's (with ``auth``) or the one
+        its token realms are asked with."""
+        hooks: dict[str, list[Any]] = {"request": [self._check_request]}
+        if auth is not None:
+            hooks["response"] = [self._note_ratelimit]
+        return httpx.AsyncClient(
+            auth=auth,
+            timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
+            # Manifests and blobs are checked against their digests byte for byte, so no content
+            # coding may come between (httpx asks for gzip by default; a proxy or CDN could oblige).
+            headers={"User-Agent": self.options.user_agent, "Accept-Encoding": "identity"},
+            event_hooks=hooks,
+            transport=wire_for(self.options, self.side, connections),
         )
 
     async def _note_ratelimit(self, response: httpx.Response) -> None:
@@ -132,13 +132,9 @@ class Transport:
         attempts = self.retry.start()
         while True:
             request = self.http.build_request(
-                method,
-                url,
-                headers=headers,
-                content=content,
-                params=params,
+                method, url, headers=headers, content=content, params=params,
                 extensions=extensions(op, cap, **{SCOPES: scopes}),
-            )
+            )  # fmt: skip
             try:
                 response = await self.http.send(request, stream=True, follow_redirects=follow_redirects)
             except httpx.HTTPError as exc:  # raised by httpx itself (redirects, URLs), not the wire

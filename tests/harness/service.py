@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from shared.jobs.localworker import serve
-from shared.jobs.wiring import Services, build
+from shared.service.localworker import serve
+from shared.service.wiring import Services, build
 from shared.settings import Settings
 from tests.conftest import BASIC_USERS, FAST
 from tests.harness.azurite import Azurite

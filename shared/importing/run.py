@@ -17,21 +17,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shared.content.protocols import Source, Target
 from shared.credentials import Anonymous
 from shared.engine.copy import CopyOptions, copy_graph, totals
 from shared.engine.plan import Plan, PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
 from shared.errors import DigestMismatchError, TagExistsError
-from shared.jobs.spec import ImportSpec, TargetRef
+from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
-from shared.registry.store import RegistryRepository
+from shared.registry.store import RegistryRepository, RegistryTargets
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
+#: The target registry, one repository at a time, as the engine's :class:`Target` role.
+Targets = Callable[[str], Target]
 
 
-async def resolve_source(src: RegistryRepository, spec: ImportSpec) -> Descriptor:
+async def resolve_source(src: Source, spec: ImportSpec) -> Descriptor:
     ref = spec.source
     if ref.tag is None:
         return await src.resolve(ref.identifier)
@@ -45,9 +48,9 @@ async def resolve_source(src: RegistryRepository, spec: ImportSpec) -> Descripto
     return root
 
 
-async def current_tags(target: RegistryClient, spec: ImportSpec) -> dict[TargetRef, Descriptor | None]:
+async def current_tags(targets: Targets, spec: ImportSpec) -> dict[TargetRef, Descriptor | None]:
     """What each tagged target points at now (``HEAD``), or None where the tag is missing."""
-    found = await asyncio.gather(*(RegistryRepository(target, t.repository).lookup(t.tag or "") for t in spec.tagged))
+    found = await asyncio.gather(*(targets(t.repository).lookup(t.tag or "") for t in spec.tagged))
     return dict(zip(spec.tagged, found, strict=True))
 
 
@@ -66,8 +69,8 @@ def root_present(current: dict[TargetRef, Descriptor | None], repository: str, r
     return any(desc is not None and desc.digest == root.digest for desc in mine)
 
 
-async def _dry_run(spec: ImportSpec, plan: Plan, target: RegistryClient, same_registry: bool) -> dict[str, Any]:
-    dst = RegistryRepository(target, spec.repositories[0])
+async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry: bool) -> dict[str, Any]:
+    dst = targets(spec.repositories[0])
     blobs = [b for b in plan.blobs.values() if not b.is_foreign]
     present = await asyncio.gather(*(dst.exists(b) for b in blobs))
     here = [b for b, p in zip(blobs, present, strict=True) if p]
@@ -121,17 +124,17 @@ def up_to_date(spec: ImportSpec, root: Descriptor, current: dict[TargetRef, Desc
 
 async def _copy(
     spec: ImportSpec,
-    src: RegistryRepository,
-    target: RegistryClient,
+    src: Source,
+    targets: Targets,
     plan: Plan,
     current: dict[TargetRef, Descriptor | None],
     concurrency: int,
     reporter: Reporter,
     may_tag: MayTag | None = None,
-    superseded: list[str] | None = None,
-) -> None:
-    """Copy the graph into each target repository (later ones mount from the first), then tag."""
-    superseded = superseded if superseded is not None else []
+) -> list[str]:
+    """Copy the graph into each target repository (later ones mount from the first), then tag;
+    returns the tags a newer job asked for, which were not moved."""
+    superseded: list[str] = []
     progress = reporter.progress
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
@@ -145,7 +148,7 @@ async def _copy(
             push_root=repository not in tagged,
             root_present=root_present(current, repository, plan.root),
         )
-        await copy_graph(src, RegistryRepository(target, repository), plan, options, reporter)
+        await copy_graph(src, targets(repository), plan, options, reporter)
         first = first or repository
     data = plan.data[plan.root.digest]
     moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
@@ -153,8 +156,9 @@ async def _copy(
         allowed = await asyncio.gather(*(may_tag(t) for t in moving))
         superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
         moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
-    await asyncio.gather(*(RegistryRepository(target, t.repository).tag(plan.root, data, t.tag or "") for t in moving))
+    await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
     reporter.tick(force=True)
+    return superseded
 
 
 def _counts(plan: Plan, progress: Progress) -> dict[str, Any]:
@@ -187,16 +191,34 @@ async def run_import(
 ) -> dict[str, Any]:
     """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
     started = time.monotonic()
+    # The engine's roles: the source repository, and the target registry's repositories.
     src = RegistryRepository(source, spec.source.repository)
+    targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
-    root, current = await asyncio.gather(resolve_source(src, spec), current_tags(target, spec))
+    root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
         result.update({"upToDate": True, "bytes": 0, "seconds": round(time.monotonic() - started, 3)})
         return result
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
-    options = PlanOptions(
+    plan, current = await _plan(spec, src, root, targets, current, _plan_options(spec, source_anonymous, concurrency))
+    result = _describe(spec, plan.root, plan)
+    if spec.dry_run:
+        result["dryRun"] = True
+        result["plan"] = await _dry_run(spec, plan, targets, source.registry == target.registry)
+    else:
+        reporter = Reporter(Progress(), on_progress, progress_interval)
+        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag)
+        result.update(_counts(plan, reporter.progress))
+        if superseded:
+            result["superseded"] = superseded  # a newer job asked for these tags: not moved
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _plan_options(spec: ImportSpec, source_anonymous: bool, concurrency: int) -> PlanOptions:
+    return PlanOptions(
         platforms=spec.platforms,
         include_referrers=spec.include_referrers,
         max_manifests=spec.limits.max_manifests,
@@ -204,23 +226,22 @@ async def run_import(
         max_blob_bytes=spec.limits.max_public_blob_bytes if source_anonymous else None,
         concurrency=concurrency,
     )
+
+
+async def _plan(
+    spec: ImportSpec,
+    src: Source,
+    root: Descriptor,
+    targets: Targets,
+    current: dict[TargetRef, Descriptor | None],
+    options: PlanOptions,
+) -> tuple[Plan, dict[TargetRef, Descriptor | None]]:
+    """The plan, and the target's tags as they bear on it; ``NoForce`` refuses before a byte moves."""
     plan = await build_plan(src, root, options)
     if spec.platforms:  # the filtered index is new: look again with its digest
-        current = await current_tags(target, spec)
+        current = await current_tags(targets, spec)
     clashes = conflicts(current, plan.root)
     if clashes and not spec.force:
         names = ", ".join(str(t) for t in clashes)
         raise TagExistsError(f"Tag {names} already exists in target registry")
-    result = _describe(spec, plan.root, plan)
-    if spec.dry_run:
-        result["dryRun"] = True
-        result["plan"] = await _dry_run(spec, plan, target, source.registry == target.registry)
-    else:
-        reporter = Reporter(Progress(), on_progress, progress_interval)
-        superseded: list[str] = []
-        await _copy(spec, src, target, plan, current, concurrency, reporter, may_tag, superseded)
-        result.update(_counts(plan, reporter.progress))
-        if superseded:
-            result["superseded"] = superseded  # a newer job asked for these tags: not moved
-    result["seconds"] = round(time.monotonic() - started, 3)
-    return result
+    return plan, current

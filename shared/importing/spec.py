@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.errors import ConfigurationError, InvalidReferenceError
+from shared.errors import InvalidReferenceError
 from shared.oci.manifest import Platform
 from shared.oci.reference import Reference, parse_reference, parse_registry, parse_repository, parse_tag
 
@@ -35,35 +34,14 @@ class TargetRef:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """az acr import's limits, both configurable."""
+    """az acr import's limits and the descriptor bound, configurable (read by
+    :func:`shared.environment.limits`)."""
 
     max_manifests: int = DEFAULT_MAX_MANIFESTS
     #: Per blob, when the source is reached without credentials (a public registry); None: no limit.
     max_public_blob_bytes: int | None = DEFAULT_MAX_PUBLIC_BLOB_BYTES
     #: Descriptors per import, manifests and blobs together.
     max_descriptors: int = DEFAULT_MAX_DESCRIPTORS
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Limits:
-        """``FERRY_MAX_MANIFESTS`` (1 to 10,000), ``FERRY_MAX_DESCRIPTORS`` and
-        ``FERRY_MAX_PUBLIC_BLOB_BYTES`` (``0`` or ``none``: no limit), for the function app and
-        the CLI alike; a bad value raises :class:`ConfigurationError` naming the setting."""
-
-        def number(name: str, default: int, low: int, high: int | None) -> int:
-            text = env.get(name, "").strip() or str(default)
-            if not (text.isascii() and text.isdigit()) or int(text) < low or (high is not None and int(text) > high):
-                bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-                raise ConfigurationError(f"setting {name}: must be a whole number {bounds}, not {text[:40]!r}")
-            return int(text)
-
-        blob = env.get("FERRY_MAX_PUBLIC_BLOB_BYTES", "").strip().lower()
-        return cls(
-            max_manifests=number("FERRY_MAX_MANIFESTS", DEFAULT_MAX_MANIFESTS, 1, 10_000),
-            max_descriptors=number("FERRY_MAX_DESCRIPTORS", DEFAULT_MAX_DESCRIPTORS, 1, 10_000_000),
-            max_public_blob_bytes=None
-            if blob in ("0", "none")
-            else number("FERRY_MAX_PUBLIC_BLOB_BYTES", DEFAULT_MAX_PUBLIC_BLOB_BYTES, 1, None),
-        )
 
 
 @dataclass(frozen=True, slots=True)

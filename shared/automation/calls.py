@@ -6,11 +6,11 @@ import asyncio
 import functools
 from typing import Any
 
+from shared.automation.passes import mirror_pass, promote
+from shared.automation.rules import Rules, load_rules
 from shared.errors import ConfigurationError
-from shared.jobs.models import ImportRequest
-from shared.jobs.rules import Rules, load_rules
-from shared.jobs.triggers import mirror_pass, promote
-from shared.jobs.wiring import Services
+from shared.service.models import ImportRequest
+from shared.service.wiring import Services
 
 
 @functools.cache

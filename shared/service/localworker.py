@@ -18,8 +18,8 @@ import logging
 import signal
 
 from shared.azure_storage import Received
-from shared.jobs.service import RetryLater
-from shared.jobs.wiring import Services
+from shared.service.jobs import RetryLater
+from shared.service.wiring import Services
 
 log = logging.getLogger(__name__)
 

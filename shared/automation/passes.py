@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
-from shared.errors import FerryError, NotFoundError, RateLimitedError
-from shared.jobs.models import ImportRequest, Source
-from shared.jobs.rules import Mirror, Promotion, Rules, render
-from shared.oci.reference import parse_reference, parse_registry
+from shared.errors import FerryError, RateLimitedError
+from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
+from shared.registry.store import RegistryRepository
+from shared.service.models import ImportRequest, Source
 
 log = logging.getLogger(__name__)
 
@@ -162,39 +163,44 @@ async def _mirror_one(
                 if remaining is not None and remaining < floor:
                     report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
                     break
-                desc = await src.resolve(source.repository, tag)
-                target_repo = render(
-                    entry.targetRepository,
-                    repository=source.repository,
-                    tag=tag,
-                    digest=str(desc.digest).replace(":", "-"),
-                )
-                try:
-                    current = await dst.resolve(target_repo, tag)
-                except NotFoundError:
-                    current = None
-                if current is not None and current.digest == desc.digest:
-                    report.unchanged.append(tag)
-                    continue
-                request = ImportRequest(
-                    targetRegistry=entry.targetRegistry,
-                    source=Source(
-                        registryUri=source.registry,
-                        sourceImage=f"{source.repository}:{tag}@{desc.digest}",
-                        credential=entry.credential,
-                    ),
-                    targetTags=[f"{target_repo}:{tag}"],
-                    mode=entry.mode,
-                    platforms=entry.platforms,
-                    includeReferrers=entry.includeReferrers,
-                )
-                key = "|".join(
-                    ("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag)
-                )
-                report.enqueued[tag] = await submit(request, key) if submit else "dry-run"
+                await _mirror_tag(entry, source, tag, src, dst, submit, report)
         except RateLimitedError as exc:
             report.deferred = f"rate limited ({exc.retry_after or '?'} s): {exc}"
     return report
+
+
+async def _mirror_tag(
+    entry: Mirror,
+    source: Reference,
+    tag: str,
+    src: RegistryClient,
+    dst: RegistryClient,
+    submit: Submit | None,
+    report: MirrorReport,
+) -> None:
+    """One selected tag: unchanged when the target tag has the source's digest, else enqueued."""
+    desc = await src.resolve(source.repository, tag)
+    target_repo = render(
+        entry.targetRepository, repository=source.repository, tag=tag, digest=str(desc.digest).replace(":", "-")
+    )
+    current = await RegistryRepository(dst, target_repo).lookup(tag)
+    if current is not None and current.digest == desc.digest:
+        report.unchanged.append(tag)
+        return
+    request = ImportRequest(
+        targetRegistry=entry.targetRegistry,
+        source=Source(
+            registryUri=source.registry,
+            sourceImage=f"{source.repository}:{tag}@{desc.digest}",
+            credential=entry.credential,
+        ),
+        targetTags=[f"{target_repo}:{tag}"],
+        mode=entry.mode,
+        platforms=entry.platforms,
+        includeReferrers=entry.includeReferrers,
+    )
+    key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
+    report.enqueued[tag] = await submit(request, key) if submit else "dry-run"
 
 
 async def mirror_pass(

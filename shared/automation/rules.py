@@ -33,8 +33,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigurationError
-from shared.jobs.models import Platforms, RegistryName
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
+from shared.service.models import Platforms, RegistryName
 
 _TEMPLATE_FIELDS = {"repository", "tag", "digest"}
 _FIELD = re.compile(r"\{(\w+)\}")

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.jobs.spec import ImportSpec, Limits, TargetRef, build_spec, parse_target_image
+from shared.importing.spec import ImportSpec, Limits, TargetRef, build_spec, parse_target_image
 from shared.oci.manifest import Platform
 from shared.oci.reference import RESOURCE_ID, parse_image_path, parse_reference, parse_registry, parse_repository
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
-from shared.jobs.service import Submitter, Worker
+from shared.service.jobs import Submitter, Worker
 from shared.settings import Settings
 
 

@@ -28,12 +28,13 @@ from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
 from shared.engine.progress import Progress
 from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
-from shared.jobs.armrun import choose_engine, run_arm_import
-from shared.jobs.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
-from shared.jobs.run import run_import
-from shared.jobs.spec import ImportSpec, TargetRef
+from shared.importing.arm import run_arm_import
+from shared.importing.run import run_import
+from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.reference import is_acr
 from shared.registry import RegistryClient
+from shared.service.engines import arm_source, choose_engine
+from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
 from shared.settings import Settings
 from shared.text import clean
 
@@ -308,7 +309,7 @@ class Worker:
         try:
             async with target:
                 return await run_arm_import(
-                    request,
+                    arm_source(request),
                     spec,
                     importer,
                     self.settings.registries[spec.target_registry],

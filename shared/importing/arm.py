@@ -1,0 +1,80 @@
+"""An import run by ACR itself through ARM's ``importImage`` (the ``arm`` engine): the request
+body from the spec, the long-running operation, then what landed read through the data plane,
+so that both engines report the same fields. Which engine a job gets is the service's choice
+(:mod:`shared.service.engines`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from shared.arm.importer import ArmImporter, import_body
+from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, UsernamePassword
+from shared.errors import ConfigurationError
+from shared.importing.spec import ImportSpec
+from shared.oci.reference import parse_image_path
+from shared.registry import RegistryClient
+from shared.registry.store import RegistryRepository
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSource:
+    """The source as ARM names it: ``image`` is a path in the registry (``repo[:tag][@digest]``),
+    which is given by login server (the spec's) or by ``resource_id``."""
+
+    image: str
+    resource_id: str | None = None
+
+
+def _source_image(source: ArmSource) -> str:
+    """ARM takes a tag or a digest, not both: a pinned ``tag@digest`` goes as the digest."""
+    path = parse_image_path(source.image)
+    return str(replace(path, tag=None)) if path.digest else str(path)
+
+
+def arm_body(source: ArmSource, spec: ImportSpec, credential: Credential) -> dict[str, Any]:
+    username, password = None, None
+    if isinstance(credential, UsernamePassword):
+        username, password = credential.username, credential.password
+    elif isinstance(credential, AccessToken):
+        password = credential.token
+    elif not isinstance(credential, (Anonymous, EntraIdentity)):  # pragma: no cover - exhaustive
+        raise ConfigurationError(f"no ARM form for {type(credential).__name__}")
+    return import_body(
+        source_image=_source_image(source),
+        registry_uri=None if source.resource_id else spec.source.registry,
+        resource_id=source.resource_id,
+        username=username,
+        password=password,
+        target_tags=[f"{t.repository}:{t.tag}" for t in spec.tagged],
+        untagged=[t.repository for t in spec.targets if not t.tag],
+        force=spec.force,
+    )
+
+
+async def run_arm_import(
+    source: ArmSource,
+    spec: ImportSpec,
+    importer: ArmImporter,
+    target_resource_id: str,
+    source_credential: Credential,
+    target: RegistryClient,
+) -> dict[str, Any]:
+    """Import server-side, then read what landed through the data plane, so that both engines
+    report the same fields."""
+    arm = await importer.run(target_resource_id, arm_body(source, spec, source_credential))
+    result: dict[str, Any] = {"source": str(spec.source)}
+    first = (spec.tagged or spec.targets)[0]
+    reference = first.tag or str(parse_image_path(source.image).digest or "")
+    landed = await RegistryRepository(target, first.repository).lookup(reference) if reference else None
+    if landed is not None:
+        result.update({"digest": str(landed.digest), "mediaType": landed.media_type, "size": landed.size})
+        result["targets"] = [
+            f"{spec.target_registry}/{t.repository}:{t.tag}"
+            if t.tag
+            else f"{spec.target_registry}/{t.repository}@{landed.digest}"
+            for t in spec.targets
+        ]
+    result["arm"] = arm
+    result["seconds"] = arm["seconds"]
+    return result

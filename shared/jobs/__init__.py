@@ -1,1 +1,0 @@
-"""Import requests, jobs and their status."""
