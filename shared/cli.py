@@ -78,7 +78,8 @@ def _import_parser(commands: Any) -> None:
 
 
 def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
-    from shared.credentials import AccessToken, Anonymous, Secret, UsernamePassword
+    from shared.credentials import Secret
+    from shared.credentials.resolver import Resolver
 
     if args.password:
         # Too late to hide: the process list has shown it since the start. Say so, once.
@@ -95,31 +96,19 @@ def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
         password = args.password or (env.source_password.reveal() if env.source_password else None)
     if username and not password:
         raise ValueError("--username needs --password-stdin, FERRY_SOURCE_PASSWORD or --password")
-    if password:
-        return UsernamePassword(username, Secret(password)) if username else AccessToken(Secret(password))
-    return _identity(registry) or Anonymous()
+    return Resolver()(registry, given=(username, Secret(password)) if password else None)
 
 
 def _target_credential(args: argparse.Namespace, registry: str) -> Credential:
-    """``FERRY_TARGET_USERNAME``/``FERRY_TARGET_PASSWORD``, else the Entra identity for an ACR."""
-    from shared.credentials import Anonymous, UsernamePassword
+    """``FERRY_TARGET_USERNAME``/``FERRY_TARGET_PASSWORD`` (Basic, the username may be empty),
+    else the Entra identity for an ACR."""
+    from shared.credentials import UsernamePassword
+    from shared.credentials.resolver import Resolver
 
     env = args.env
     if env.target_password is not None:
         return UsernamePassword(env.target_username or "", env.target_password)
-    return _identity(registry) or Anonymous()
-
-
-def _identity(registry: str) -> Credential | None:
-    from shared.oci.reference import is_acr
-
-    if not is_acr(registry):
-        return None
-    from azure.identity import DefaultAzureCredential
-
-    from shared.credentials import EntraIdentity
-
-    return EntraIdentity(DefaultAzureCredential())
+    return Resolver()(registry)
 
 
 class ProgressLine:

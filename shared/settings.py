@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import environment
-from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
+from shared.credentials import Anonymous, Credential, Secret
+from shared.credentials.resolver import from_secret
 from shared.errors import ConfigurationError
 from shared.http.policy import TransportOptions
 from shared.importing.spec import Limits
@@ -75,9 +76,7 @@ class NamedCredential(BaseModel):
     password: Secret
 
     def credential(self) -> Credential:
-        if self.username:
-            return UsernamePassword(self.username, self.password)
-        return AccessToken(self.password)
+        return from_secret(self.username, self.password)
 
 
 class Settings(BaseModel):

@@ -9,8 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.arm.importer import ArmImporter, import_body
-from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, UsernamePassword
-from shared.errors import ConfigurationError
+from shared.credentials import Credential
 from shared.importing.spec import ImportSpec
 from shared.oci.reference import parse_image_path
 from shared.registry import RegistryClient
@@ -33,13 +32,9 @@ def _source_image(source: ArmSource) -> str:
 
 
 def arm_body(source: ArmSource, spec: ImportSpec, credential: Credential) -> dict[str, Any]:
-    username, password = None, None
-    if isinstance(credential, UsernamePassword):
-        username, password = credential.username, credential.password
-    elif isinstance(credential, AccessToken):
-        password = credential.token
-    elif not isinstance(credential, (Anonymous, EntraIdentity)):  # pragma: no cover - exhaustive
-        raise ConfigurationError(f"no ARM form for {type(credential).__name__}")
+    # ARM takes a username and password, or a password alone (a token); an identity sends none.
+    login = credential.login()
+    username, password = login if login is not None else (None, credential.registry_token())
     return import_body(
         source_image=_source_image(source),
         registry_uri=None if source.resource_id else spec.source.registry,

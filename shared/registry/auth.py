@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from shared.credentials import AccessToken, Credential, EntraIdentity, UsernamePassword
+from shared.credentials import Credential
 from shared.errors import AuthenticationError, ConfigurationError, ProtocolError
 from shared.http.exchange import extensions
 from shared.http.mapping import Side, error_from_exception, error_from_response
@@ -124,7 +124,7 @@ class RegistryAuth(httpx.Auth):
         self._challenge = challenge
         if not _replayable(request):
             return  # its body is gone; the caller starts over, now with the challenge known
-        if challenge.scheme == "basic" and not isinstance(self._credential, UsernamePassword):
+        if challenge.scheme == "basic" and self._credential.login() is None:
             return
         if await self._authorize(request, challenge, wanted | sc.parse_all(challenge.scopes), sent) is None:
             return
@@ -141,8 +141,9 @@ class RegistryAuth(httpx.Auth):
         if challenge is None:
             return None
         value: str | None = None
-        if challenge.scheme == "basic" and isinstance(self._credential, UsernamePassword):
-            value = _basic(self._credential.username, self._credential.password.reveal())
+        login = self._credential.login()
+        if challenge.scheme == "basic" and login is not None:
+            value = _basic(login[0], login[1].reveal())
         elif challenge.scheme == "bearer":
             token = await self.token(challenge, wanted, rejected=rejected)
             value = f"Bearer {token}"
@@ -188,19 +189,15 @@ class RegistryAuth(httpx.Auth):
         url = self._options.check_realm(realm, self.registry)
         credential = self._credential
         acr = url.path.endswith("/oauth2/token")
-        if isinstance(credential, AccessToken) and not acr:
+        given = credential.registry_token()
+        if given is not None and not acr:
             # A registry token given as is: nothing to fetch.
-            return CachedToken(
-                self._usable(credential.token.reveal()), now, expires_at(now, None, credential.token.reveal())
-            )
-        if isinstance(credential, EntraIdentity) and not acr:
+            return CachedToken(self._usable(given.reveal()), now, expires_at(now, None, given.reveal()))
+        if credential.acr_only and not acr:
             raise ConfigurationError(
                 f"an Entra identity can sign in only to Azure Container Registry; {self.registry} is not one"
             )
-        if acr and (
-            isinstance(credential, (EntraIdentity, AccessToken))
-            or (isinstance(credential, UsernamePassword) and credential.is_acr_refresh_token)
-        ):
+        if acr and (credential.exchangeable or credential.acr_refresh_token() is not None):
             refresh = await self._acr_refresh_token(url, service)
             form = [("grant_type", "refresh_token"), ("service", service), ("refresh_token", refresh)]
             # ACR takes ``scope`` more than once for several scopes (AAD-OAuth.md, "Getting an ACR access token").
@@ -208,17 +205,16 @@ class RegistryAuth(httpx.Auth):
             doc = await self._post(url, form, "fetch token")
             return self._cached(doc, now)
         params = [("service", service), *[("scope", s) for s in sc.render(scopes)]]
-        headers = {}
-        if isinstance(credential, UsernamePassword):
-            headers["Authorization"] = _basic(credential.username, credential.password.reveal())
+        login = credential.login()
+        headers = {"Authorization": _basic(login[0], login[1].reveal())} if login is not None else {}
         response = await self._call("GET", url, "fetch token", params=params, headers=headers)
-        if response.status_code in (404, 405) and isinstance(credential, UsernamePassword):
+        if response.status_code in (404, 405) and login is not None:
             form = [
                 ("grant_type", "password"),
                 ("service", service),
                 ("client_id", _CLIENT_ID),
-                ("username", credential.username),
-                ("password", credential.password.reveal()),
+                ("username", login[0]),
+                ("password", login[1].reveal()),
                 ("scope", " ".join(sc.render(scopes))),
             ]
             return self._cached(await self._post(url, form, "fetch token"), now)
@@ -226,21 +222,16 @@ class RegistryAuth(httpx.Auth):
 
     async def _acr_refresh_token(self, realm: httpx.URL, service: str) -> str:
         credential = self._credential
-        if isinstance(credential, UsernamePassword):
-            return credential.password.reveal()
+        refresh_token = credential.acr_refresh_token()
+        if refresh_token is not None:
+            return refresh_token.reveal()
         async with self._acr_lock:
             now = self._clock()
             cached = self._acr_refresh
             if cached is not None and cached.fresh(now, self._options.token_margin):
                 return cached.value
-            if isinstance(credential, EntraIdentity):
-                entra = await credential.entra_token()
-                tenant = credential.tenant_id
-            elif isinstance(credential, AccessToken):
-                entra, tenant = credential.token.reveal(), None
-            else:  # pragma: no cover - guarded by the caller
-                raise ConfigurationError("no Entra token to exchange")
-            tenant = tenant or str(jwt_claims(entra).get("tid", ""))
+            entra = await credential.entra_token()
+            tenant = credential.tenant_id or str(jwt_claims(entra).get("tid", ""))
             form = [("grant_type", "access_token"), ("service", service), ("access_token", entra)]
             if tenant:
                 form.append(("tenant", tenant))

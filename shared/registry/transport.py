@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, UsernamePassword
+from shared.credentials import Anonymous, Credential
 from shared.errors import FerryError, RegistryError
 from shared.http import logsafety
 from shared.http.exchange import SMALL_BODY, extensions, read_body, wire_for
@@ -36,13 +36,7 @@ logsafety.install()
 
 def describe(credential: Credential) -> str:
     """Who Ferry is to a registry, for messages (never a secret): ``user ci``."""
-    if isinstance(credential, UsernamePassword):
-        return "the refresh token" if credential.is_acr_refresh_token else f"user {credential.username}"
-    if isinstance(credential, AccessToken):
-        return "the access token"
-    if isinstance(credential, EntraIdentity):
-        return "the Entra identity"
-    return ""
+    return credential.describe()
 
 
 class Transport:

@@ -25,13 +25,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from shared.arm.importer import ArmImporter, ArmOptions
-from shared.credentials import AccessToken, Anonymous, Credential, EntraIdentity, Secret, UsernamePassword
+from shared.credentials import Anonymous, Credential, Secret
+from shared.credentials.resolver import Resolver
 from shared.engine.progress import Progress
 from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
 from shared.importing.arm import run_arm_import
 from shared.importing.run import run_import
 from shared.importing.spec import ImportSpec, TargetRef
-from shared.oci.reference import is_acr
 from shared.registry import RegistryClient
 from shared.service.engines import arm_source, choose_engine
 from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
@@ -203,46 +203,38 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.statuses = statuses
-        self._identity = identity
         self._target_credential = target_credential
+        if identity is None and settings.client_id:
+            client_id = settings.client_id
+
+            def identity() -> Any:
+                from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only in Azure
+
+                return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+        self.credentials = Resolver(settings.credential, identity)
 
     async def _update(self, job_id: str, **fields: Any) -> None:
         fields["updatedAt"] = now()
         await asyncio.to_thread(self.statuses.update, job_id, fields)
 
-    def _entra(self) -> Credential:
-        if self._identity is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only in Azure
-
-            client_id = self.settings.client_id
-            self._identity = (
-                (lambda: DefaultAzureCredential(managed_identity_client_id=client_id))
-                if client_id
-                else DefaultAzureCredential
-            )
-        return EntraIdentity(self._identity())
-
     def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
+        """Sealed inline credentials, else the named one, else the identity for an ACR."""
+        given = None
         if job.sealed:
             if self.settings.credential_key is None:
                 raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
-            username, password = unseal(self.settings.credential_key, job.id, job.sealed)
-            return UsernamePassword(username, password) if username else AccessToken(password)
-        if request.source.credential:
-            return self.settings.credential(request.source.credential)
-        registry = request.source.registry
-        return self._entra() if registry and is_acr(registry) else Anonymous()
+            given = unseal(self.settings.credential_key, job.id, job.sealed)
+        return self.credentials(request.source.registry or "", name=request.source.credential, given=given)
 
     def credential_for(self, registry: str, name: str | None) -> Credential:
-        """A named credential, else the Entra identity for ACR, else anonymous (the triggers')."""
-        if name:
-            return self.settings.credential(name)
-        return self.target_credential(registry)
+        """A named credential, else the target's (the triggers')."""
+        return self.credentials(registry, name=name) if name else self.target_credential(registry)
 
     def target_credential(self, registry: str) -> Credential:
         if self._target_credential is not None:
             return self._target_credential(registry)
-        return self._entra() if is_acr(registry) else Anonymous()
+        return self.credentials(registry)
 
     async def handle(self, content: str, dequeue_count: int) -> None:
         """Run the job in ``content``. Returns when the message may be consumed; raises
@@ -300,8 +292,7 @@ class Worker:
 
     async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
         options = ArmOptions(endpoint=self.settings.arm_endpoint, timeout=self.settings.arm_timeout)
-        identity = self._entra()
-        assert isinstance(identity, EntraIdentity)
+        identity = self.credentials.identity()
         importer = ArmImporter(identity.source, options, self.settings.transport)
         target = RegistryClient(
             spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
