@@ -133,7 +133,7 @@ def app_functions() -> dict[str, Any]:
     """The function app's functions by name. ``get_functions()`` may run only once per app."""
     import function_app
 
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
 @pytest.fixture

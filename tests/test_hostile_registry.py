@@ -288,6 +288,8 @@ class Case:
     args: tuple[str, ...] = ()
 
 
+#: 200 MB of zeros, gzipped: what a 401 body would expand to if anything decoded it.
+GZIP_BOMB = gzip.compress(b"\0" * 200_000_000, compresslevel=9)
 WIDE, WIDE_EXTRA = _wide_manifests(2, 30_000)
 HUGE, HUGE_BLOB = _huge_layer()
 CASES = [
@@ -416,7 +418,6 @@ CASES = [
         source="evil/app@blake3:" + "d" * 64, worker=False, bad_input=True,
     ),
 ]  # fmt: skip
-GZIP_BOMB = gzip.compress(b"\0" * 200_000_000, compresslevel=9)
 
 
 #: Runs the CLI as a child of a small interpreter and reports the child's own peak RSS: one forked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -159,8 +160,8 @@ async def test_put_blob_finds_present_blobs_either_way(open_reg: Reg, repo: str,
     blob = Blob(b"layer bytes " * 100, "application/octet-stream")
     sent: list[int] = []
 
-    def open_at(offset: int):  # type: ignore[no-untyped-def]
-        async def gen():  # type: ignore[no-untyped-def]
+    def open_at(offset: int) -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
             sent.append(offset)
             yield blob.data[offset:]
 

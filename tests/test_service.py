@@ -57,7 +57,7 @@ GOOD = {"targetRegistry": "prodacr", "source": {"registryUri": "docker.io", "sou
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(GOOD))
+    doc: dict[str, Any] = json.loads(json.dumps(GOOD))
     *parents, last = path.split(".")
     node = doc
     for p in parents:
@@ -295,7 +295,7 @@ def test_asgi_function_and_queue_trigger(
         assert message is not None
         asyncio.run(
             functions["import_worker"](
-                QueueMessageWithMeta(id=message.id, body=message.content.encode(), dequeue_count=1)
+                QueueMessageWithMeta(id=message.id, body=message.content.encode(), dequeue_count=1)  # type: ignore[no-untyped-call]
             )
         )
         status = services.statuses.get(job_id)

@@ -258,7 +258,7 @@ def test_messages_name_the_problem_and_the_side(status: int, code: str, who: str
     side = Side.of("r.example", "source", who)
     error = error_from_response("fetch manifest", side, _response(status, headers={"Retry-After": "7"}), body)
     assert type(error) is cls and str(error) == message
-    assert error.code == {AuthRequiredError: "AUTH_REQUIRED"}.get(cls, error.code)
+    assert error.code == ("AUTH_REQUIRED" if cls is AuthRequiredError else error.code)
 
 
 def test_redact_url() -> None:

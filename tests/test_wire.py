@@ -11,7 +11,7 @@ import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -36,7 +36,7 @@ class RawServer:
         self.connections = 0
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> RawServer:
+    async def __aenter__(self) -> Self:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             try:
@@ -530,6 +530,7 @@ async def test_https_through_a_connect_tunnel_verifies_the_name_end_to_end(tmp_p
             for _ in range(2):
                 response = await http.get(server.url(host="registry.test", scheme="https"))
                 assert response.content == b"tunnelled"
+        assert via.https_proxy is not None
         assert proxy.asked == [
             (f"CONNECT registry.test:{server.port} HTTP/1.1".encode(), via.https_proxy.authorization)
         ]

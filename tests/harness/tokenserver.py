@@ -241,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": "unsupported_grant_type"})
         issuer = ACR_ISSUER if parts.path.startswith("/oauth2") else ISSUER
         token, _ = o.access_token(user, service, scopes, issuer)
-        doc = {"access_token": token, "scope": " ".join(scopes)}
+        doc: dict[str, object] = {"access_token": token, "scope": " ".join(scopes)}
         if o.expires_in is not None:
             doc["expires_in"] = o.expires_in
         if grant == "password" and fields.get("access_type") == "offline":
