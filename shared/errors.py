@@ -42,6 +42,7 @@ secret Ferry holds (also when a registry echoes one back) and escapes control ch
 
 from __future__ import annotations
 
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.text import clean, shorten
@@ -72,6 +73,15 @@ class FerryError(Exception):
         super().__init__(*args)
         if detail:
             self.detail = detail
+
+    def after(self, attempts: int, seconds: float) -> Self:
+        """This error, as the last of ``attempts`` that took ``seconds``: a copy whose message
+        says so (the error itself is not changed)."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.args = self.args
+        copy.attempts = (attempts, seconds)
+        return copy
 
     def __str__(self) -> str:
         text = super().__str__()

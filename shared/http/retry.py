@@ -60,8 +60,7 @@ class Attempts:
         self.started = policy.clock()
 
     def _give_up(self, error: FerryError) -> FerryError:
-        error.attempts = (self.made, self.policy.clock() - self.started)
-        return error
+        return error.after(self.made, self.policy.clock() - self.started)
 
     async def failed(self, error: FerryError, *, retryable: bool | None = None) -> None:
         """Attempt failed with ``error``: returns after the wait when another one may be made,
@@ -71,11 +70,11 @@ class Attempts:
         if not (error.retryable if retryable is None else retryable):
             raise error
         if self.made >= policy.max_attempts:
-            raise self._give_up(error)
+            raise self._give_up(error).with_traceback(error.__traceback__) from None
         retry_after = getattr(error, "retry_after", None)
         delay = policy.delay(self.made - 1, retry_after)
         remaining = policy.budget - (policy.clock() - self.started)
         if remaining <= 0 or delay > remaining:
-            raise self._give_up(error)
+            raise self._give_up(error).with_traceback(error.__traceback__) from None
         log.info("%s; retrying in %.1f s (attempt %d of %d)", error, delay, self.made + 1, policy.max_attempts)
         await policy.sleep(delay)

@@ -77,8 +77,9 @@ def parse_source(source: str, registry: str | None = None) -> Reference:
     return parse_reference(source, default_registry=login_server)
 
 
-def parse_target_image(text: str, source: Reference) -> TargetRef:
-    """``--image REPO[:TAG]``: a repository in the target, the tag defaulting to the source's."""
+def parse_target_image(text: str, source: Reference | None = None) -> TargetRef:
+    """``--image REPO[:TAG]``: a repository in the target, the tag defaulting to the source's
+    (without a source, the tag given or None: what validation needs)."""
     if "@" in text:
         raise InvalidReferenceError(text, "a target image takes a tag, not a digest")
     repository, tag = text, None
@@ -86,7 +87,8 @@ def parse_target_image(text: str, source: Reference) -> TargetRef:
     if colon > text.rfind("/"):
         repository, tag = text[:colon], parse_tag(text[colon + 1 :], whole=text)
     parse_repository(repository, whole=text)
-    tag = tag or source.tag or "latest"
+    if source is not None:
+        tag = tag or source.tag or "latest"
     return TargetRef(repository, tag)
 
 

@@ -24,11 +24,19 @@ from shared.service.wiring import Services
 log = logging.getLogger(__name__)
 
 
-async def _keep_hidden(services: Services, holder: list[Received]) -> None:
-    lease = services.settings.lease
-    while True:
-        await asyncio.sleep(lease / 2)
-        holder[0] = await asyncio.to_thread(services.queue.extend, holder[0], lease)
+class _Lease:
+    """A message in hand, kept hidden while its job runs: the queue hands back a new receipt
+    each time the lease is renewed, so ``message`` is always the latest one."""
+
+    def __init__(self, services: Services, message: Received) -> None:
+        self.services = services
+        self.message = message
+
+    async def keep(self) -> None:
+        lease = self.services.settings.lease
+        while True:
+            await asyncio.sleep(lease / 2)
+            self.message = await asyncio.to_thread(self.services.queue.extend, self.message, lease)
 
 
 async def process(services: Services, message: Received) -> None:
@@ -37,25 +45,25 @@ async def process(services: Services, message: Received) -> None:
     if message.dequeue_count > settings.max_dequeue_count:
         await asyncio.to_thread(queue.to_poison, message)
         return
-    holder = [message]
-    keeper = asyncio.create_task(_keep_hidden(services, holder))
+    lease = _Lease(services, message)
+    keeper = asyncio.create_task(lease.keep())
     try:
         await services.worker.handle(message.content, message.dequeue_count)
     except RetryLater:
         keeper.cancel()
         if message.dequeue_count >= settings.max_dequeue_count:
-            await asyncio.to_thread(queue.to_poison, holder[0])
+            await asyncio.to_thread(queue.to_poison, lease.message)
         else:
-            await asyncio.to_thread(queue.extend, holder[0], settings.retry_delay)
+            await asyncio.to_thread(queue.extend, lease.message, settings.retry_delay)
         return
     except asyncio.CancelledError:
         keeper.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.to_thread(queue.extend, holder[0], 0))
+            await asyncio.shield(asyncio.to_thread(queue.extend, lease.message, 0))
         raise
     finally:
         keeper.cancel()
-    await asyncio.to_thread(queue.delete, holder[0])
+    await asyncio.to_thread(queue.delete, lease.message)
 
 
 async def serve(services: Services, *, idle: float = 1.0, once: bool = False) -> None:

@@ -127,9 +127,8 @@ class ImportRequest(BaseModel):
     @field_validator("targetTags")
     @classmethod
     def _tags(cls, values: list[str]) -> list[str]:
-        placeholder = parse_reference("x:latest")
         for value in values:
-            parse_target_image(value, placeholder)
+            parse_target_image(value)
         return values
 
     @field_validator("untaggedTargetRepositories")
