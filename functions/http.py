@@ -23,9 +23,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from functions.bodies import BoundedBodies
 from functions.root import Services, services
 from shared.automation.calls import run_mirrors
-from shared.errors import BadRequest, ConfigurationError
+from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError
 from shared.service.models import ImportRequest, ImportStatus
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,18 @@ class JobList(BaseModel):
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
-    return ".".join(parts) or "body"
+    """A field's path as a client writes it: ``source.registryUri``, ``targetTags[2]``."""
+    out = ""
+    for part in loc:
+        if part == "body":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
 
 
 def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "bool_type":
+        return "must be true or false"
     message = str(error.get("msg", "invalid"))
     return message.removeprefix("Value error, ")
 
@@ -77,10 +85,28 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
     )
+    app.add_middleware(BoundedBodies)
     _error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
     return app
+
+
+def _allowed(app: FastAPI, path: str) -> str:
+    """The methods of every route on ``path``, for a 405's ``Allow``."""
+    methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path) for m in r.methods or ()}
+    return ", ".join(sorted(methods))
+
+
+def _invalid_fields(exc: RequestValidationError) -> list[dict[str, str]]:
+    """Each bad field of a request, named by its path (``targetTags[2]``), and why."""
+    return [
+        {
+            "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e.get("loc", ()))),
+            "message": _message(e),
+        }
+        for e in exc.errors()
+    ]
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -89,13 +115,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {
-                "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e.get("loc", ()))),
-                "message": _message(e),
-            }
-            for e in exc.errors()
-        ]
+        fields = _invalid_fields(exc)
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()
@@ -105,11 +125,7 @@ def _error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # one path, several routes: Allow names the methods of all of them
-            path = request.url.path
-            methods = {
-                m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path) for m in r.methods or ()
-            }
-            headers["Allow"] = ", ".join(sorted(methods))
+            headers["Allow"] = _allowed(app, request.url.path)
         problem = Problem(code=f"HTTP_{exc.status_code}", message=str(exc.detail))
         return JSONResponse(status_code=exc.status_code, content=problem.model_dump(), headers=headers)
 
@@ -118,16 +134,31 @@ def _error_handlers(app: FastAPI) -> None:
         problem = Problem(code=exc.code, message=str(exc), fields=[{"field": exc.field, "message": exc.reason}])
         return JSONResponse(status_code=400, content=problem.model_dump())
 
+    @app.exception_handler(IdempotencyKeyReusedError)
+    async def _reused(request: Request, exc: IdempotencyKeyReusedError) -> JSONResponse:
+        # IETF httpapi Idempotency-Key draft: a key reused with another payload is 422.
+        problem = Problem(code=exc.code, message=str(exc), fields=[{"field": "Idempotency-Key", "message": str(exc)}])
+        return JSONResponse(status_code=422, content=problem.model_dump())
+
     @app.exception_handler(ConfigurationError)
     async def _unconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
         # 409: the request is fine, this deployment is not set up for it (e.g. no rules file).
         return JSONResponse(status_code=409, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
 
 
+#: Seconds each health probe may take: the endpoint answers within twice this whatever storage does.
+HEALTH_SECONDS = 2.5
+
+_SUBMIT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem},
+    422: {"model": Problem, "description": "Idempotency-Key already used for another request"},
+}
+
+
 def _import_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
     """Submit an import, follow one, list them."""
 
-    @app.post("/api/imports", status_code=202, response_model=Accepted, responses={400: {"model": Problem}})
+    @app.post("/api/imports", status_code=202, response_model=Accepted, responses=_SUBMIT_ANSWERS)
     async def submit(
         body: ImportRequest,
         idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
@@ -173,8 +204,10 @@ def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
         checks: dict[str, str] = {}
         for name, probe in (("queue", svc.queue.healthy), ("table", svc.statuses.healthy)):
             try:
-                await asyncio.to_thread(probe)
+                await asyncio.wait_for(asyncio.to_thread(probe), HEALTH_SECONDS)
                 checks[name] = "ok"
+            except TimeoutError:
+                checks[name] = f"no answer within {HEALTH_SECONDS:g} s"
             except Exception as exc:  # report, never raise: this is the health endpoint
                 checks[name] = type(exc).__name__
         ok = all(v == "ok" for v in checks.values())

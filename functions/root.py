@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 
+from shared import environment, logs
 from shared.service.wiring import Services, build
 from shared.settings import Settings
 
@@ -19,6 +20,8 @@ def services() -> Services:
 
 def check_at_startup() -> None:
     """Under the Functions host, read the settings as the app loads, so a missing or bad one
-    stops the app at start-up with a message naming it (not at the first request)."""
+    stops the app at start-up with a message naming it (not at the first request); the
+    libraries' per-request logs are quieted (the host owns the handlers)."""
     if os.environ.get("FUNCTIONS_WORKER_RUNTIME"):
+        logs.configure(environment.log_level(os.environ), handler=False)
         Settings.from_env(os.environ)

@@ -269,6 +269,7 @@ var appSettings = concat([
   { name: 'FERRY_STALL_WINDOW_SECONDS', value: '30' }
   { name: 'FERRY_RETRY_ATTEMPTS', value: '5' }
   { name: 'FERRY_RETRY_BUDGET_SECONDS', value: '120' }
+  { name: 'FERRY_LOG_LEVEL', value: 'INFO' }
   { name: 'FERRY_INSECURE_REGISTRIES', value: '' }
   { name: 'FERRY_ALLOWED_REGISTRIES', value: join(allowedRegistries, ',') }
   { name: 'FERRY_ALLOW_LOOPBACK', value: 'false' }

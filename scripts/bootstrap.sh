@@ -38,6 +38,11 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   touch "$stamp"
 fi
+# The `ferry` command (pyproject's [project.scripts]), editable: it runs this checkout's code.
+if [ ! -x .venv/bin/ferry ] || [ pyproject.toml -nt .venv/bin/ferry ]; then
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  touch .venv/bin/ferry
+fi
 
 if [ "${1:-}" = "--runtime" ]; then
   # A virtualenv with the runtime requirements only, as the function app has: the benchmark

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from shared.credentials import Credential
     from shared.engine.progress import Progress
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _concurrency(text: str) -> int:
@@ -26,8 +26,18 @@ def _concurrency(text: str) -> int:
     return int(text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Ferry: import images into a registry.")
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; an option the subcommand does not know is refused with that subcommand's
+    usage (argparse would print the top-level one)."""
+    parser, subcommands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="ferry", description="Ferry: import images into a registry.")
     commands = parser.add_subparsers(dest="command", required=True)
     _import_parser(commands)
     rules = commands.add_parser("rules", help="the promotion and mirror rules file")
@@ -36,7 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
-    return parser
+    return parser, dict(commands.choices)
+
+
+def _credential_options(imp: argparse.ArgumentParser) -> None:
+    imp.add_argument("--username", "-u", help="source registry username (or FERRY_SOURCE_USERNAME)")
+    pw = imp.add_mutually_exclusive_group()
+    pw.add_argument(
+        "--password",
+        "-p",
+        help="source registry password or token; shows in the process list: prefer --password-stdin or "
+        "FERRY_SOURCE_PASSWORD",
+    )
+    pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
 
 
 def _import_parser(commands: Any) -> None:
@@ -47,17 +69,15 @@ def _import_parser(commands: Any) -> None:
     imp.add_argument("--repository", action="append", default=[], help="untagged target repository; repeatable")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (Force mode)")
     imp.add_argument(
+        "--resource-group",
+        "-g",
+        help="the target's resource group, as az acr import takes it: with AZURE_SUBSCRIPTION_ID, the arm "
+        "engine builds the target's resource ID from it when FERRY_REGISTRIES lacks one",
+    )
+    imp.add_argument(
         "--registry", "-r", help="source registry (ACR name or login server); --source is then a path in it"
     )
-    imp.add_argument("--username", "-u", help="source registry username (or FERRY_SOURCE_USERNAME)")
-    pw = imp.add_mutually_exclusive_group()
-    pw.add_argument(
-        "--password",
-        "-p",
-        help="source registry password or token; shows in the process list: prefer --password-stdin or "
-        "FERRY_SOURCE_PASSWORD",
-    )
-    pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
+    _credential_options(imp)
     imp.add_argument(
         "--platform", action="append", default=[], help="OS/ARCH[/VARIANT] to keep from an index; repeatable"
     )
@@ -173,6 +193,20 @@ async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) ->
         await importer.aclose()
 
 
+def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str]:
+    """``FERRY_REGISTRIES``, and the target's resource ID made from ``--resource-group`` and
+    ``AZURE_SUBSCRIPTION_ID`` when it lacks one (as ``az acr import -g`` names the target)."""
+    registries = dict(args.env.registries)
+    subscription = args.env.subscription_id
+    if target not in registries and args.resource_group and subscription and target.endswith(".azurecr.io"):
+        name = target.split(".", 1)[0]
+        registries[target] = (
+            f"/subscriptions/{subscription}/resourceGroups/{args.resource_group}"
+            f"/providers/Microsoft.ContainerRegistry/registries/{name}"
+        )
+    return registries
+
+
 async def _import(args: argparse.Namespace) -> dict[str, Any]:
     from shared.importing.spec import build_spec
 
@@ -180,8 +214,8 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         # The ARM engine's modules (and pydantic, 0.3 s of imports) only when it may be chosen.
         from shared.service.engines import choose_engine
 
-        registries = args.env.registries
         request = _request(args)
+        registries = _with_resource_group(args, request.targetRegistry)
         engine, why = choose_engine(request, registries)
         if engine == "arm":
             result = await _import_arm(args, request, registries[request.targetRegistry])
@@ -228,15 +262,15 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
+    from shared import environment, logs
     from shared.errors import ConfigurationError
     from shared.service.localworker import serve
     from shared.service.wiring import build
     from shared.settings import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        logs.configure(environment.log_level(os.environ))
         services = build(Settings.from_env(os.environ))
     except ConfigurationError as exc:
         print(f"ferry worker: {exc}", file=sys.stderr)
@@ -276,7 +310,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if args.command == "worker":
         return _worker(args)
     if args.command == "rules":
@@ -289,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.env = CommandLine.from_env(os.environ)  # every setting checked before any work
         result = asyncio.run(_import(args))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the import: open upload sessions were cancelled on the way out,
+        # and tags move last, so none moved.
+        print("ferry: interrupted; open uploads were cancelled and no tag was moved", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (InvalidReferenceError, ConfigurationError, ValueError) as exc:
         _fail(exc, "BAD_INPUT")
         return EXIT_BAD_INPUT

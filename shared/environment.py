@@ -102,6 +102,14 @@ def limits(env: Mapping[str, str]) -> Limits:
     )
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    """``FERRY_LOG_LEVEL``: DEBUG, INFO (the default), WARNING or ERROR."""
+    level = env.get("FERRY_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigurationError(f"setting FERRY_LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR, not {level[:20]!r}")
+    return level
+
+
 def registries(raw: str) -> dict[str, str]:
     """``FERRY_REGISTRIES``: ``{"prodacr": "/subscriptions/.../registries/prodacr"}``, keys as
     login servers."""
@@ -130,6 +138,8 @@ class CommandLine:
     #: ``FERRY_SOURCE_USERNAME`` / ``FERRY_SOURCE_PASSWORD``: kept out of the process list.
     source_username: str | None = None
     source_password: Secret | None = field(default=None, repr=False)
+    #: ``AZURE_SUBSCRIPTION_ID``: with ``--resource-group``, names the target's resource ID.
+    subscription_id: str | None = None
     #: ``FERRY_TARGET_USERNAME`` / ``FERRY_TARGET_PASSWORD``: Basic credentials for the target.
     target_username: str | None = None
     target_password: Secret | None = field(default=None, repr=False)
@@ -145,6 +155,7 @@ class CommandLine:
             concurrency=whole(env, "FERRY_CONCURRENCY", 8, 1, 64),
             registries=registries(env.get("FERRY_REGISTRIES", "")),
             arm_endpoint=env.get("FERRY_ARM_ENDPOINT") or ARM_ENDPOINT,
+            subscription_id=env.get("AZURE_SUBSCRIPTION_ID") or None,
             source_username=env.get("FERRY_SOURCE_USERNAME") or None,
             source_password=secret("FERRY_SOURCE_PASSWORD"),
             target_username=env.get("FERRY_TARGET_USERNAME") or None,

@@ -17,6 +17,7 @@
     ├── CycleError                      a manifest that reaches itself through its children
     ├── TagExistsError                  NoForce, and a target tag points at another image
     ├── BadRequest                      a request that validates but cannot run here (``field``)
+    ├── IdempotencyKeyReusedError       an Idempotency-Key sent again with another request
     ├── UnexpectedError                 retryable: a bug or an unexpected library error (INTERNAL)
     ├── ArmTimeoutError                 an ARM import still running past its timeout
     ├── HostNotFoundError               a registry name that does not resolve (EAI_NONAME)
@@ -160,6 +161,12 @@ class BadRequest(FerryError):
         self.field = field
         self.reason = message
         super().__init__(f"{field}: {message}")
+
+
+class IdempotencyKeyReusedError(FerryError):
+    """An ``Idempotency-Key`` sent again with a different request (IETF httpapi draft: 422)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 class UnexpectedError(FerryError):

@@ -61,6 +61,7 @@ SETTING_NAMES = frozenset(
         "FERRY_STALL_WINDOW_SECONDS",
         "FERRY_RETRY_ATTEMPTS",
         "FERRY_RETRY_BUDGET_SECONDS",
+        "FERRY_LOG_LEVEL",
     }
 )
 

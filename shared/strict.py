@@ -31,25 +31,27 @@ def header_int(value: str | bytes | None, maximum: int | None = 2**63 - 1) -> in
     return number if maximum is None or number <= maximum else None
 
 
-def json_depth(data: bytes) -> int:
-    """How deep ``data``'s arrays and objects nest (brackets inside strings are not counted)."""
-    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
-        return 0  # too few brackets in all to nest too deep: no need to scan
-    depth = deepest = 0
+def nested_deeper_than(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``data``'s arrays and objects nest more than ``limit`` deep (brackets inside
+    strings are not counted)."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # too few brackets in all to nest that deep: no need to scan
+    depth = 0
     for token in _TOKENS.finditer(data):
         char = token.group()[:1]
         if char in (b"[", b"{"):
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > limit:
+                return True
         elif char in (b"]", b"}"):
             depth -= 1
-    return deepest
+    return False
 
 
 def loads_bounded(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads``, or None for anything that is not JSON nested at most ``max_depth`` deep."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if json_depth(raw) > max_depth:
+    if nested_deeper_than(raw, max_depth):
         return None
     try:
         return json.loads(raw)
@@ -64,9 +66,9 @@ class TooDeepError(ValueError):
 def loads_strict(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` with the nesting limit; :class:`ValueError` (or :class:`TooDeepError`) for
     anything else, never ``RecursionError``."""
-    if json_depth(data) > max_depth:
+    if nested_deeper_than(data, max_depth):
         raise TooDeepError(f"JSON nested more than {max_depth} deep")
     try:
         return json.loads(data)
-    except RecursionError:  # pragma: no cover - json_depth refused it first
+    except RecursionError:  # pragma: no cover - nested_deeper_than refused it first
         raise TooDeepError(f"JSON nested more than {max_depth} deep") from None

@@ -145,3 +145,115 @@ async def test_cli_source_password_from_the_environment_and_a_warning_for_the_fl
     assert "--password is visible to other users" in by_flag.stderr
     for done in (by_env, by_flag):
         assert password not in done.stdout + done.stderr
+
+
+def test_the_ferry_command_runs_from_any_directory(tmp_path: Path) -> None:
+    ferry = Path(sys.executable).parent / "ferry"
+    assert ferry.exists(), "scripts/bootstrap.sh installs the ferry command into .venv"
+    done = subprocess.run([str(ferry), "import", "--help"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage: ferry import"), done.stderr
+    assert "--concurrency" in done.stdout and "1-64" in done.stdout and "--resource-group" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--concurrency", "0"],
+            {},
+            "ferry import: error: argument --concurrency: must be a whole number from 1 to 64",
+        ),
+        (
+            ["--concurrency", "-1"],
+            {},
+            "ferry import: error: argument --concurrency: must be a whole number from 1 to 64",
+        ),
+        (["--bogus"], {}, "ferry import: error: unrecognized arguments: --bogus"),
+        ([], {"FERRY_CONCURRENCY": "lots"}, "setting FERRY_CONCURRENCY: must be a whole number from 1 to 64"),
+        ([], {"FERRY_STALL_WINDOW_SECONDS": "soon"}, "setting FERRY_STALL_WINDOW_SECONDS: must be a positive number"),
+    ],
+)
+def test_bad_options_and_settings_exit_2_naming_them(args: list[str], env: dict[str, str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import", "--name", "127.0.0.1:1", "--source", "a/b:1", "-g", "rg", *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(target_reg: Reg, repo: str) -> None:
+    """SIGINT while a layer streams: the upload session is cancelled (DELETE), one line on
+    stderr, exit 130, no traceback, and the target tag never moves."""
+    import signal
+    import time
+
+    from tests.harness.faultproxy import FaultProxy
+    from tests.harness.hostile import hostile_server, response
+    from tests.harness.images import make_image as image_of
+
+    image = image_of((300_000,), seed="ctrl-c")
+    layer = image.blobs[1]
+    blobs = {str(b.descriptor.digest): b.data for b in image.blobs}
+
+    def slow_source(method: str, path: str, headers: dict[str, str]) -> bytes | list[tuple[bytes, float]] | None:
+        if "/manifests/" in path:
+            fields = {"Content-Type": image.media_type, "Docker-Content-Digest": str(image.digest)}
+            return response(
+                200,
+                image.manifest if method == "GET" else b"",
+                {**fields, "Content-Length": str(len(image.manifest))},
+                length=False,
+            )
+        data = blobs.get(path.rsplit("/", 1)[-1])
+        if data is None:
+            return response(200, b"{}")
+        if path.endswith(str(layer.descriptor.digest)):  # the layer trickles: the upload stays open
+            start = response(200, b"", {"Content-Length": str(len(data))}, length=False)
+            return [(start, 0.0)] + [(data[i : i + 4096], 0.05) for i in range(0, len(data), 4096)]
+        return response(200, data)
+
+    proxy = FaultProxy("127.0.0.1", target_reg.proc.port).start()
+    try:
+        with hostile_server(slow_source) as (source, _):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "import", "--name", proxy.host, "--source", f"{source}/evil/app:v1",
+                 "--image", f"{repo}:v1"],
+                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 20
+            while not any(r.method == "PUT" and "/blobs/uploads/" in r.path for r in proxy.seen):
+                assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, out + err
+        lines = err.strip().splitlines()
+        assert (
+            "Traceback" not in err
+            and lines[-1] == "ferry: interrupted; open uploads were cancelled and no tag was moved"
+        )
+        assert [line for line in lines if line.startswith("ferry:")] == lines[-1:], err  # besides progress lines
+        assert any(r.method == "DELETE" and "/blobs/uploads/" in r.path for r in proxy.seen)
+        assert not any(r.method == "PUT" and "/manifests/" in r.path for r in proxy.seen)
+    finally:
+        proxy.stop()
+
+
+def test_resource_group_names_the_targets_resource_id_for_the_arm_engine() -> None:
+    import argparse
+
+    from shared import environment
+    from shared.cli import _with_resource_group
+
+    env = environment.CommandLine.from_env({"AZURE_SUBSCRIPTION_ID": "0" * 8 + "-0000-0000-0000-" + "0" * 12})
+    args = argparse.Namespace(env=env, resource_group="rg-prod")
+    found = _with_resource_group(args, "prodacr.azurecr.io")
+    assert found["prodacr.azurecr.io"] == (
+        f"/subscriptions/{env.subscription_id}/resourceGroups/rg-prod/providers/Microsoft.ContainerRegistry/registries/prodacr"
+    )
+    assert _with_resource_group(argparse.Namespace(env=env, resource_group=None), "prodacr.azurecr.io") == {}

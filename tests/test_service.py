@@ -88,14 +88,14 @@ INVALID: list[tuple[Any, str, str]] = [
     (_with("source.credentials", {"username": "u"}), "source.credentials.password", "Field required"),
     (_with("source.extra", 1), "source.extra", "Extra inputs are not permitted"),
     (_with("unknown", True), "unknown", "Extra inputs are not permitted"),
-    (_with("targetTags", ["Bad:1"]), "targetTags", "lowercase"),
-    (_with("targetTags", ["app@sha256:" + "a" * 64]), "targetTags", "takes a tag, not a digest"),
+    (_with("targetTags", ["Bad:1"]), "targetTags[0]", "lowercase"),
+    (_with("targetTags", ["app@sha256:" + "a" * 64]), "targetTags[0]", "takes a tag, not a digest"),
     (_with("targetTags", "app:1"), "targetTags", "valid list"),
     (_with("targetTags", [f"a{i}:1" for i in range(51)]), "targetTags", "at most 50 items"),
-    (_with("untaggedTargetRepositories", ["a//b"]), "untaggedTargetRepositories", "empty path component"),
+    (_with("untaggedTargetRepositories", ["a//b"]), "untaggedTargetRepositories[0]", "empty path component"),
     (_with("mode", "Sometimes"), "mode", "'NoForce' or 'Force'"),
-    (_with("platforms", ["linux"]), "platforms", "os/arch"),
-    (_with("includeReferrers", "maybe"), "includeReferrers", "valid boolean"),
+    (_with("platforms", ["linux"]), "platforms[0]", "os/arch"),
+    (_with("includeReferrers", "maybe"), "includeReferrers", "true or false"),
     (
         _with(
             "source.resourceId",
@@ -194,7 +194,7 @@ def test_retryable_failure_succeeds_on_second_delivery(
     status = api.get(job["location"]).json()
     assert status["state"] == "succeeded" and status["attempts"] == 2, status
     assert status["error"] is None  # the first attempt's error is cleared
-    assert status["progress"]["blobs_copied"] == status["result"]["blobs"]["copied"]
+    assert status["progress"]["blobsCopied"] == status["result"]["blobs"]["copied"]
 
 
 def test_poison_after_five_deliveries(
@@ -488,3 +488,108 @@ def test_the_function_app_fails_at_start_up_naming_a_bad_setting() -> None:
         [sys.executable, "-c", "import function_app"], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode != 0 and "setting FERRY_MAX_DEQUEUE_COUNT" in done.stderr
+
+
+def test_an_idempotency_key_sent_again_with_another_request_is_422(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """IETF httpapi Idempotency-Key draft: the key names one request; another under it is refused,
+    not silently answered with the first job (which would drop the second import)."""
+    headers = {"Idempotency-Key": f"reused-{repo}"}
+    first = api.post("/api/imports", json=body(open_reg, repo, target_reg), headers=headers)
+    assert first.status_code == 202
+    changed = body(open_reg, repo, target_reg, targetTags=[f"{repo}:other"])
+    second = api.post("/api/imports", json=changed, headers=headers)
+    assert second.status_code == 422, second.text
+    problem = second.json()
+    assert problem["code"] == "IDEMPOTENCY_KEY_REUSED" and f"reused-{repo}" in problem["message"]
+    assert problem["fields"][0]["field"] == "Idempotency-Key"
+    assert svc.queue.receive(1) is not None and svc.queue.receive(1) is None  # the first job only
+
+
+def test_every_bad_item_is_reported_with_its_index_and_booleans_are_strict(api: TestClient) -> None:
+    doc = _with("targetTags", ["UPPER/x:1", "ok:1", "x::y"])
+    doc["dryRun"] = "yes"
+    problem = api.post("/api/imports", json=doc).json()
+    fields = {f["field"]: f["message"] for f in problem["fields"]}
+    assert set(fields) == {"targetTags[0]", "targetTags[2]", "dryRun"}, fields
+    assert "lowercase" in fields["targetTags[0]"] and fields["dryRun"] == "must be true or false"
+
+
+def test_bodies_over_64_kib_are_413_before_parsing_and_deep_json_is_400(api: TestClient) -> None:
+    big = api.post(
+        "/api/imports", content=b'{"x": "' + b"a" * 70_000 + b'"}', headers={"Content-Type": "application/json"}
+    )
+    assert big.status_code == 413 and big.json()["code"] == "TOO_LARGE" and "65536" in big.json()["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap holds while reading
+        yield b'{"x": "'
+        for _ in range(20):
+            yield b"a" * 8192
+        yield b'"}'
+
+    streamed = api.post("/api/imports", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    deep = api.post("/api/imports", content=b"[" * 60_000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and "nested more than 32 levels" in deep.json()["message"]
+    assert deep.json()["fields"][0]["field"] == "body"
+
+
+def test_health_answers_in_time_whatever_storage_does(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import functions.http as http_app
+
+    monkeypatch.setattr(http_app, "HEALTH_SECONDS", 0.2)
+    monkeypatch.setattr(svc.queue, "healthy", lambda: time.sleep(1.5))
+    started = time.monotonic()
+    answer = TestClient(create_app(lambda: svc)).get("/api/health")
+    assert answer.status_code == 503 and answer.json()["queue"] == "no answer within 0.2 s"
+    assert answer.json()["table"] == "ok"
+    assert time.monotonic() - started < 1.5 + 1.0
+
+
+@pytest.mark.process
+def test_an_idle_worker_logs_nothing_but_its_start_and_stop(azurite: Azurite) -> None:
+    """The Azure SDK logs every poll's request and response at INFO, httpx every request: quieted
+    to WARNING, an idle worker's log is its start-up line and its stop line."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "worker"],
+        env={**os.environ, **environment(azurite, FERRY_LEASE_SECONDS="5"), "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(6)  # a few polls of an empty queue, and a lease renewal's worth
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 2 and "worker polling queue" in lines[0] and "worker stopped" in lines[1], output
+
+
+def test_each_job_event_is_one_line_with_the_job_id(
+    api: TestClient, svc: Services, open_reg: Reg, target_reg: Reg, repo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared import logs
+
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed="log-lines")))
+    logs.configure("INFO", handler=False)
+    with caplog.at_level(logging.INFO):
+        job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()
+        drain(svc)
+    mine = [r for r in caplog.records if getattr(r, "jobId", None) == job["id"]]
+    assert [r.getMessage().split(":")[0] for r in mine] == [
+        f"job {job['id']} queued",
+        f"job {job['id']} started (attempt 1)",
+        f"job {job['id']} succeeded",
+    ]
+    assert "bytes" in mine[-1].getMessage() and "blobs copied" in mine[-1].getMessage()
+    assert not [r for r in caplog.records if r.name.startswith(("azure", "httpx")) and r.levelno < logging.WARNING]

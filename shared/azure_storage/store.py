@@ -206,14 +206,18 @@ class StatusStore:
         token = getattr(pages, "continuation_token", None)
         return items, json.dumps(token) if token else None
 
-    def claim_idempotency_key(self, key: str, job_id: str) -> str:
-        """The job id for ``key``: ``job_id`` when the key is new, else the one recorded first."""
+    def claim_idempotency_key(self, key: str, job_id: str, fingerprint: str) -> tuple[str, str]:
+        """The job id and request fingerprint for ``key``: ``job_id`` and ``fingerprint`` when the
+        key is new, else those recorded first (an empty fingerprint for keys from before it)."""
         row = hashlib.sha256(key.encode()).hexdigest()
         try:
-            self.table.create_entity({"PartitionKey": IDEMPOTENCY, "RowKey": row, "jobId": job_id})
-            return job_id
+            self.table.create_entity(
+                {"PartitionKey": IDEMPOTENCY, "RowKey": row, "jobId": job_id, "fingerprint": fingerprint}
+            )
+            return job_id, fingerprint
         except ResourceExistsError:
-            return str(self.table.get_entity(IDEMPOTENCY, row)["jobId"])
+            first = self.table.get_entity(IDEMPOTENCY, row)
+            return str(first["jobId"]), str(first.get("fingerprint", ""))
 
     def claim_tag(self, tag: str, job_id: str) -> None:
         """Record ``job_id`` as the newest job asking for ``tag`` (job ids sort newest first)."""

@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 @dataclass
 class Progress:
     manifests_total: int = 0
@@ -40,10 +45,11 @@ class Progress:
         return time.monotonic() - self.started
 
     def snapshot(self) -> dict[str, Any]:
+        """The progress as the API shows it: camelCase, as every other field of a job."""
         doc = asdict(self)
         doc.pop("started")
         doc["seconds"] = round(self.seconds, 3)
-        return doc
+        return {_camel(k): v for k, v in doc.items()}
 
 
 class Reporter:

@@ -1,6 +1,5 @@
-"""The service around the engine: submit a request (record ``queued``, enqueue), and handle a
-queue message (``running`` → ``succeeded`` | ``failed``), as the triggers and the local worker
-both do.
+"""Running a job: handle a queue message (``running`` → ``succeeded`` | ``failed``), as the queue
+trigger and the local worker both do. Submitting is :mod:`shared.service.submit`.
 
 Retry policy, decided here only: a retryable failure (429, 5xx, connection) raises
 :class:`RetryLater`, so the message comes back; on its last delivery (``max_dequeue_count``) the
@@ -8,33 +7,31 @@ job is recorded ``failed`` with the last error and the message goes to the poiso
 permanent failure (bad reference, tag exists, not found, denied) is recorded ``failed`` at once
 and the message consumed. A redelivered message of a finished job changes nothing.
 
-No secret is stored: inline credentials travel sealed (AES-GCM, key from app settings, the job id
-as associated data) and are opened only in the worker's memory.
+Inline credentials are opened (:func:`~shared.service.submit.unseal`) only in the worker's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from shared.arm.importer import ArmImporter, ArmOptions
-from shared.credentials import Anonymous, Credential, Secret
+from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
 from shared.engine.progress import Progress
 from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
 from shared.importing.arm import run_arm_import
 from shared.importing.run import run_import
 from shared.importing.spec import ImportSpec, TargetRef
+from shared.logs import job_fields
 from shared.registry import RegistryClient
 from shared.service.engines import arm_source, choose_engine
-from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
+from shared.service.models import ImportJob, ImportRequest, now
+from shared.service.submit import Statuses, Submitter, seal, unseal
 from shared.settings import Settings
 from shared.text import clean
 
@@ -48,146 +45,12 @@ class RetryLater(Exception):
     """The job failed in a way worth another delivery; the message must not be consumed."""
 
 
-class Statuses(Protocol):
-    def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def list(
-        self, state: str | None, limit: int, continuation: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-    def claim_idempotency_key(self, key: str, job_id: str) -> str: ...
-    def claim_tag(self, tag: str, job_id: str) -> None: ...
-    def newest_for_tag(self, tag: str) -> str | None: ...
-
-
-class Queue(Protocol):
-    def send(self, content: str) -> None: ...
-
-
-# -- sealing inline credentials ---------------------------------------------------------------
-
-
-def seal(key: Secret, job_id: str, username: str | None, password: str) -> str:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - only with inline credentials
-
-    nonce = os.urandom(12)
-    data = json.dumps({"u": username, "p": password}).encode()
-    sealed = AESGCM(base64.b64decode(key.reveal())).encrypt(nonce, data, job_id.encode())
-    return base64.b64encode(nonce + sealed).decode()
-
-
-def unseal(key: Secret, job_id: str, sealed: str) -> tuple[str | None, Secret]:
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-    raw = base64.b64decode(sealed)
-    try:
-        doc = json.loads(AESGCM(base64.b64decode(key.reveal())).decrypt(raw[:12], raw[12:], job_id.encode()))
-    except InvalidTag:
-        raise ConfigurationError("the sealed credentials of this job do not open with FERRY_CREDENTIAL_KEY") from None
-    return doc["u"], Secret(doc["p"])
-
-
-# -- submitting --------------------------------------------------------------------------------
-
-
-class Submitter:
-    def __init__(self, settings: Settings, statuses: Statuses, queue: Queue, new_id: Callable[[], str]) -> None:
-        self.settings = settings
-        self.statuses = statuses
-        self.queue = queue
-        self.new_id = new_id
-
-    def check(self, request: ImportRequest) -> None:
-        """What pydantic cannot know: which credentials this deployment has."""
-        source = request.source
-        if source.credential is not None:
-            try:
-                self.settings.credential(source.credential)
-            except ConfigurationError as exc:
-                raise BadRequest("source.credential", str(exc)) from None
-        self._check_destinations(request)
-        try:
-            choose_engine(request, self.settings.registries)
-        except ConfigurationError as exc:
-            raise BadRequest("engine", str(exc).removeprefix("engine arm: ")) from None
-        if source.credentials is not None and not self.settings.allow_inline_credentials:
-            raise BadRequest(
-                "source.credentials",
-                "inline credentials are turned off: configure a named credential in app settings "
-                "(FERRY_CREDENTIAL_<NAME>_USERNAME and _PASSWORD, Key Vault references in Azure) and "
-                'send "credential": "<name>" instead',
-            )
-
-    def _check_destinations(self, request: ImportRequest) -> None:
-        """SSRF: no private, link-local, metadata or (unless allowed) loopback address as a source
-        or target; only allowed sources when FERRY_SOURCE_REGISTRIES is set. Names that resolve to
-        such addresses are refused again when Ferry connects."""
-        transport = self.settings.transport
-        source = request.source.registry
-        for field, registry in (("targetRegistry", request.targetRegistry), ("source.registryUri", source)):
-            reason = transport.refusal(registry) if registry else None
-            if reason is not None:
-                raise BadRequest(field, f"refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)")
-        allowed = self.settings.source_registries
-        if allowed and (source or "docker.io") not in allowed:
-            raise BadRequest("source.registryUri", f"{source or 'docker.io'} is not one of FERRY_SOURCE_REGISTRIES")
-
-    def submit(self, request: ImportRequest, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
-        """Record the job ``queued`` and enqueue it; returns its status and whether it is new.
-        A repeated ``idempotency_key`` returns the first job instead of a second import."""
-        self.check(request)
-        job_id = self.new_id()
-        if idempotency_key:
-            first = self.statuses.claim_idempotency_key(idempotency_key, job_id)
-            if first != job_id:
-                found = self.statuses.get(first)
-                if found is not None:
-                    return ImportStatus.model_validate(found), False
-                job_id = first  # claimed, but its record never landed: make it now
-        spec = request.spec(self.settings.limits)
-        at = now()
-        status = ImportStatus(
-            id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec)
-        )
-        self.statuses.insert(job_id, status.model_dump(mode="json"))
-        for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
-            self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
-        sealed = None
-        creds = request.source.credentials
-        if creds is not None:
-            assert self.settings.credential_key is not None
-            sealed = seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
-        message = ImportJob(id=job_id, request=_without_secrets(request), sealed=sealed, createdAt=at)
-        try:
-            self.queue.send(message.model_dump_json())
-        except Exception:
-            self.statuses.update(
-                job_id,
-                {
-                    "state": "failed",
-                    "updatedAt": now(),
-                    "error": {"code": "ENQUEUE_FAILED", "message": "the job could not be put on the queue"},
-                },
-            )
-            raise
-        return status, True
-
-    def submit_keyed(self, request: ImportRequest, key: str) -> str:
-        """For the triggers: submit under an idempotency ``key``; returns the job id."""
-        status, created = self.submit(request, key)
-        if not created:
-            log.info("job %s already exists for this event or mirror entry; nothing new enqueued", status.id)
-        return status.id
-
-
-def _without_secrets(request: ImportRequest) -> dict[str, Any]:
-    doc = request.model_dump(mode="json", exclude_none=True)
-    doc["source"].pop("credentials", None)
-    return doc
-
-
-# -- handling ----------------------------------------------------------------------------------
+def _summary(result: dict[str, Any]) -> str:
+    """``source -> targets (N bytes, B blobs copied, S s)``, for the job's success line."""
+    blobs = result.get("blobs") or {}
+    copied = blobs.get("copied", 0) if isinstance(blobs, dict) else 0
+    moved = f"{result.get('bytes', 0)} bytes, {copied} blobs copied, {result.get('seconds', 0)} s"
+    return f"{result.get('source')} -> {', '.join(result.get('targets', []))} ({moved})"
 
 
 class Worker:
@@ -251,6 +114,8 @@ class Worker:
             return
         started_at = (found or {}).get("startedAt") or now()
         await self._update(job.id, state="running", attempts=dequeue_count, startedAt=started_at)
+        fields = job_fields(job.id, str((found or {}).get("source", "")), (found or {}).get("targets"))
+        log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
         try:
             result = await self._run(job, request)
         except FerryError as exc:
@@ -264,7 +129,7 @@ class Worker:
             return
         final = result.pop("progress", None)
         await self._update(job.id, state="succeeded", finishedAt=now(), result=result, progress=final, error=None)
-        log.info("job %s succeeded: %s -> %s", job.id, result.get("source"), ", ".join(result.get("targets", [])))
+        log.info("job %s succeeded: %s", job.id, _summary(result), extra=fields)
 
     async def _failed(self, job_id: str, exc: FerryError, dequeue_count: int) -> None:
         error = {"code": exc.code, "message": str(exc)}
@@ -273,10 +138,13 @@ class Worker:
         last = dequeue_count >= self.settings.max_dequeue_count
         if exc.retryable and not last:
             await self._update(job_id, state="queued", error=error)
-            log.warning("job %s: attempt %d failed, will retry: %s", job_id, dequeue_count, exc)
+            log.warning(
+                "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, dequeue_count, exc.code, exc,
+                self.settings.retry_delay, extra=job_fields(job_id),
+            )  # fmt: skip
             raise RetryLater(str(exc))
         await self._update(job_id, state="failed", finishedAt=now(), error=error)
-        log.warning("job %s failed: %s", job_id, exc)
+        log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
 

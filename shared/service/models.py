@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -26,13 +27,22 @@ from shared.oci.reference import RESOURCE_ID, parse_image_path, parse_reference,
 State = Literal["queued", "running", "succeeded", "failed"]
 
 
-def _platforms(values: list[str]) -> list[str]:
-    return [str(Platform.parse(v)) for v in values]
+def _target_image(value: str) -> str:
+    parse_target_image(value)
+    return value
+
+
+def _platform(value: str) -> str:
+    return str(Platform.parse(value))
 
 
 #: Field types shared by the request and the rules file: parsed once, errors naming the reason.
+#: Lists check each item on its own, so every bad item is reported with its index.
 RegistryName = Annotated[str, AfterValidator(parse_registry)]
-Platforms = Annotated[list[str], AfterValidator(_platforms)]
+PlatformName = Annotated[str, AfterValidator(_platform)]
+Platforms = list[PlatformName]
+TargetImage = Annotated[str, AfterValidator(_target_image)]
+RepositoryName = Annotated[str, AfterValidator(parse_repository)]
 #: A named credential: ``FERRY_CREDENTIAL_<NAME>_USERNAME`` / ``_PASSWORD`` in app settings.
 CREDENTIAL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -116,25 +126,16 @@ class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     targetRegistry: RegistryName = Field(min_length=1, max_length=255, description="ACR name or login server.")
     source: Source
-    targetTags: list[str] = Field(default_factory=list, max_length=50, description="repo[:tag] (az acr import --image)")
-    untaggedTargetRepositories: list[str] = Field(default_factory=list, max_length=50)
+    targetTags: list[TargetImage] = Field(
+        default_factory=list, max_length=50, description="repo[:tag] (az acr import --image)"
+    )
+    untaggedTargetRepositories: list[RepositoryName] = Field(default_factory=list, max_length=50)
     mode: Literal["NoForce", "Force"] = "NoForce"
     platforms: Platforms = Field(default_factory=list, max_length=32, description="os/arch[/variant] to keep")
-    includeReferrers: bool = False
-    dryRun: bool = False
+    #: Booleans are ``true`` or ``false``: ``"yes"`` or ``1`` is refused, not read as true.
+    includeReferrers: StrictBool = False
+    dryRun: StrictBool = False
     engine: Literal["oci", "arm", "auto"] = Field("oci", description="oci: stream through Ferry; arm: ACR importImage")
-
-    @field_validator("targetTags")
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        for value in values:
-            parse_target_image(value)
-        return values
-
-    @field_validator("untaggedTargetRepositories")
-    @classmethod
-    def _repos(cls, values: list[str]) -> list[str]:
-        return [parse_repository(v) for v in values]
 
     def spec(self, limits: Limits | None = None) -> ImportSpec:
         """The engine's view of this request."""

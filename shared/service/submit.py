@@ -1,0 +1,184 @@
+"""Submitting a request: validate what pydantic cannot (credentials configured, destinations
+allowed, the engine), record the job ``queued``, enqueue it. An ``Idempotency-Key`` binds one
+request to one job; sent again with another request, it is refused.
+
+No secret is stored: inline credentials travel sealed (AES-GCM, key from app settings, the job id
+as associated data) and are opened only in the worker's memory (:func:`unseal`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from shared.credentials import Secret
+from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError
+from shared.logs import job_fields
+from shared.service.engines import choose_engine
+from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Statuses(Protocol):
+    def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def list(
+        self, state: str | None, limit: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+    def claim_idempotency_key(self, key: str, job_id: str, fingerprint: str) -> tuple[str, str]: ...
+    def claim_tag(self, tag: str, job_id: str) -> None: ...
+    def newest_for_tag(self, tag: str) -> str | None: ...
+
+
+class Queue(Protocol):
+    def send(self, content: str) -> None: ...
+
+
+# -- sealing inline credentials ---------------------------------------------------------------
+
+
+def seal(key: Secret, job_id: str, username: str | None, password: str) -> str:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - only with inline credentials
+
+    nonce = os.urandom(12)
+    data = json.dumps({"u": username, "p": password}).encode()
+    sealed = AESGCM(base64.b64decode(key.reveal())).encrypt(nonce, data, job_id.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(key: Secret, job_id: str, sealed: str) -> tuple[str | None, Secret]:
+    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+    raw = base64.b64decode(sealed)
+    try:
+        doc = json.loads(AESGCM(base64.b64decode(key.reveal())).decrypt(raw[:12], raw[12:], job_id.encode()))
+    except InvalidTag:
+        raise ConfigurationError("the sealed credentials of this job do not open with FERRY_CREDENTIAL_KEY") from None
+    return doc["u"], Secret(doc["p"])
+
+
+# -- submitting --------------------------------------------------------------------------------
+
+
+class Submitter:
+    def __init__(self, settings: Settings, statuses: Statuses, queue: Queue, new_id: Callable[[], str]) -> None:
+        self.settings = settings
+        self.statuses = statuses
+        self.queue = queue
+        self.new_id = new_id
+
+    def check(self, request: ImportRequest) -> None:
+        """What pydantic cannot know: which credentials this deployment has."""
+        source = request.source
+        if source.credential is not None:
+            try:
+                self.settings.credential(source.credential)
+            except ConfigurationError as exc:
+                raise BadRequest("source.credential", str(exc)) from None
+        self._check_destinations(request)
+        try:
+            choose_engine(request, self.settings.registries)
+        except ConfigurationError as exc:
+            raise BadRequest("engine", str(exc).removeprefix("engine arm: ")) from None
+        if source.credentials is not None and not self.settings.allow_inline_credentials:
+            raise BadRequest(
+                "source.credentials",
+                "inline credentials are turned off: configure a named credential in app settings "
+                "(FERRY_CREDENTIAL_<NAME>_USERNAME and _PASSWORD, Key Vault references in Azure) and "
+                'send "credential": "<name>" instead',
+            )
+
+    def _check_destinations(self, request: ImportRequest) -> None:
+        """SSRF: no private, link-local, metadata or (unless allowed) loopback address as a source
+        or target; only allowed sources when FERRY_SOURCE_REGISTRIES is set. Names that resolve to
+        such addresses are refused again when Ferry connects."""
+        transport = self.settings.transport
+        source = request.source.registry
+        for field, registry in (("targetRegistry", request.targetRegistry), ("source.registryUri", source)):
+            reason = transport.refusal(registry) if registry else None
+            if reason is not None:
+                raise BadRequest(field, f"refused: {reason} (FERRY_ALLOWED_REGISTRIES can allow it)")
+        allowed = self.settings.source_registries
+        if allowed and (source or "docker.io") not in allowed:
+            raise BadRequest("source.registryUri", f"{source or 'docker.io'} is not one of FERRY_SOURCE_REGISTRIES")
+
+    def submit(self, request: ImportRequest, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
+        """Record the job ``queued`` and enqueue it; returns its status and whether it is new.
+        A repeated ``idempotency_key`` returns the first job instead of a second import."""
+        self.check(request)
+        job_id = self.new_id()
+        if idempotency_key:
+            first, found = self._claim(request, idempotency_key, job_id)
+            if found is not None:
+                return found, False
+            job_id = first  # new, or claimed but its record never landed: make it now
+        spec = request.spec(self.settings.limits)
+        at = now()
+        status = ImportStatus(
+            id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec)
+        )
+        self.statuses.insert(job_id, status.model_dump(mode="json"))
+        for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
+            self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
+        self._enqueue(request, status)
+        return status, True
+
+    def _enqueue(self, request: ImportRequest, status: ImportStatus) -> None:
+        """The job's message, with inline credentials sealed; a job that cannot be enqueued is
+        recorded ``failed`` rather than left ``queued`` for ever."""
+        job_id, sealed = status.id, None
+        creds = request.source.credentials
+        if creds is not None:
+            assert self.settings.credential_key is not None
+            sealed = seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
+        message = ImportJob(id=job_id, request=_without_secrets(request), sealed=sealed, createdAt=status.createdAt)
+        try:
+            self.queue.send(message.model_dump_json())
+        except Exception:
+            error = {"code": "ENQUEUE_FAILED", "message": "the job could not be put on the queue"}
+            self.statuses.update(job_id, {"state": "failed", "updatedAt": now(), "error": error})
+            raise
+        log.info(
+            "job %s queued: %s -> %s", job_id, status.source, ", ".join(status.targets),
+            extra=job_fields(job_id, status.source, status.targets),
+        )  # fmt: skip
+
+    def _claim(self, request: ImportRequest, key: str, job_id: str) -> tuple[str, ImportStatus | None]:
+        """The job ``key`` belongs to, and its status when it is an earlier one; a key sent again
+        with another request is refused (the second import is not silently dropped)."""
+        fingerprint = _fingerprint(request)
+        first, recorded = self.statuses.claim_idempotency_key(key, job_id, fingerprint)
+        if recorded and recorded != fingerprint:
+            raise IdempotencyKeyReusedError(
+                f"Idempotency-Key {key[:64]!r} was used for another request (job {first}): a new import needs a new key"
+            )
+        found = self.statuses.get(first) if first != job_id else None
+        return first, ImportStatus.model_validate(found) if found is not None else None
+
+    def submit_keyed(self, request: ImportRequest, key: str) -> str:
+        """For the triggers: submit under an idempotency ``key``; returns the job id."""
+        status, created = self.submit(request, key)
+        if not created:
+            log.info("job %s already exists for this event or mirror entry; nothing new enqueued", status.id)
+        return status.id
+
+
+def _without_secrets(request: ImportRequest) -> dict[str, Any]:
+    doc = request.model_dump(mode="json", exclude_none=True)
+    doc["source"].pop("credentials", None)
+    return doc
+
+
+def _fingerprint(request: ImportRequest) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request as sent, secrets masked."""
+    doc = request.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
