@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all deps lint check test demo bench reliability openapi clean
+.PHONY: all deps lint check test up demo bench reliability openapi clean
 
 all: test
 
@@ -21,6 +21,10 @@ check: lint
 
 test: lint
 	$(PY) -m pytest
+
+# Ferry's local service in the foreground (Azurite, registries, the API, workers, the triggers).
+up: deps
+	$(PY) -m scripts.up
 
 demo: deps
 	$(PY) -m scripts.demo

@@ -53,7 +53,7 @@ def follow(api: str, location: str, timeout: float = 120.0) -> dict[str, object]
         progress = status.get("progress") or {}
         line = f"  {status['state']:9}  attempts {status['attempts']}"
         if progress:
-            line += f"  blobs {progress.get('blobs_copied', 0)}/{progress.get('blobs_total', '?')}"
+            line += f"  blobs {progress.get('blobsCopied', 0)}/{progress.get('blobsTotal', '?')}"
         if line != last:
             print(line)
             last = line
@@ -113,13 +113,18 @@ def main() -> int:
             print(f"prod {prod.host}/web:stable -> {at_prod}")
             print(f"dev  {dev.host}/team/web:1.0 -> {pushed}")
             print(f"digests {'match' if at_prod == pushed else 'DIFFER'}; {result['blobs']} in {result['seconds']} s")
-            print("\nThe same by hand:")
+            # The demo's servers stop when it ends: the commands to try by hand are make up's.
+            local = "http://127.0.0.1:7071"
+            by_hand = {**request, "source": {**request["source"], "registryUri": "127.0.0.1:5101"},  # type: ignore[dict-item]
+                       "targetRegistry": "127.0.0.1:5102"}  # fmt: skip
+            print("\nThe demo's servers are stopped now. To do the same by hand, run `make up` (it keeps")
+            print("Azurite, a dev and a prod registry, the API and workers running) and then:")
             print(
-                f"  curl -s -X POST {api}/api/imports -H 'Content-Type: application/json' \\\n"
-                f"       -H 'Idempotency-Key: my-pipeline-run-42' -d '{__import__('json').dumps(request)}'"
+                f"  curl -s -X POST {local}/api/imports -H 'Content-Type: application/json' \\\n"
+                f"       -H 'Idempotency-Key: my-pipeline-run-42' -d '{__import__('json').dumps(by_hand)}'"
             )
-            print(f"  curl -s {api}{job['location']}")
-            print(f"  curl -s '{api}/api/imports?state=succeeded&limit=10'")
+            print(f"  curl -s {local}/api/imports/<id>")
+            print(f"  curl -s '{local}/api/imports?state=succeeded&limit=10'")
             print("  (in Azure, add ?code=<function key> or put Entra ID in front; see the README)")
             return 0 if at_prod == pushed else 1
         finally:
