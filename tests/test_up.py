@@ -95,7 +95,7 @@ def test_make_up_runs_an_import_a_promotion_and_stops_everything(tmp_path: Path)
         assert len(promoted["jobs"]) == 1 and _done(api, promoted["jobs"][0])["state"] == "succeeded"
         _until(lines, f"job {promoted['jobs'][0]} succeeded", seen)  # its log line, then quiet
 
-        time.sleep(8)  # idle: the stack logs nothing
+        time.sleep(60)  # an idle minute: the stack logs nothing (the Azure SDK once logged 21 lines a second)
         idle = []
         while not lines.empty():
             idle.append(lines.get())
