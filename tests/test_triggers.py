@@ -297,3 +297,23 @@ def test_timer_and_event_functions_are_registered() -> None:
     assert set(functions) == {"http_app_func", "import_worker", "on_image_pushed", "mirror"}
     bindings = {b["type"] for f in functions.values() for b in json.loads(f.get_function_json())["bindings"]}
     assert {"httpTrigger", "queueTrigger", "eventGridTrigger", "timerTrigger"} <= bindings
+
+
+def test_a_failed_mirror_job_is_submitted_again_on_the_next_pass(
+    azurite: Azurite, tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """The job id derives from the digest: a failed job used to hold its key, so the tag was not
+    mirrored again until the source changed, while each pass reported it enqueued."""
+    asyncio.run(_tag_versions(open_reg, repo, ["3.12"]))
+    path = mirror_rules(tmp_path, f"{open_reg.host}/{repo}", target_reg, 'tags: ["3.12"]')
+    svc = make_services(environment(azurite, FERRY_RULES_FILE=str(path)))
+    first = asyncio.run(run_mirrors(svc))[0]["enqueued"]["3.12"]
+    svc.statuses.update(first, {"state": "failed", "error": {"code": "DIGEST_INVALID", "message": "injected"}})
+    while svc.queue.receive(1) is not None:  # the failed job's message is gone, as after a failure
+        pass
+    second = asyncio.run(run_mirrors(svc))[0]["enqueued"]["3.12"]
+    assert second != first
+    drain(svc)
+    assert svc.statuses.get(second)["state"] == "succeeded"  # type: ignore[index]
+    third = asyncio.run(run_mirrors(svc))[0]
+    assert third["enqueued"] == {} and third["unchanged"] == 1

@@ -25,6 +25,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Jobs submitted under one trigger key, each after the last one failed.
+RETRIES_PER_KEY = 20
+
 
 class Statuses(Protocol):
     def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
@@ -165,9 +168,17 @@ class Submitter:
         return first, ImportStatus.model_validate(found) if found is not None else None
 
     def submit_keyed(self, request: ImportRequest, key: str) -> str:
-        """For the triggers: submit under an idempotency ``key``; returns the job id."""
-        status, created = self.submit(request, key)
-        if not created:
+        """For the triggers: submit under an idempotency ``key``; returns the job id. A job that
+        failed does not hold its key for ever: the next pass (or redelivered event) submits a
+        new one, chained after it, up to :data:`RETRIES_PER_KEY` times."""
+        for _ in range(RETRIES_PER_KEY):
+            status, created = self.submit(request, key)
+            if created or status.state != "failed":
+                break
+            key = f"{key}|after:{status.id}"
+        if created and "|after:" in key:
+            log.info("job %s re-enqueued: the earlier job for it failed", status.id, extra=job_fields(status.id))
+        elif not created:
             log.info("job %s already exists for this event or mirror entry; nothing new enqueued", status.id)
         return status.id
 
