@@ -298,7 +298,10 @@ def _rules_check(args: argparse.Namespace) -> int:
         how = [
             f"tags {m.tags}" if m.tags else "",
             f"/{m.tagRegex}/" if m.tagRegex else "",
-            f"semver {m.semver}" if m.semver else "",
+            f"versions {m.range}" if m.range else "",
+            f"suffix {m.suffix}" if m.suffix else "",
+            "floating" if m.floating else "",
+            f"extract /{m.extract}/ by {m.order}" if m.extract else "",
             f"newest {m.newest}" if m.newest else "",
         ]
         print(

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from shared.automation.rules import Mirror, in_range, parse_range, parse_rules, semver
+from shared.automation.rules import Mirror, parse_rules
+from shared.automation.tags import in_range, parse_range, parse_tag
 from shared.errors import ConfigurationError
 
 GOOD = """
@@ -85,14 +86,53 @@ def test_bad_rules_name_rule_and_field(text: str, where: str) -> None:
     assert where in str(caught.value) and str(caught.value).startswith("rules.yaml: ")
 
 
-def test_semver() -> None:
-    assert semver("1.27.3") == (1, 27, 3) and semver("v2") == (2, 0, 0) and semver("1.27") == (1, 27, 0)
-    assert semver("1.27.3-alpine") is None and semver("latest") is None
+def test_docker_tags_as_versions() -> None:
+    for tag, parts, suffix in [("1.27.3", (1, 27, 3), ""), ("v2", (2,), ""), ("1.27-bookworm", (1, 27), "bookworm"),
+                               ("3.13.1-alpine3.21", (3, 13, 1), "alpine3.21"), ("1.28.0-rc1", (1, 28, 0), "rc1")]:  # fmt: skip
+        parsed = parse_tag(tag)
+        assert parsed is not None and (parsed.parts, parsed.suffix) == (parts, suffix), tag
+    for tag in ("latest", "mainline", "stable-alpine-slim", "2024.01.15", "3.14.0a3", "1.2.3.4.5", "01.2"):
+        assert parse_tag(tag) is None, tag
     rng = parse_range(">=1.25 <2 || 3.1")
-    assert in_range((1, 25, 0), rng) and in_range((1, 99, 9), rng) and in_range((3, 1, 0), rng)
-    assert not in_range((2, 0, 0), rng) and not in_range((1, 24, 9), rng)
-    with pytest.raises(ValueError, match="does not parse"):
-        parse_range(">=1.x")
+    assert in_range((1, 25, 0, 0), rng) and in_range((1, 99, 9, 0), rng) and in_range((3, 1, 5, 0), rng)
+    assert not in_range((2, 0, 0, 0), rng) and not in_range((1, 24, 9, 0), rng) and not in_range((3, 2, 0, 0), rng)
+    with pytest.raises(ValueError, match="not a version"):
+        parse_range(">=banana")
+
+
+NGINX = [
+    "1.25.4", "1.25.5", "1.26", "1.26.2", "1.26.2-alpine", "1.27", "1.27.3", "1.27.3-alpine", "1.27.3-perl",
+    "1.27-bookworm", "1.27.10", "v1.27.4", "1.28.0-rc1", "mainline", "stable", "stable-alpine-slim", "latest", "2.0.0",
+]  # fmt: skip
+PYTHON = [
+    "3.12", "3.12.7", "3.12.8", "3.12.7-slim-bookworm", "3.12.8-slim-bookworm", "3.12-slim-bookworm", "3.13.1",
+    "3.13.1-alpine3.21", "3.14.0a3",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tags", "selection", "expected"),
+    [
+        (NGINX, {"versions": ">=1.25 <2"}, "1.25.4 1.25.5 1.26.2 1.27.3 v1.27.4 1.27.10"),
+        (NGINX, {"versions": ">=1.25 <2", "floating": True}, "1.25.4 1.25.5 1.26 1.26.2 1.27 1.27.3 v1.27.4 1.27.10"),
+        (NGINX, {"versions": "^1.27", "suffix": "alpine"}, "1.27.3-alpine"),
+        (NGINX, {"versions": "~1.26", "suffix": "alpine"}, "1.26.2-alpine"),
+        (NGINX, {"versions": ">=1.25 <2", "newest": 2}, "v1.27.4 1.27.10"),
+        (NGINX, {"semver": ">=1.25, <2", "newest": 2}, "v1.27.4 1.27.10"),  # semver: is an alias
+        (NGINX, {"versions": "1.25 - 1.26"}, "1.25.4 1.25.5 1.26.2"),
+        # Each suffix on its own: 1.27-bookworm is the most precise tag of its suffix.
+        (NGINX, {"versions": "1.27.x", "suffix": "*"}, "1.27-bookworm 1.27.3 1.27.3-alpine 1.27.3-perl v1.27.4 1.27.10"),
+        (NGINX, {"tagRegex": ".*-alpine", "newest": 1}, "1.27.3-alpine"),
+        (PYTHON, {"versions": ">=3.12 <3.14", "suffix": "slim-bookworm", "newest": 2},
+         "3.12.7-slim-bookworm 3.12.8-slim-bookworm"),
+        (PYTHON, {"versions": "^3.13", "suffix": "alpine*"}, "3.13.1-alpine3.21"),
+        (["20240115", "20240220", "latest"], {"extract": r"^(?P<version>\d{8})$", "order": "numerical", "newest": 1},
+         "20240220"),
+    ],
+)  # fmt: skip
+def test_the_tags_people_use(tags: list[str], selection: dict[str, object], expected: str) -> None:
+    mirror = Mirror.model_validate({"name": "m", "source": "nginx", "targetRegistry": "y.io", **selection})
+    assert mirror.select(tags) == expected.split()
 
 
 TAGS = ["1.24.0", "1.25.3", "1.26.0", "1.27.1", "1.27.2", "2.0.0", "latest", "1.27.2-alpine", "mainline"]

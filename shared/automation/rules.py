@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.automation.tags import Selection, parse_range
 from shared.errors import ConfigurationError
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
 from shared.service.models import Platforms, RegistryName
@@ -57,46 +58,6 @@ def _regex(value: str) -> str:
 
 def render(template: str, **values: str) -> str:
     return _FIELD.sub(lambda m: values[m.group(1)], template)
-
-
-# -- semver ------------------------------------------------------------------------------------
-
-_SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
-_COMPARATOR = re.compile(r"(>=|<=|>|<|=|==)?\s*(v?\d+(?:\.\d+){0,2})")
-
-
-def semver(tag: str) -> tuple[int, int, int] | None:
-    """``1``, ``1.2``, ``v1.2.3`` as a version; anything else (pre-releases, suffixes) is None."""
-    match = _SEMVER.fullmatch(tag)
-    if not match:
-        return None
-    return (int(match.group(1)), int(match.group(2) or 0), int(match.group(3) or 0))
-
-
-def parse_range(text: str) -> list[list[tuple[str, tuple[int, int, int]]]]:
-    """``>=1.25 <2 || 3.1`` → alternatives of comparator lists; ValueError if it does not parse."""
-    alternatives = []
-    for part in text.split("||"):
-        comparators = []
-        for token in re.findall(r"(?:>=|<=|>|<|==|=)?\s*v?\d+(?:\.\d+){0,2}", part):
-            match = _COMPARATOR.fullmatch(token.strip())
-            assert match is not None
-            version = semver(match.group(2))
-            assert version is not None
-            comparators.append((match.group(1) or "=", version))
-        leftover = re.sub(r"(?:>=|<=|>|<|==|=)?\s*v?\d+(?:\.\d+){0,2}", "", part).strip()
-        if leftover or not comparators:
-            raise ValueError(f"semver range {text!r} does not parse near {leftover or part!r}")
-        alternatives.append(comparators)
-    return alternatives
-
-
-def in_range(version: tuple[int, int, int], alternatives: list[list[tuple[str, tuple[int, int, int]]]]) -> bool:
-    ops = {
-        ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        "<": lambda a, b: a < b, "=": lambda a, b: a == b, "==": lambda a, b: a == b,
-    }  # fmt: skip
-    return any(all(ops[op](version, bound) for op, bound in alt) for alt in alternatives)
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -151,8 +112,15 @@ class Mirror(_Rule):
     source: str = Field(description="registry/repository to mirror")
     tags: list[str] = Field(default_factory=list, max_length=200)
     tagRegex: str | None = None
+    #: npm's range syntax over the version part (``^1.27``, ``>=1.25 <2``); ``semver:`` is an alias.
+    versions: str | None = None
     semver: str | None = None
-    newest: int | None = Field(None, ge=1, le=200, description="keep the newest N by semver")
+    #: Glob over the tag's suffix (``alpine``, ``slim-*``); none by default, ``*`` each on its own.
+    suffix: str | None = None
+    floating: bool = False
+    newest: int | None = Field(None, ge=1, le=200, description="keep the newest N versions per suffix")
+    extract: str | None = None
+    order: Literal["semver", "numerical", "alphabetical"] = "semver"
 
     @field_validator("source")
     @classmethod
@@ -167,11 +135,18 @@ class Mirror(_Rule):
     def _regex(cls, value: str | None) -> str | None:
         return None if value is None else _regex(value)
 
-    @field_validator("semver")
+    @field_validator("versions", "semver")
     @classmethod
     def _range(cls, value: str | None) -> str | None:
         if value is not None:
             parse_range(value)
+        return value
+
+    @field_validator("extract")
+    @classmethod
+    def _extract(cls, value: str | None) -> str | None:
+        if value is not None and "version" not in re.compile(_regex(value)).groupindex:
+            raise ValueError("extract needs a named group (?P<version>...)")
         return value
 
     @field_validator("tags")
@@ -181,29 +156,31 @@ class Mirror(_Rule):
 
     @model_validator(mode="after")
     def _selection(self) -> Mirror:
-        if not (self.tags or self.tagRegex or self.semver or self.newest):
-            raise ValueError("say which tags to mirror: tags, tagRegex, semver and/or newest")
+        if self.versions and self.semver:
+            raise ValueError("give versions or its alias semver, not both")
+        if not (self.tags or self.tagRegex or self.range or self.newest or self.extract):
+            raise ValueError("say which tags to mirror: tags, tagRegex, versions, newest and/or extract")
         return self
 
+    @property
+    def range(self) -> str | None:
+        return self.versions or self.semver
+
     def select(self, available: list[str]) -> list[str]:
-        """The tags to mirror out of ``available``: the explicit ones that exist, plus those matching
-        the regex and semver range, then the newest N by semver."""
+        """The tags to mirror out of ``available``: the explicit ones that exist, plus those the
+        regex, the version range (within a suffix), ``newest`` or ``extract`` select."""
         chosen = [t for t in self.tags if t in available]
         pool = available
         if self.tagRegex is not None:
             pool = [t for t in pool if re.fullmatch(self.tagRegex, t)]
-        if self.semver is not None or self.newest:
-            alternatives = parse_range(self.semver) if self.semver else None
-            versioned = [(v, t) for t in pool if (v := semver(t)) is not None]
-            if alternatives is not None:
-                versioned = [(v, t) for v, t in versioned if in_range(v, alternatives)]
-            versioned.sort(reverse=True)
-            if self.newest:
-                versioned = versioned[: self.newest]
-            pool = [t for _, t in versioned]
+        if self.range or self.newest or self.extract:
+            # A regex already narrowed the tags: compare each suffix it let through on its own.
+            suffix = self.suffix if self.suffix is not None else ("*" if self.tagRegex else "")
+            selection = Selection(self.range, suffix, self.floating, self.newest, self.extract, self.order)
+            pool = selection.select(pool)
         elif not self.tagRegex:
             pool = []
-        return list(dict.fromkeys(chosen + sorted(pool)))
+        return list(dict.fromkeys(chosen + pool))
 
 
 class Rules(BaseModel):
