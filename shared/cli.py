@@ -44,6 +44,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_commands.add_parser("check", help="validate a rules file and say what each rule matches")
     check.add_argument("file")
+    planned = rules_commands.add_parser("plan", help="list each mirror's source tags and say what it would select")
+    planned.add_argument("file")
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser, dict(commands.choices)
@@ -279,37 +281,10 @@ def _worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _rules_check(args: argparse.Namespace) -> int:
-    from shared.automation.rules import load_rules
-    from shared.errors import ConfigurationError
+def _rules(args: argparse.Namespace) -> int:
+    from shared.automation import commands
 
-    try:
-        rules = load_rules(args.file)
-    except ConfigurationError as exc:
-        print(f"ferry rules: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    for p in rules.promotions:
-        tags = ", ".join(p.targetTags)
-        print(
-            f"promotion {p.name}: pushes to {p.sourceRegistry}/{p.repository} with tags matching /{p.tag}/ "
-            f"-> {p.targetRegistry}/{p.targetRepository} as {tags} ({p.mode})"
-        )
-    for m in rules.mirrors:
-        how = [
-            f"tags {m.tags}" if m.tags else "",
-            f"/{m.tagRegex}/" if m.tagRegex else "",
-            f"versions {m.range}" if m.range else "",
-            f"suffix {m.suffix}" if m.suffix else "",
-            "floating" if m.floating else "",
-            f"extract /{m.extract}/ by {m.order}" if m.extract else "",
-            f"newest {m.newest}" if m.newest else "",
-        ]
-        print(
-            f"mirror {m.name}: {m.source} ({'; '.join(h for h in how if h)}) "
-            f"-> {m.targetRegistry}/{m.targetRepository} ({m.mode})"
-        )
-    print(f"{len(rules.promotions)} promotions, {len(rules.mirrors)} mirrors: valid")
-    return EXIT_OK
+    return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(args)
     if args.command == "rules":
-        return _rules_check(args)
+        return _rules(args)
     import asyncio
 
     from shared.environment import CommandLine

@@ -155,7 +155,7 @@ class Settings(BaseModel):
             if len(raw) != 32:
                 raise ConfigurationError("setting FERRY_CREDENTIAL_KEY: must be 32 bytes, base64-encoded")
             values["credential_key"] = Secret(key)
-        values["credentials"] = _named_credentials(env)
+        values["credentials"] = named_credentials(env)
         values["registries"] = environment.registries(env.get("FERRY_REGISTRIES", ""))
         values["source_registries"] = _registry_list(env.get("FERRY_SOURCE_REGISTRIES", ""), "FERRY_SOURCE_REGISTRIES")
         try:
@@ -179,7 +179,7 @@ def _registry_list(raw: str, setting: str) -> frozenset[str]:
         raise ConfigurationError(f"setting {setting}: {exc}") from None
 
 
-def _named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:
+def named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:
     parts: dict[str, dict[str, str]] = {}
     for key, value in env.items():
         match = _CREDENTIAL.fullmatch(key)

@@ -186,3 +186,14 @@ def test_rules_check_cli(tmp_path: object) -> None:
         check=False,
     )
     assert failed.returncode == 2 and "mirrors[0] (m).targetRegistry" in failed.stderr
+
+
+def test_promotions_may_use_the_tag_model() -> None:
+    rules = parse_rules(
+        "promotions: [{name: p, sourceRegistry: dev.io, targetRegistry: prod.io, versions: '^1.27', suffix: alpine}]",
+        "rules.yaml",
+    )
+    rule = rules.promotions[0]
+    assert rule.matches("dev.io", "web", "1.27.3-alpine") and rule.matches("dev.io", "web", "1.28.0-alpine")
+    assert not rule.matches("dev.io", "web", "1.27.3") and not rule.matches("dev.io", "web", "2.0.0-alpine")
+    assert not rule.matches("dev.io", "web", "latest")

@@ -317,3 +317,47 @@ def test_a_failed_mirror_job_is_submitted_again_on_the_next_pass(
     assert svc.statuses.get(second)["state"] == "succeeded"  # type: ignore[index]
     third = asyncio.run(run_mirrors(svc))[0]
     assert third["enqueued"] == {} and third["unchanged"] == 1
+
+
+@pytest.mark.process
+def test_rules_plan_says_what_each_mirror_selects_from_live_tags(tmp_path: Path, open_reg: Reg, repo: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    nginx = ["1.25.4", "1.26", "1.26.2", "1.26.2-alpine", "1.27.3", "1.27.3-alpine", "1.28.0-rc1", "latest", "2.0.0"]
+    asyncio.run(_tag_versions(open_reg, repo, nginx))
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"""
+mirrors:
+  - name: stable
+    source: "{open_reg.host}/{repo}"
+    versions: ">=1.25 <2"
+    targetRegistry: prod.example
+  - name: alpine
+    source: "{open_reg.host}/{repo}"
+    versions: "^1.27"
+    suffix: alpine
+    tags: ["9.9.9"]
+    targetRegistry: prod.example
+  - name: none
+    source: "{open_reg.host}/{repo}"
+    versions: ">=5"
+    targetRegistry: prod.example
+""")
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "rules", "plan", str(path)],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    stable, alpine, none = plan["mirrors"]
+    assert stable["selected"] == ["1.25.4", "1.26.2", "1.27.3"]
+    assert stable["skipped"] == {"1.26": "floating", "1.26.2-alpine": "suffix", "1.27.3-alpine": "suffix",
+                                 "1.28.0-rc1": "suffix", "latest": "not a version", "2.0.0": "range"}  # fmt: skip
+    assert alpine["selected"] == ["1.27.3-alpine"] and alpine["missing"] == ["9.9.9"]
+    assert alpine["skipped"]["1.26.2-alpine"] == "range"
+    assert none["selected"] == []
+    assert any("none: selects none of the 9 tags" in w for w in plan["warnings"])
+    assert any("alpine: named tags that do not exist: 9.9.9" in w for w in plan["warnings"])

@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.automation.tags import Selection, parse_range
+from shared.automation.tags import Selection, in_range, parse_range
+from shared.automation.tags import parse_tag as tag_version
 from shared.errors import ConfigurationError
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
 from shared.service.models import Platforms, RegistryName
@@ -85,12 +86,22 @@ class Promotion(_Rule):
     sourceRegistry: RegistryName
     repository: str = Field("*", description="glob over the pushed repository")
     tag: str = Field(".*", description="regular expression over the pushed tag (whole tag)")
+    #: The mirrors' tag model, besides the regex: a version range and a suffix glob.
+    versions: str | None = None
+    suffix: str | None = None
     targetTags: list[str] = Field(default_factory=lambda: ["{tag}"], min_length=1, max_length=20)
 
     @field_validator("tag")
     @classmethod
     def _regex(cls, value: str) -> str:
         return _regex(value)
+
+    @field_validator("versions")
+    @classmethod
+    def _range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_range(value)
+        return value
 
     @field_validator("targetTags")
     @classmethod
@@ -105,6 +116,18 @@ class Promotion(_Rule):
             registry == self.sourceRegistry
             and fnmatch.fnmatchcase(repository, self.repository)
             and re.fullmatch(self.tag, tag) is not None
+            and self._versioned(tag)
+        )
+
+    def _versioned(self, tag: str) -> bool:
+        """With ``versions`` or ``suffix``: the tag is a version of that suffix, in range."""
+        if self.versions is None and self.suffix is None:
+            return True
+        parsed = tag_version(tag)
+        return (
+            parsed is not None
+            and fnmatch.fnmatchcase(parsed.suffix, self.suffix or "")
+            and (self.versions is None or in_range(parsed.version, parse_range(self.versions)))
         )
 
 
@@ -165,6 +188,35 @@ class Mirror(_Rule):
     @property
     def range(self) -> str | None:
         return self.versions or self.semver
+
+    def explain(self, available: list[str]) -> dict[str, Any]:
+        """What a pass would do with ``available``: the tags selected, each other tag with the part
+        of the rule that left it out, and the named tags that do not exist."""
+        selected = self.select(available)
+        chosen = set(selected)
+        skipped = {t: self._why_not(t, available) for t in available if t not in chosen}
+        return {"selected": selected, "skipped": skipped, "missing": [t for t in self.tags if t not in available]}
+
+    def _why_not(self, tag: str, available: list[str]) -> str:
+        if self.tagRegex is not None and not re.fullmatch(self.tagRegex, tag):
+            return "tagRegex"
+        if not (self.range or self.newest or self.extract):
+            return "not selected" if self.tagRegex is None else "tagRegex"
+        if self.extract:
+            match = re.fullmatch(self.extract, tag)
+            return "extract" if match is None else "newest"
+        parsed = tag_version(tag)
+        if parsed is None:
+            return "not a version"
+        suffix = self.suffix if self.suffix is not None else ("*" if self.tagRegex else "")
+        if not fnmatch.fnmatchcase(parsed.suffix, suffix):
+            return "suffix"
+        if self.range and not in_range(parsed.version, parse_range(self.range)):
+            return "range"
+        same = [v for t in available if (v := tag_version(t)) is not None and v.suffix == parsed.suffix]
+        if len(parsed.parts) < max(len(v.parts) for v in same):
+            return "floating"
+        return "newest"
 
     def select(self, available: list[str]) -> list[str]:
         """The tags to mirror out of ``available``: the explicit ones that exist, plus those the
