@@ -299,24 +299,40 @@ def test_timer_and_event_functions_are_registered() -> None:
     assert {"httpTrigger", "queueTrigger", "eventGridTrigger", "timerTrigger"} <= bindings
 
 
-def test_a_failed_mirror_job_is_submitted_again_on_the_next_pass(
+def test_a_failed_mirror_job_is_retried_after_its_back_off_and_a_permanent_failure_is_left_alone(
     azurite: Azurite, tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str
 ) -> None:
     """The job id derives from the digest: a failed job used to hold its key, so the tag was not
     mirrored again until the source changed, while each pass reported it enqueued."""
-    asyncio.run(_tag_versions(open_reg, repo, ["3.12"]))
-    path = mirror_rules(tmp_path, f"{open_reg.host}/{repo}", target_reg, 'tags: ["3.12"]')
+    from datetime import UTC, datetime, timedelta
+
+    asyncio.run(_tag_versions(open_reg, repo, ["3.12", "3.13"]))
+    path = mirror_rules(tmp_path, f"{open_reg.host}/{repo}", target_reg, 'tags: ["3.12", "3.13"]')
     svc = make_services(environment(azurite, FERRY_RULES_FILE=str(path)))
-    first = asyncio.run(run_mirrors(svc))[0]["enqueued"]["3.12"]
-    svc.statuses.update(first, {"state": "failed", "error": {"code": "DIGEST_INVALID", "message": "injected"}})
-    while svc.queue.receive(1) is not None:  # the failed job's message is gone, as after a failure
+    first = asyncio.run(run_mirrors(svc))[0]
+    assert first["states"] == {"3.12": "enqueued", "3.13": "enqueued"}
+    just_now = datetime.now(UTC).isoformat()
+    svc.statuses.update(
+        first["enqueued"]["3.12"],
+        {"state": "failed", "finishedAt": just_now, "error": {"code": "UNAVAILABLE", "message": "injected"}},
+    )
+    svc.statuses.update(first["enqueued"]["3.13"], {"state": "failed", "finishedAt": just_now,
+                                                   "error": {"code": "DIGEST_INVALID", "message": "injected"}})  # fmt: skip
+    while svc.queue.receive(1) is not None:  # the failed jobs' messages are gone, as after a failure
         pass
-    second = asyncio.run(run_mirrors(svc))[0]["enqueued"]["3.12"]
-    assert second != first
+    waiting = asyncio.run(run_mirrors(svc))[0]
+    assert waiting["enqueued"] == {}  # never "enqueued" for a job that was not
+    assert waiting["states"]["3.12"].startswith("failed: UNAVAILABLE; retrying after")
+    assert waiting["states"]["3.13"] == "failed: DIGEST_INVALID"  # permanent: left alone
+    long_ago = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    svc.statuses.update(first["enqueued"]["3.12"], {"finishedAt": long_ago})
+    retried = asyncio.run(run_mirrors(svc))[0]
+    assert retried["states"]["3.12"] == "retrying (attempt 2)" and list(retried["enqueued"]) == ["3.12"]
+    assert retried["enqueued"]["3.12"] != first["enqueued"]["3.12"]
     drain(svc)
-    assert svc.statuses.get(second)["state"] == "succeeded"  # type: ignore[index]
-    third = asyncio.run(run_mirrors(svc))[0]
-    assert third["enqueued"] == {} and third["unchanged"] == 1
+    assert svc.statuses.get(retried["enqueued"]["3.12"])["state"] == "succeeded"  # type: ignore[index]
+    after = asyncio.run(run_mirrors(svc))[0]
+    assert after["states"]["3.12"] == "up to date" and after["enqueued"] == {}
 
 
 @pytest.mark.process

@@ -10,6 +10,7 @@ from shared.automation.passes import mirror_pass, promote
 from shared.automation.rules import Rules, load_rules
 from shared.errors import ConfigurationError
 from shared.service.models import ImportRequest
+from shared.service.submit import Submitted
 from shared.service.wiring import Services
 
 
@@ -25,7 +26,7 @@ def rules_of(services: Services) -> Rules:
 
 
 def _submit(services: Services) -> Any:
-    async def submit(request: ImportRequest, key: str) -> str:
+    async def submit(request: ImportRequest, key: str) -> Submitted:
         return await asyncio.to_thread(services.submitter.submit_keyed, request, key)
 
     return submit

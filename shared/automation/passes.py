@@ -26,6 +26,7 @@ from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
 from shared.service.models import ImportRequest, Source
+from shared.service.submit import Submitted
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 _REGISTRY_ID = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([A-Za-z0-9]+)", re.IGNORECASE)
 
 #: (request, idempotency key) -> job id. The submitter's, off the event loop.
-Submit = Callable[[ImportRequest, str], Awaitable[str]]
+Submit = Callable[[ImportRequest, str], Awaitable[Submitted]]
 #: (registry, named credential or None) -> credential
 Credentials = Callable[[str, str | None], Credential]
 
@@ -117,7 +118,7 @@ async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[s
     for rule in rules.promotions:
         if rule.matches(push.registry, push.repository, push.tag):
             request, key = promotion(rule, push)
-            jobs.append(await submit(request, key))
+            jobs.append((await submit(request, key)).id)
             log.info(
                 "event %s: rule %s promotes %s/%s:%s",
                 push.event_id,
@@ -138,12 +139,14 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
+    states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
-            "enqueued": self.enqueued, "deferred": self.deferred,
+            "enqueued": self.enqueued, "states": self.states, "deferred": self.deferred,
         }  # fmt: skip
 
 
@@ -186,6 +189,7 @@ async def _mirror_tag(
     current = await RegistryRepository(dst, target_repo).lookup(tag)
     if current is not None and current.digest == desc.digest:
         report.unchanged.append(tag)
+        report.states[tag] = "up to date"
         return
     request = ImportRequest(
         targetRegistry=entry.targetRegistry,
@@ -200,7 +204,13 @@ async def _mirror_tag(
         includeReferrers=entry.includeReferrers,
     )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
-    report.enqueued[tag] = await submit(request, key) if submit else "dry-run"
+    if submit is None:
+        report.enqueued[tag] = report.states[tag] = "dry-run"
+        return
+    submitted = await submit(request, key)
+    report.states[tag] = submitted.note
+    if submitted.created:  # never "enqueued" for a job that was not
+        report.enqueued[tag] = submitted.id
 
 
 async def mirror_pass(

@@ -14,10 +14,11 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 from shared.credentials import Secret
-from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError
+from shared.errors import BadRequest, ConfigurationError, FerryError, IdempotencyKeyReusedError
 from shared.logs import job_fields
 from shared.service.engines import choose_engine
 from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
@@ -25,8 +26,32 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Jobs submitted under one trigger key, each after the last one failed.
-RETRIES_PER_KEY = 20
+#: Jobs submitted under one trigger key, each after the last one failed worth retrying.
+RETRIES_PER_KEY = 10
+#: Seconds a failed trigger job waits before the next pass retries it, doubling per attempt.
+BACKOFF_BASE, BACKOFF_CAP = 60.0, 6 * 3600.0
+
+
+def _retryable_codes() -> frozenset[str]:
+    """The codes of every error class worth another try."""
+    found, pending = set(), [FerryError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.retryable:
+            found.add(cls.code)
+    return frozenset(found)
+
+
+RETRYABLE_CODES = _retryable_codes() | {"ENQUEUE_FAILED"}
+
+
+class Submitted(NamedTuple):
+    """What a trigger's submission came to: the job, whether it is new, and in words."""
+
+    id: str
+    created: bool
+    note: str
 
 
 class Statuses(Protocol):
@@ -167,20 +192,30 @@ class Submitter:
         found = self.statuses.get(first) if first != job_id else None
         return first, ImportStatus.model_validate(found) if found is not None else None
 
-    def submit_keyed(self, request: ImportRequest, key: str) -> str:
-        """For the triggers: submit under an idempotency ``key``; returns the job id. A job that
-        failed does not hold its key for ever: the next pass (or redelivered event) submits a
-        new one, chained after it, up to :data:`RETRIES_PER_KEY` times."""
-        for _ in range(RETRIES_PER_KEY):
+    def submit_keyed(self, request: ImportRequest, key: str, now_: datetime | None = None) -> Submitted:
+        """For the triggers: submit under an idempotency ``key``. A job that failed in a way worth
+        retrying does not hold its key: a later pass (or redelivered event) submits a new one,
+        chained after it, once its back-off (doubling per failed attempt, capped) has passed, up to
+        :data:`RETRIES_PER_KEY` attempts; a permanent failure is left alone (a new source digest
+        makes a new key)."""
+        attempt = 1
+        while True:
             status, created = self.submit(request, key)
-            if created or status.state != "failed":
-                break
-            key = f"{key}|after:{status.id}"
-        if created and "|after:" in key:
-            log.info("job %s re-enqueued: the earlier job for it failed", status.id, extra=job_fields(status.id))
-        elif not created:
-            log.info("job %s already exists for this event or mirror entry; nothing new enqueued", status.id)
-        return status.id
+            if created:
+                note = "enqueued" if attempt == 1 else f"retrying (attempt {attempt})"
+                return Submitted(status.id, True, note)
+            if status.state != "failed":
+                return Submitted(status.id, False, f"already {status.state}")
+            code = (status.error or {}).get("code", "")
+            if code not in RETRYABLE_CODES or attempt >= RETRIES_PER_KEY:
+                return Submitted(status.id, False, f"failed: {code}")
+            wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            finished = status.finishedAt or status.updatedAt
+            if (now_ or now()) < finished + timedelta(seconds=wait):
+                return Submitted(
+                    status.id, False, f"failed: {code}; retrying after {finished + timedelta(seconds=wait):%H:%M:%S}Z"
+                )
+            key, attempt = f"{key}|after:{status.id}", attempt + 1
 
 
 def _without_secrets(request: ImportRequest) -> dict[str, Any]:
