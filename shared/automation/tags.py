@@ -170,11 +170,11 @@ class Selection:
         for group in by_suffix.values():
             precision = max(len(t.parts) for t in group)
             fit = [t for t in group if alternatives is None or in_range(t.version, alternatives)]
-            full = sorted((t for t in fit if len(t.parts) == precision), key=lambda t: t.version)
+            full = sorted((t for t in fit if len(t.parts) == precision), key=lambda t: (t.version, t.tag))
             if self.newest:
                 full = full[-self.newest :]
             chosen += [t.tag for t in full]
             if self.floating:
                 chosen += [t.tag for t in fit if len(t.parts) < precision]
-        order = {t: (parsed.version, parsed.suffix) for t in chosen if (parsed := parse_tag(t)) is not None}
+        order = {t: (parsed.version, parsed.suffix, t) for t in chosen if (parsed := parse_tag(t)) is not None}
         return sorted(chosen, key=lambda t: order[t])
