@@ -15,6 +15,8 @@ from shared.service.wiring import Services
 from tests.harness.azurite import Azurite
 from tests.harness.service import environment, make_services
 
+pytestmark = pytest.mark.process  # every test here uses Azurite
+
 _services: dict[str, Services] = {}
 app = create_app(lambda: _services["svc"])
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)

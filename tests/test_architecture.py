@@ -89,3 +89,12 @@ def test_no_function_over_40_lines_and_no_module_over_400() -> None:
                 if lines > 40:
                     too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
     assert too_long == []
+
+
+def test_the_modules_make_check_skips_start_a_process_in_every_test() -> None:
+    """make check does not import these modules at all; that is only right while every test in
+    them is marked ``process``."""
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("WHOLLY_PROCESS"))
+    for name in line.split(":=", 1)[1].split():
+        source = (ROOT / "tests" / f"{name}.py").read_text()
+        assert "pytestmark = pytest.mark.process" in source, name
