@@ -95,11 +95,6 @@ def address_refusal(host: str) -> str | None:
     return None
 
 
-def is_private_literal(host: str) -> bool:
-    """A literal address that may not be a destination (see :func:`address_refusal`)."""
-    return address_refusal(host) is not None
-
-
 @dataclass(frozen=True, slots=True)
 class Proxy:
     """An HTTP proxy (``http://[user:password@]host:port``): ``CONNECT`` tunnels for https,

@@ -45,11 +45,6 @@ class RetryPolicy:
         delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))  # noqa: S311 - jitter
         return max(delay, retry_after) if retry_after is not None else delay
 
-    @property
-    def total_bound(self) -> float:
-        """The longest one operation can take in waits: its budget."""
-        return self.budget
-
 
 class Attempts:
     """One operation's attempts: :meth:`failed` waits before the next one or raises."""

@@ -34,11 +34,6 @@ log = logging.getLogger(__name__)
 logsafety.install()
 
 
-def describe(credential: Credential) -> str:
-    """Who Ferry is to a registry, for messages (never a secret): ``user ci``."""
-    return credential.describe()
-
-
 class Transport:
     """HTTP to one registry host, authenticated as one credential. ``role`` (``source``,
     ``target``) names the registry's side of an import in messages."""
@@ -59,7 +54,7 @@ class Transport:
         self.api_host = api_host
         self.base_url = f"{self.options.scheme_for(api_host)}://{api_host}"
         credential = credential or Anonymous()
-        self.side = Side.of(registry, role, describe(credential))
+        self.side = Side.of(registry, role, credential.describe())
         self.retry = self.options.retry_policy(sleep)
         #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
         self.ratelimit_remaining: int | None = None
@@ -183,4 +178,4 @@ class Response:
         self.content = content
 
 
-__all__ = ["RetryPolicy", "Transport", "describe"]
+__all__ = ["RetryPolicy", "Transport"]
