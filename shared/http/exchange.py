@@ -29,8 +29,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from shared.errors import FerryError, ProtocolError, TooLargeError
-from shared.http.mapping import Side, error_from_exception, stalled
+from shared.errors import FerryError, TooLargeError
+from shared.http.mapping import Answered, Side, error_from_exception, refused, stalled
 from shared.http.policy import TransportOptions
 from shared.http.pool import Http11Transport
 from shared.strict import header_int
@@ -75,28 +75,22 @@ def wire_for(options: TransportOptions, side: Side, max_connections: int) -> Gua
     return GuardedTransport(wire, options, side)
 
 
-class Answer(Protocol):
+class Answer(Answered, Protocol):
     """What :func:`refuse_encoding` reads of a response, streamed or read whole."""
 
     @property
     def extensions(self) -> Mapping[str, Any]: ...
-    @property
-    def request(self) -> httpx.Request: ...
-    @property
-    def status_code(self) -> int: ...
 
 
 def refuse_encoding(response: Answer, op: str, side: Side) -> None:
     """Content checked against its digest must come as sent: Ferry asks for ``identity``."""
     encoding = response.extensions.get(ENCODING)
     if encoding and encoding.strip().lower() != "identity":
-        raise ProtocolError(
-            op=op,
-            origin=side.label,
-            method=response.request.method,
-            url=str(response.request.url),
-            status=response.status_code,
-            problem=f"sent {op.removeprefix('fetch ')} with Content-Encoding {encoding[:40]!r}, "
+        raise refused(
+            op,
+            side,
+            response,
+            f"sent {op.removeprefix('fetch ')} with Content-Encoding {encoding[:40]!r}, "
             "although Ferry asked for identity (the bytes must match their digest)",
         )
 

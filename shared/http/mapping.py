@@ -15,6 +15,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import httpx
 
@@ -79,6 +80,29 @@ class Side:
     @classmethod
     def of(cls, registry: str, role: str = "", who: str = "") -> Side:
         return cls(f"{role} registry {registry}".strip(), who)
+
+
+class Answered(Protocol):
+    """What an error needs of an answer, streamed or read whole: its request and status."""
+
+    @property
+    def request(self) -> httpx.Request: ...
+    @property
+    def status_code(self) -> int: ...
+
+
+def refused(
+    op: str, side: Side, answer: Answered, problem: str, cls: type[RegistryError] = ProtocolError
+) -> RegistryError:
+    """An answer Ferry cannot take (``ProtocolError`` unless said), its problem in words."""
+    return cls(
+        op=op,
+        origin=side.label,
+        method=answer.request.method,
+        url=str(answer.request.url),
+        status=answer.status_code,
+        problem=problem,
+    )
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -32,7 +32,7 @@ import httpx
 from shared.credentials import Credential
 from shared.errors import AuthenticationError, ConfigurationError, ProtocolError
 from shared.http.exchange import extensions
-from shared.http.mapping import Side, error_from_exception, error_from_response
+from shared.http.mapping import Side, error_from_exception, error_from_response, refused
 from shared.http.policy import TransportOptions
 from shared.registry import scopes as sc
 from shared.registry.challenge import Challenge, parse_challenge
@@ -295,14 +295,7 @@ class RegistryAuth(httpx.Auth):
             raise error
         doc = loads_bounded(response.content)
         if not isinstance(doc, dict):
-            raise ProtocolError(
-                op=op,
-                origin=self.side.label,
-                method=response.request.method,
-                url=str(response.request.url),
-                status=200,
-                problem="token service answered with something that is not a JSON object",
-            )
+            raise refused(op, self.side, response, "token service answered with something that is not a JSON object")
         return doc
 
     def _usable(self, value: object) -> str:

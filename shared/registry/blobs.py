@@ -23,12 +23,11 @@ from shared.errors import (
     DigestMismatchError,
     FerryError,
     NotFoundError,
-    ProtocolError,
     RegistryError,
     SizeMismatchError,
 )
 from shared.http.exchange import refuse_encoding
-from shared.http.mapping import Side
+from shared.http.mapping import Side, refused
 from shared.http.retry import Attempts
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
@@ -187,14 +186,7 @@ class BlobOps:
             refuse_encoding(response, "fetch blob", self.side)
             skip = start if start and response.status_code == 200 else 0
             if response.status_code == 206 and _range_start(response) != start:
-                raise ProtocolError(
-                    op="fetch blob",
-                    origin=self.side.label,
-                    method="GET",
-                    url=str(url),
-                    status=206,
-                    problem=f"{what}: Content-Range does not start where asked",
-                )
+                raise refused("fetch blob", self.side, response, f"{what}: Content-Range does not start where asked")
             received = start
             async for raw in response.aiter_raw():
                 chunk = raw
@@ -239,24 +231,12 @@ class BlobOps:
     def _location(self, response: Response) -> httpx.URL:
         location = response.headers.get("location")
         if not location:
-            raise ProtocolError(
-                op="upload",
-                origin=self.side.label,
-                method=response.request.method,
-                url=str(response.request.url),
-                status=response.status_code,
-                problem="answered an upload without Location",
-            )
+            raise refused("upload", self.side, response, "answered an upload without Location")
         try:
             return response.request.url.join(location)
         except httpx.InvalidURL:
-            raise ProtocolError(
-                op="upload",
-                origin=self.side.label,
-                method=response.request.method,
-                url=str(response.request.url),
-                status=response.status_code,
-                problem="answered an upload with a Location that is not a URL",
+            raise refused(
+                "upload", self.side, response, "answered an upload with a Location that is not a URL"
             ) from None
 
     async def cancel_upload(self, location: httpx.URL, repo: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 from shared.credentials import Anonymous, Credential
 from shared.errors import DigestMismatchError, InvalidReferenceError, ManifestError, NotFoundError, ProtocolError
 from shared.http.exchange import PAGE_BODY, refuse_encoding
+from shared.http.mapping import refused
 from shared.http.policy import TransportOptions
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
@@ -235,24 +236,10 @@ class RegistryClient(blobs.BlobOps):
             doc = loads_bounded(page.content)
             listed = doc.get("tags") if isinstance(doc, dict) else None
             if not isinstance(doc, dict) or not isinstance(listed, list | None):
-                raise ProtocolError(
-                    op=op,
-                    origin=self.side.label,
-                    method="GET",
-                    url=str(page.request.url),
-                    status=200,
-                    problem='tag list is not {"tags": [...]}',
-                )
+                raise refused(op, self.side, page, 'tag list is not {"tags": [...]}')
             tags.extend(t for t in listed or () if isinstance(t, str))
             if len(tags) > MAX_TAGS:
-                raise ProtocolError(
-                    op=op,
-                    origin=self.side.label,
-                    method="GET",
-                    url=str(page.request.url),
-                    status=200,
-                    problem=f"more than {MAX_TAGS} tags",
-                )
+                raise refused(op, self.side, page, f"more than {MAX_TAGS} tags")
         return tags
 
     async def referrers(self, repo: str, subject: Digest, artifact_type: str | None = None) -> list[Descriptor]:
