@@ -119,7 +119,7 @@ def load(jobs: int, workers: int, work: Path) -> dict[str, Any]:
             "succeeded": sum(s["state"] == "succeeded" for s in states.values()),
             "failed": sum(s["state"] == "failed" for s in states.values()),
             "lost": jobs - len([s for s in states.values() if s["state"] in ("succeeded", "failed")]),
-            "ranTwice": sum(s.get("attempts", 0) > 1 for s in states.values()),
+            "ranTwice": sum(s.get("attemptCount", 0) > 1 for s in states.values()),
             "sharedTagsRight": sum(final[t] == d for t, d in newest_for_tag.items()), "sharedTags": len(newest_for_tag),
             "seconds": round(elapsed, 1), "jobsPerMinute": round(jobs / elapsed * 60, 1),
             "p50": round(statistics.median(latencies), 2) if latencies else None,

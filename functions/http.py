@@ -2,7 +2,12 @@
 
 - ``POST /api/imports``: validate, record ``queued``, enqueue; ``202`` with the job, ``Location``
   and ``Retry-After``. An ``Idempotency-Key`` header returns the first job for a repeated request.
-- ``GET /api/imports/{id}``: the job's status; ``GET /api/imports``: recent jobs, newest first.
+- ``GET /api/imports/{id}``: the job's status with every attempt; ``GET /api/imports``: recent
+  jobs, newest first, each with its last attempt.
+- ``POST /api/imports/{id}/cancel``: a queued job is ``cancelled`` at once (``200``); a running
+  one is asked to stop (``202``) and stops before any tag moves; a finished one is ``409``.
+- ``POST /api/imports/{id}/retry``: a new job with a failed or cancelled job's request
+  (``202``, ``Location``, ``retryOf``); ``409`` for any other state.
 - ``GET /api/health``: the queue and the table answer.
 
 Bad input answers ``400`` with every bad field and why; nothing else is echoed back.
@@ -26,8 +31,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from functions.bodies import BoundedBodies
 from functions.root import Services, services
 from shared.automation.calls import run_mirrors
-from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError
-from shared.service.models import ImportRequest, ImportStatus
+from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
+from shared.service import control
+from shared.service.models import ImportRequest, ImportStatus, status_of
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"
@@ -37,6 +43,12 @@ class Problem(BaseModel):
     code: str
     message: str
     fields: list[dict[str, str]] = []
+
+
+class Conflict(Problem):
+    """The job is not in a state the request applies to: its state is given."""
+
+    state: str
 
 
 class Accepted(BaseModel):
@@ -87,6 +99,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     )
     app.add_middleware(BoundedBodies)
     _error_handlers(app)
+    _job_error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
     return app
@@ -146,6 +159,20 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content=Problem(code="NOT_CONFIGURED", message=str(exc)).model_dump())
 
 
+def _job_error_handlers(app: FastAPI) -> None:
+    """No such job (404); a job whose state does not allow the request (409, with the state)."""
+
+    @app.exception_handler(UnknownJobError)
+    async def _unknown(request: Request, exc: UnknownJobError) -> JSONResponse:
+        return JSONResponse(status_code=404, content=Problem(code=exc.code, message=str(exc)).model_dump())
+
+    @app.exception_handler(JobStateError)
+    async def _conflict(request: Request, exc: JobStateError) -> JSONResponse:
+        return JSONResponse(
+            status_code=409, content=Conflict(code=exc.code, message=str(exc), state=exc.state).model_dump()
+        )
+
+
 #: Seconds each health probe may take: the endpoint answers within twice this whatever storage does.
 HEALTH_SECONDS = 2.5
 
@@ -155,39 +182,74 @@ _SUBMIT_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _accepted(status: ImportStatus, created: bool) -> JSONResponse:
+    """``202`` for a submission: the job, its ``Location`` and when to look."""
+    location = f"/api/imports/{status.id}"
+    content = Accepted(id=status.id, state=status.state, location=location, created=created).model_dump()
+    return JSONResponse(status_code=202, content=content, headers={"Location": location, "Retry-After": RETRY_AFTER})
+
+
+IdempotencyKey = Annotated[str | None, Header(max_length=256)]
+STATES = "^(queued|running|succeeded|failed|cancelled)$"
+
+
 def _import_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
     """Submit an import, follow one, list them."""
 
     @app.post("/api/imports", status_code=202, response_model=Accepted, responses=_SUBMIT_ANSWERS)
-    async def submit(
-        body: ImportRequest,
-        idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
-    ) -> JSONResponse:
-        status, created = await asyncio.to_thread(get_services().submitter.submit, body, idempotency_key)
-        location = f"/api/imports/{status.id}"
-        content = Accepted(id=status.id, state=status.state, location=location, created=created).model_dump()
-        return JSONResponse(
-            status_code=202, content=content, headers={"Location": location, "Retry-After": RETRY_AFTER}
-        )
+    async def submit(body: ImportRequest, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        return _accepted(*await asyncio.to_thread(get_services().submitter.submit, body, idempotency_key))
 
     @app.get("/api/imports/{job_id}", response_model=ImportStatus, responses={404: {"model": Problem}})
-    async def status(job_id: str) -> Any:
-        found = await asyncio.to_thread(get_services().statuses.get, job_id) if job_id.isalnum() else None
-        if found is None:
-            problem = Problem(code="NOT_FOUND", message=f"no import job {job_id!r}")
-            return JSONResponse(status_code=404, content=problem.model_dump())
-        return ImportStatus.model_validate(found)
+    async def status(job_id: str) -> ImportStatus:
+        return await asyncio.to_thread(control.show, get_services().statuses, job_id)
 
     @app.get("/api/imports", response_model=JobList)
     async def recent(
-        state: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed)$")] = None,
+        state: Annotated[str | None, Query(pattern=STATES)] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         continuation: Annotated[str | None, Query(max_length=2048)] = None,
     ) -> JobList:
         if continuation is not None and not _is_token(continuation):
             raise BadRequest("continuation", "not a token from a previous page's 'next'")
         items, token = await asyncio.to_thread(get_services().statuses.list, state, limit, continuation)
-        return JobList(items=[ImportStatus.model_validate(i) for i in items], next=token)
+        return JobList(items=[status_of(i) for i in items], next=token)
+
+    _control_routes(app, get_services)
+
+
+_CONTROL_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such job"},
+    409: {"model": Conflict, "description": "The job's state does not allow it: the state is given"},
+}
+
+
+def _control_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
+    """Cancel a job; retry one."""
+
+    @app.post(
+        "/api/imports/{job_id}/cancel",
+        response_model=ImportStatus,
+        responses={**_CONTROL_ANSWERS, 202: {"model": ImportStatus, "description": "Running: asked to stop"}},
+    )
+    async def cancel(job_id: str) -> JSONResponse:
+        """A queued job is cancelled at once (200); a running one is asked to stop (202) and
+        stops within seconds, before any tag moves; cancelling a cancelled job changes nothing."""
+        status = await asyncio.to_thread(control.cancel, get_services().statuses, job_id)
+        code = 200 if status.state == "cancelled" else 202
+        return JSONResponse(status_code=code, content=status.model_dump(mode="json"))
+
+    @app.post(
+        "/api/imports/{job_id}/retry",
+        status_code=202,
+        response_model=Accepted,
+        responses={**_CONTROL_ANSWERS, **_SUBMIT_ANSWERS},
+    )
+    async def retry(job_id: str, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """A new job with the request of a failed or cancelled one (``retryOf`` names it)."""
+        if not job_id.isalnum():
+            raise UnknownJobError(f"no import job {job_id!r}")
+        return _accepted(*await asyncio.to_thread(get_services().submitter.resubmit, job_id, idempotency_key))
 
 
 def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:

@@ -51,7 +51,7 @@ def follow(api: str, location: str, timeout: float = 120.0) -> dict[str, object]
     while time.monotonic() < deadline:
         status = httpx.get(api + location, timeout=10).json()
         progress = status.get("progress") or {}
-        line = f"  {status['state']:9}  attempts {status['attempts']}"
+        line = f"  {status['state']:9}  attempts {status['attemptCount']}"
         if progress:
             line += f"  blobs {progress.get('blobsCopied', 0)}/{progress.get('blobsTotal', '?')}"
         if line != last:

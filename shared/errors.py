@@ -169,6 +169,23 @@ class IdempotencyKeyReusedError(FerryError):
     code = "IDEMPOTENCY_KEY_REUSED"
 
 
+class UnknownJobError(FerryError):
+    """No import job has this id (404)."""
+
+    code = "NOT_FOUND"
+
+
+class JobStateError(FerryError):
+    """The job is not in a state the request applies to (409): cancelling a finished job,
+    retrying one that neither failed nor was cancelled. ``state`` is the job's state."""
+
+    code = "JOB_STATE"
+
+    def __init__(self, message: str, *, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 class UnexpectedError(FerryError):
     """A bug or an unexpected library error: worth another delivery, then poison."""
 

@@ -516,9 +516,9 @@ def test_through_the_worker(case: Case, target_reg: Reg, worker_env: dict[str, s
         assert status["state"] == "failed", text
         assert status["error"]["code"] == case.outcome, text
         assert case.message in status["error"]["message"] + status["error"].get("detail", "")
-        assert status["attempts"] == (2 if case.retryable else 1), text
+        assert status["attemptCount"] == (2 if case.retryable else 1), text
     record(
         f"hostile registry (worker): {case.name}",
         {"outcome": status["state"] if case.outcome == "succeeded" else case.outcome,
-         "attempts": status["attempts"], "seconds": round(seconds, 2)},
+         "attempts": status["attemptCount"], "seconds": round(seconds, 2)},
     )  # fmt: skip

@@ -114,7 +114,7 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
         source.stop()
         target.stop()
     status = api.get(job["location"]).json()
-    assert status["attempts"] == 2 and status["result"]["digest"] == digest
+    assert status["attemptCount"] == 2 and status["result"]["digest"] == digest
     commits = Counter(
         s.path.split("digest=")[1].replace("%3A", ":")
         for s in target.requests("PUT", "/blobs/uploads/")
@@ -128,7 +128,7 @@ def test_worker_killed_mid_import(azurite: Azurite, open_reg: Reg, target_reg: R
     record(
         "worker killed mid-import (200 MiB)",
         {
-            "attempts": status["attempts"],
+            "attempts": status["attemptCount"],
             "recoverSeconds": round(recovered_at - killed_at, 1),
             "blobsCommittedBeforeKill": at_kill,
             "blobCommitsTotal": sum(commits.values()),
@@ -158,7 +158,7 @@ def test_no_job_lost_when_azurite_restarts(workdir: Path, open_reg: Reg, target_
         assert [s["state"] for s in states] == ["succeeded"] * 3
         record(
             "Azurite restarted with 3 jobs queued",
-            {"queued": 3, "succeeded": 3, "lost": 0, "attempts": [s["attempts"] for s in states]},
+            {"queued": 3, "succeeded": 3, "lost": 0, "attempts": [s["attemptCount"] for s in states]},
         )
     finally:
         store.stop()
@@ -203,7 +203,7 @@ def test_target_registry_restarted_mid_import(workdir: Path, azurite: Azurite, o
         record(
             "target registry restarted mid-import (24 MiB)",
             {
-                "attempts": status["attempts"],
+                "attempts": status["attemptCount"],
                 "secondsFromRestartToDone": round(finished - restarted[0], 1),
                 "blobsCopied": status["result"]["blobs"]["copied"],
                 "blobsAlreadyThere": status["result"]["blobs"]["present"],

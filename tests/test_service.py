@@ -146,7 +146,7 @@ def test_http_queue_worker_registries_status(
     assert queued["state"] == "queued" and queued["targets"] == [f"{target_reg.host}/{repo}:promoted"]
     drain(svc)
     done = api.get(job["location"]).json()
-    assert done["state"] == "succeeded" and done["attempts"] == 1, done
+    assert done["state"] == "succeeded" and done["attemptCount"] == 1, done
     assert done["result"]["digest"] == str(index.digest)
     assert done["result"]["blobs"]["copied"] == len(index.blobs)
     assert done["startedAt"] and done["finishedAt"]
@@ -169,7 +169,7 @@ def test_permanent_failure_is_recorded_and_consumed(
     job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()  # nothing at the source
     drain(svc)
     status = api.get(job["location"]).json()
-    assert status["state"] == "failed" and status["attempts"] == 1
+    assert status["state"] == "failed" and status["attemptCount"] == 1
     assert status["error"]["code"] == "NOT_FOUND" and "not found" in status["error"]["message"]
     assert "404" in status["error"]["detail"]
     assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []
@@ -192,7 +192,7 @@ def test_retryable_failure_succeeds_on_second_delivery(
     job = api.post("/api/imports", json=doc).json()
     drain(svc)
     status = api.get(job["location"]).json()
-    assert status["state"] == "succeeded" and status["attempts"] == 2, status
+    assert status["state"] == "succeeded" and status["attemptCount"] == 2, status
     assert status["error"] is None  # the first attempt's error is cleared
     assert status["progress"]["blobsCopied"] == status["result"]["blobs"]["copied"]
 
@@ -209,7 +209,7 @@ def test_poison_after_five_deliveries(
     job = api.post("/api/imports", json=doc).json()
     drain(svc)
     status = api.get(job["location"]).json()
-    assert status["state"] == "failed" and status["attempts"] == 5
+    assert status["state"] == "failed" and status["attemptCount"] == 5
     assert status["error"]["code"] == "UNAVAILABLE" and "503" in status["error"]["message"]
     poisoned = svc.queue.peek_poison()
     assert len(poisoned) == 1 and json.loads(poisoned[0])["id"] == job["id"]
@@ -228,7 +228,9 @@ def test_redelivered_finished_job_changes_nothing(
     asyncio.run(svc.worker.handle(message.content, 2))  # the host delivers it again (e.g. after a crash)
     again = api.get(job["location"]).json()
     assert first["state"] == again["state"] == "succeeded"
-    assert again["attempts"] == 1 and again["finishedAt"] == first["finishedAt"] and again["result"] == first["result"]
+    assert (
+        again["attemptCount"] == 1 and again["finishedAt"] == first["finishedAt"] and again["result"] == first["result"]
+    )
 
 
 def test_idempotency_key_returns_the_first_job(
@@ -439,7 +441,7 @@ def test_two_worker_processes_share_the_queue(azurite: Azurite, open_reg: Reg, t
     outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     statuses = [api.get(j["location"]).json() for j in jobs]
-    assert [(s["state"], s["attempts"]) for s in statuses] == [("succeeded", 1)] * 6  # each ran once
+    assert [(s["state"], s["attemptCount"]) for s in statuses] == [("succeeded", 1)] * 6  # each ran once
 
 
 def test_the_newest_job_for_a_tag_wins_whatever_finishes_last(

@@ -14,7 +14,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 PARTITION = "job"
 IDEMPOTENCY = "idempotency"
 TAGS = "tag"
+#: One row per attempt of a job (``<job id>:<attempt>``), read only by ``GET`` on one job.
+ATTEMPTS = "attempt"
+#: The job's queue message as enqueued (its secrets sealed), kept for a retry.
+MESSAGES = "message"
+#: A binary property holds at most 64 KiB: a kept message is split into parts of this size.
+_PART = 60_000
 _MAX_MS = 10**13
 
 
@@ -140,7 +147,7 @@ def _received(message: QueueMessage) -> Received:
 
 
 #: Nested values are stored as JSON text (table properties are flat).
-NESTED = ("progress", "result", "error", "targets", "request")
+NESTED = ("progress", "result", "error", "targets", "request", "lastAttempt")
 
 
 def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -157,10 +164,22 @@ def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     return entity
 
 
+_KEYS = ("PartitionKey", "RowKey", "Timestamp")
+#: An attempt's nested value (the worker instance), stored as JSON text.
+_ATTEMPT_NESTED = ("worker",)
+
+
+def _plain(value: Any) -> Any:
+    """A value as a table property holds it: times as ISO text, nested values as JSON."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
 def _decode(entity: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": entity["RowKey"]}
     for key, value in entity.items():
-        if key in ("PartitionKey", "RowKey") or key.startswith("odata") or key == "Timestamp":
+        if key in _KEYS or key.startswith("odata"):
             continue
         if key in NESTED and isinstance(value, str):
             doc[key] = json.loads(value) if value else None
@@ -191,6 +210,64 @@ class StatusStore:
     def update(self, job_id: str, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the record."""
         self.table.update_entity(_encode(job_id, fields), mode=UpdateMode.MERGE)
+
+    def transition(
+        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Change the record by what ``change`` makes of it as it stands (the fields to merge, or
+        None to leave it), under its ETag: when another writer got there first, the record is read
+        again and ``change`` asked again. Returns the record as it then stands (None if none)."""
+        for _ in range(50):
+            try:
+                entity = self.table.get_entity(PARTITION, job_id)
+            except ResourceNotFoundError:
+                return None
+            current = _decode(dict(entity))
+            fields = change(current)
+            if fields is None:
+                return current
+            try:
+                self.table.update_entity(
+                    _encode(job_id, fields),
+                    mode=UpdateMode.MERGE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue
+            return {**current, **_decode(_encode(job_id, fields))}
+        raise RuntimeError(f"job {job_id}: the record kept changing under 50 attempts to update it")
+
+    def record_attempt(self, job_id: str, number: int, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` (plain values) into attempt ``number`` of the job, made when new."""
+        row = {k: _plain(v) for k, v in fields.items() if v is not None}
+        entity = {"PartitionKey": ATTEMPTS, "RowKey": f"{job_id}:{number:04d}", "number": number, **row}
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """Every recorded attempt of the job, first first (``;`` sorts right after ``:``)."""
+        query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
+        found = self.table.query_entities(query, parameters={"p": ATTEMPTS, "lo": f"{job_id}:", "hi": f"{job_id};"})
+        rows = sorted(found, key=lambda e: str(e["RowKey"]))
+        return [{k: json.loads(v) if k in _ATTEMPT_NESTED else v for k, v in e.items() if k not in _KEYS} for e in rows]
+
+    def keep_message(self, job_id: str, content: str) -> None:
+        """Keep the job's queue message (compressed, in parts of a binary property's size)."""
+        data = zlib.compress(content.encode())
+        parts = {f"p{i}": data[at : at + _PART] for i, at in enumerate(range(0, len(data), _PART))}
+        self.table.upsert_entity({"PartitionKey": MESSAGES, "RowKey": job_id, **parts}, mode=UpdateMode.REPLACE)
+
+    def message(self, job_id: str) -> str | None:
+        """The queue message kept for the job, or None (a job from before messages were kept)."""
+        try:
+            entity = self.table.get_entity(MESSAGES, job_id)
+        except ResourceNotFoundError:
+            return None
+        parts, i = [], 0
+        while f"p{i}" in entity:
+            parts.append(bytes(entity[f"p{i}"]))
+            i += 1
+        return zlib.decompress(b"".join(parts)).decode()
 
     def list(self, state: str | None, limit: int, continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
         query = f"PartitionKey eq '{PARTITION}'"

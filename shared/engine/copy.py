@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from shared import stopping
 from shared.content.protocols import Opener, Source, Target
 from shared.engine.plan import Plan
 from shared.engine.progress import Progress, Reporter
@@ -62,6 +63,8 @@ class _Walk:
         same_registry = src.registry == dst.registry and src.repository != dst.repository
         self.mount_source = src.repository if same_registry else opts.mount_from
         self.group: asyncio.TaskGroup | None = None
+        #: A task stopped at a safe point (:mod:`shared.stopping`): the walk stops when all have.
+        self.stopped = False
 
     def visit(self, desc: Descriptor) -> asyncio.Future[None]:
         task = self.tasks.get(desc.digest)
@@ -75,14 +78,23 @@ class _Walk:
             self.visit(self.plan.root)
             for ref, _ in self.plan.referrers:
                 self.visit(ref)
+        if self.stopped:
+            raise stopping.Stopped
         for subject, refs in self.unindexed.items():
             await index_referrers(self.dst, subject, refs, self.plan)
 
     async def copy(self, desc: Descriptor) -> None:
-        if desc.is_manifest:
-            await self.copy_manifest(desc)
-        else:
-            await self.copy_blob(desc)
+        """One node. A stop is no failure: it ends this task alone, so its siblings are not
+        cancelled mid-request and each closes its own upload session cleanly."""
+        try:
+            stopping.check()
+            if desc.is_manifest:
+                await self.copy_manifest(desc)
+            else:
+                await self.copy_blob(desc)
+        except stopping.Stopped:
+            self.stopped = True
+            return
         self.reporter.tick()
 
     async def copy_manifest(self, desc: Descriptor) -> None:
@@ -102,6 +114,7 @@ class _Walk:
             self.settle(desc)
             return
         await asyncio.gather(*(self.visit(child) for child in self.plan.children[desc.digest]))
+        stopping.check()  # a child may have stopped: nothing is pushed above a missing part
         self.progress.manifests_done += 1
         if desc.digest == self.plan.root.digest and not self.opts.push_root:
             return

@@ -19,6 +19,7 @@ from contextlib import suppress
 
 import httpx
 
+from shared import stopping
 from shared.errors import (
     DigestMismatchError,
     FerryError,
@@ -108,8 +109,12 @@ class _Slicer:
         self._size = size
         self._read = 0
 
-    async def take(self, length: int) -> AsyncIterator[bytes]:
+    async def take(self, length: int, *, stoppable: bool = False) -> AsyncIterator[bytes]:
+        """The next ``length`` bytes; ``stoppable``: ends early, between pieces, when a stop is
+        asked for (a streamed body may end anywhere)."""
         while length > 0:
+            if stoppable and stopping.requested():
+                return
             if not self._left:
                 try:
                     self._left = await anext(self._source)
@@ -338,7 +343,7 @@ class BlobOps:
         while offset < desc.size:
             length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
             try:
-                response = await self._patch(repo, session.location, source, offset, length)
+                response = await self._patch(repo, session.location, source, offset, length, chunk_size is None)
             except _SourceFailed:
                 raise
             except FerryError as exc:
@@ -347,16 +352,21 @@ class BlobOps:
                 source = _Slicer(aiter(_watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
                 continue
             session.location = self._location(response)
+            stopping.check()  # the body ended early, as asked: the session is deleted on the way out
             offset += length
 
-    async def _patch(self, repo: str, location: httpx.URL, source: _Slicer, offset: int, length: int) -> Response:
+    async def _patch(
+        self, repo: str, location: httpx.URL, source: _Slicer, offset: int, length: int, streamed: bool
+    ) -> Response:
+        """One chunk; ``streamed``: the rest of the blob in one body of no stated length
+        (``Transfer-Encoding: chunked``, as go-containerregistry streams every upload), which a
+        stop can end between pieces and still get the registry's answer."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if not streamed:
+            headers.update({"Content-Length": str(length), "Content-Range": f"{offset}-{offset + length - 1}"})
         return await self.transport.request(
-            "upload chunk", "PATCH", location, scopes=_push(repo), content=source.take(length), ok=(202,),
-            retry=False, headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(length),
-                "Content-Range": f"{offset}-{offset + length - 1}",
-            },
+            "upload chunk", "PATCH", location, scopes=_push(repo), content=source.take(length, stoppable=streamed),
+            ok=(202,), retry=False, headers=headers,
         )  # fmt: skip
 
     async def _chunk_failed(

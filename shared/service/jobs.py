@@ -1,5 +1,10 @@
-"""Running a job: handle a queue message (``running`` → ``succeeded`` | ``failed``), as the queue
-trigger and the local worker both do. Submitting is :mod:`shared.service.submit`.
+"""Running a job: handle a queue message (``running`` → ``succeeded`` | ``failed`` |
+``cancelled``), as the queue trigger and the local worker both do. Submitting is
+:mod:`shared.service.submit`; one attempt's record and its cancel watch, :mod:`.attempts`.
+
+Each delivery is an attempt, recorded with its start, end, outcome, bytes and worker. A job
+cancelled while queued is consumed unrun; one cancelled while running stops at the engine's next
+safe point, before any tag moves, and its message is consumed: a cancelled job never comes back.
 
 Retry policy, decided here only: a retryable failure (429, 5xx, connection) raises
 :class:`RetryLater`, so the message comes back; on its last delivery (``max_dequeue_count``) the
@@ -19,21 +24,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared import stopping
 from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
-from shared.engine.progress import Progress
 from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
 from shared.importing.arm import run_arm_import
 from shared.importing.run import run_import
 from shared.importing.spec import ImportSpec, TargetRef
 from shared.logs import job_fields
 from shared.registry import RegistryClient
+from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
 from shared.service.engines import arm_source, choose_engine
-from shared.service.models import ImportJob, ImportRequest, now
+from shared.service.models import FINISHED, ImportJob, ImportRequest, now
 from shared.service.submit import Statuses, Submitter, seal, unseal
 from shared.settings import Settings
-from shared.text import clean
+from shared.text import clean, shorten
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +83,6 @@ class Worker:
 
         self.credentials = Resolver(settings.credential, identity)
 
-    async def _update(self, job_id: str, **fields: Any) -> None:
-        fields["updatedAt"] = now()
-        await asyncio.to_thread(self.statuses.update, job_id, fields)
-
     def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
         """Sealed inline credentials, else the named one, else the identity for an ACR."""
         given = None
@@ -108,53 +110,133 @@ class Worker:
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
-        found = await asyncio.to_thread(self.statuses.get, job.id)
-        if found is not None and found.get("state") in ("succeeded", "failed"):
-            log.info("job %s is already %s; redelivery ignored", job.id, found["state"])
+        attempt, earlier = new_attempt(dequeue_count), list[dict[str, Any]]()
+        record = await asyncio.to_thread(
+            self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
+        )
+        if record is None or record["state"] != "running" or record.get("lastAttempt") != attempt:
+            not_run(job.id, record)
             return
-        started_at = (found or {}).get("startedAt") or now()
-        await self._update(job.id, state="running", attempts=dequeue_count, startedAt=started_at)
-        fields = job_fields(job.id, str((found or {}).get("source", "")), (found or {}).get("targets"))
+        fields = job_fields(job.id, str(record.get("source", "")), record.get("targets"))
         log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
+        await self._attempt_rows(job.id, attempt, earlier)
+        progress = ProgressWriter(self.statuses, job.id)
         try:
-            result = await self._run(job, request)
-        except FerryError as exc:
-            await self._failed(job.id, exc, dequeue_count)
+            result = await self._watched(job, request, progress)
+        except JobCancelled:
+            await self._cancelled(job.id, attempt, progress)
             return
-        except RetryLater:
-            raise
+        except FerryError as exc:
+            await self._failed(job.id, exc, attempt, progress)
+            return
         except Exception as exc:  # a bug or an unexpected library error: retry, then poison
             log.exception("job %s failed unexpectedly", job.id)
-            await self._failed(job.id, UnexpectedError(type(exc).__name__), dequeue_count)
+            await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress)
             return
-        final = result.pop("progress", None)
-        await self._update(job.id, state="succeeded", finishedAt=now(), result=result, progress=final, error=None)
-        log.info("job %s succeeded: %s", job.id, _summary(result), extra=fields)
+        await self._succeeded(job.id, result, attempt, fields)
 
-    async def _failed(self, job_id: str, exc: FerryError, dequeue_count: int) -> None:
+    async def _attempt_rows(self, job_id: str, attempt: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+        """This attempt's row, and the one an earlier attempt left ``running`` marked abandoned."""
+        await asyncio.gather(
+            *(asyncio.to_thread(self.statuses.record_attempt, job_id, a["number"], a) for a in [attempt, *earlier])
+        )
+
+    async def _ended(self, job_id: str, attempt: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Record the job's new state and how this attempt ended, in the job and in its row."""
+        at = now()
+        fields.update(updatedAt=at, lastAttempt=attempt)
+        if fields["state"] in FINISHED:
+            fields["finishedAt"] = at
+        attempt["finishedAt"] = at.isoformat()
+        await asyncio.gather(
+            asyncio.to_thread(self.statuses.update, job_id, fields),
+            asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt),
+        )
+
+    async def _succeeded(
+        self, job_id: str, result: dict[str, Any], attempt: dict[str, Any], fields: dict[str, Any]
+    ) -> None:
+        final = result.pop("progress", None)
+        attempt.update(outcome="succeeded", bytes=int(result.get("bytes") or 0))
+        await self._ended(job_id, attempt, {"state": "succeeded", "result": result, "progress": final, "error": None})
+        log.info("job %s succeeded: %s", job_id, _summary(result), extra=fields)
+
+    async def _cancelled(self, job_id: str, attempt: dict[str, Any], progress: ProgressWriter) -> None:
+        """Stopped on request: open uploads were cancelled on the way out and no tag moved."""
+        await progress.aclose()
+        copied = progress.now()
+        attempt.update(outcome="cancelled", bytes=(copied or {}).get("bytesMoved", 0))
+        await self._ended(job_id, attempt, {"state": "cancelled", "progress": copied})
+        log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
+
+    async def _failed(self, job_id: str, exc: FerryError, attempt: dict[str, Any], progress: ProgressWriter) -> None:
+        await progress.aclose()
         error = {"code": exc.code, "message": str(exc)}
         if exc.detail:
             error["detail"] = clean(exc.detail)  # what lies under the message: the HTTP exchange
-        last = dequeue_count >= self.settings.max_dequeue_count
-        if exc.retryable and not last:
-            await self._update(job_id, state="queued", error=error)
-            log.warning(
-                "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, dequeue_count, exc.code, exc,
-                self.settings.retry_delay, extra=job_fields(job_id),
-            )  # fmt: skip
-            raise RetryLater(str(exc))
-        await self._update(job_id, state="failed", finishedAt=now(), error=error)
+        attempt.update(outcome="failed", code=exc.code, message=shorten(str(exc), 2000))
+        attempt["bytes"] = (progress.now() or {}).get("bytesMoved", 0)
+        number = attempt["number"]
+        if exc.retryable and number < self.settings.max_dequeue_count:
+            again = await self._queued_again(job_id, attempt, error)
+            if again:
+                log.warning(
+                    "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
+                    self.settings.retry_delay, extra=job_fields(job_id),
+                )  # fmt: skip
+                raise RetryLater(str(exc))
+            log.info("job %s cancelled after attempt %d failed", job_id, number, extra=job_fields(job_id))
+            return
+        await self._ended(job_id, attempt, {"state": "failed", "error": error})
         log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
 
-    async def _run(self, job: ImportJob, request: ImportRequest) -> dict[str, Any]:
+    async def _queued_again(self, job_id: str, attempt: dict[str, Any], error: dict[str, str]) -> bool:
+        """Back to ``queued`` for the next delivery, unless a cancel was asked for meanwhile: then
+        ``cancelled``, and the message is consumed (False)."""
+        at = now()
+        attempt["finishedAt"] = at.isoformat()
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            fields: dict[str, Any] = {"updatedAt": at, "lastAttempt": attempt, "error": error, "state": "queued"}
+            if current.get("cancelRequestedAt"):
+                fields.update(state="cancelled", finishedAt=at)
+            return fields
+
+        record, _ = await asyncio.gather(
+            asyncio.to_thread(self.statuses.transition, job_id, change),
+            asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt),
+        )
+        return record is None or record["state"] == "queued"
+
+    async def _watched(self, job: ImportJob, request: ImportRequest, progress: ProgressWriter) -> dict[str, Any]:
+        """The job, stopped when a cancel is asked for (:class:`JobCancelled`)."""
+        watch = Watch(self.statuses, job.id)
+        with stopping.scope(watch.stop):  # the engine's task, and every task it starts, sees it
+            engine = asyncio.create_task(self._run(job, request, progress, watch))
+        watcher = asyncio.create_task(watch.run(engine))
+        try:
+            return await engine
+        except stopping.Stopped:
+            raise JobCancelled from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if watch.requested and not (current is not None and current.cancelling()):
+                raise JobCancelled from None
+            raise
+        finally:
+            watcher.cancel()
+
+    async def _run(
+        self, job: ImportJob, request: ImportRequest, progress: ProgressWriter, watch: Watch
+    ) -> dict[str, Any]:
         spec = request.spec(self.settings.limits)
         engine, why = choose_engine(request, self.settings.registries)
         if engine == "arm":
             result = await self._run_arm(job, request, spec)
         else:
-            result = await self._run_oci(job, request, spec)
+            result = await self._run_oci(job, request, spec, progress, watch)
         result.update({"engine": engine, "engineReason": why})
         return result
 
@@ -184,10 +266,11 @@ class Worker:
             return self.source_credential(job, request)
         return Anonymous()
 
-    async def _run_oci(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
-        progress = _ProgressWriter(self.statuses, job.id)
-
+    async def _run_oci(
+        self, job: ImportJob, request: ImportRequest, spec: ImportSpec, progress: ProgressWriter, watch: Watch
+    ) -> dict[str, Any]:
         async def may_tag(target: TargetRef) -> bool:
+            await watch.commit()  # the last moment a cancel stops the job: tags move next
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
             return newest is None or newest >= job.id  # ids sort newest first
 
@@ -213,33 +296,6 @@ class Worker:
         if progress.latest is not None:
             result["progress"] = progress.latest
         return result
-
-
-class _ProgressWriter:
-    """Progress to the status table off the event loop (the table client is synchronous, and in
-    the Functions host several messages share one loop): one write at a time in a thread; the
-    engine's :class:`~shared.engine.progress.Reporter` alone throttles."""
-
-    def __init__(self, statuses: Any, job_id: str) -> None:
-        self._statuses = statuses
-        self._job_id = job_id
-        self._task: asyncio.Task[None] | None = None
-        self.latest: dict[str, Any] | None = None
-
-    def __call__(self, p: Progress) -> None:
-        self.latest = p.snapshot()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._write(self.latest))
-
-    async def _write(self, snapshot: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(self._statuses.update, self._job_id, {"progress": snapshot, "updatedAt": now()})
-        except Exception:  # progress is best effort: never fail an import over it
-            log.warning("job %s: could not record progress", self._job_id)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            await self._task
 
 
 __all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "unseal"]

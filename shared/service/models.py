@@ -24,7 +24,12 @@ from shared.importing.spec import ImportSpec, Limits, TargetRef, build_spec, par
 from shared.oci.manifest import Platform
 from shared.oci.reference import RESOURCE_ID, parse_image_path, parse_reference, parse_registry, parse_repository
 
-State = Literal["queued", "running", "succeeded", "failed"]
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+#: States a job does not leave.
+FINISHED = ("succeeded", "failed", "cancelled")
+#: How an attempt ended: ``abandoned`` when its worker stopped before it could say (killed, or
+#: shut down mid-job: the message came back and a later attempt found this one still running).
+Outcome = Literal["running", "succeeded", "failed", "cancelled", "abandoned"]
 
 
 def _target_image(value: str) -> str:
@@ -170,8 +175,29 @@ class ImportJob(BaseModel):
     createdAt: datetime = Field(default_factory=now)
 
 
+class WorkerInstance(BaseModel):
+    """The worker instance an attempt ran on."""
+
+    host: str
+    pid: int
+
+
+class Attempt(BaseModel):
+    """One delivery of a job's message to a worker, and how it ended."""
+
+    number: int
+    startedAt: datetime
+    finishedAt: datetime | None = None
+    outcome: Outcome = "running"
+    code: str | None = None
+    message: str | None = None
+    bytes: int = Field(0, description="Blob bytes this attempt sent to the target.")
+    worker: WorkerInstance | None = None
+
+
 class ImportStatus(BaseModel):
-    """``GET /api/imports/{id}``: a job's state, as the status table records it."""
+    """``GET /api/imports/{id}``: a job's state, as the status table records it, with every
+    attempt (``GET /api/imports`` shows the last one only)."""
 
     id: str
     state: State
@@ -179,7 +205,10 @@ class ImportStatus(BaseModel):
     updatedAt: datetime
     startedAt: datetime | None = None
     finishedAt: datetime | None = None
-    attempts: int = 0
+    attemptCount: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+    retryOf: str | None = Field(None, description="The job this one retries (POST .../retry).")
+    cancelRequestedAt: datetime | None = None
     source: str = ""
     targets: list[str] = Field(default_factory=list)
     progress: dict[str, Any] | None = None
@@ -187,8 +216,31 @@ class ImportStatus(BaseModel):
     error: dict[str, str] | None = None
 
 
+def status_of(record: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> ImportStatus:
+    """The API's view of a status record: with ``attempts`` (every one, for ``GET`` on one job),
+    else the last one the record keeps."""
+    doc = dict(record)
+    count = doc.pop("attemptCount", None)
+    old = doc.pop("attempts", 0)  # records from before attempts were kept: the count alone
+    doc["attemptCount"] = count if count is not None else old if isinstance(old, int) else 0
+    last = doc.pop("lastAttempt", None)
+    doc["attempts"] = attempts if attempts is not None else [last] if last else []
+    return ImportStatus.model_validate(doc)
+
+
 def targets_of(spec: ImportSpec) -> list[str]:
     return [f"{spec.target_registry}/{t}" for t in spec.targets]
 
 
-__all__ = ["ImportJob", "ImportRequest", "ImportStatus", "InlineCredentials", "Source", "TargetRef", "now"]
+__all__ = [
+    "FINISHED",
+    "Attempt",
+    "ImportJob",
+    "ImportRequest",
+    "ImportStatus",
+    "InlineCredentials",
+    "Source",
+    "TargetRef",
+    "now",
+    "status_of",
+]

@@ -18,10 +18,17 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from shared.credentials import Secret
-from shared.errors import BadRequest, ConfigurationError, FerryError, IdempotencyKeyReusedError
+from shared.errors import (
+    BadRequest,
+    ConfigurationError,
+    FerryError,
+    IdempotencyKeyReusedError,
+    JobStateError,
+    UnknownJobError,
+)
 from shared.logs import job_fields
 from shared.service.engines import choose_engine
-from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, targets_of
+from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, status_of, targets_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,13 @@ class Statuses(Protocol):
     def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
     def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def transition(
+        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None: ...
+    def record_attempt(self, job_id: str, number: int, fields: dict[str, Any]) -> None: ...
+    def attempts(self, job_id: str) -> list[dict[str, Any]]: ...
+    def keep_message(self, job_id: str, content: str) -> None: ...
+    def message(self, job_id: str) -> str | None: ...
     def list(
         self, state: str | None, limit: int, continuation: str | None
     ) -> tuple[list[dict[str, Any]], str | None]: ...
@@ -143,34 +157,83 @@ class Submitter:
         """Record the job ``queued`` and enqueue it; returns its status and whether it is new.
         A repeated ``idempotency_key`` returns the first job instead of a second import."""
         self.check(request)
+        creds = request.source.credentials
+
+        def sealer(job_id: str) -> str | None:
+            if creds is None:
+                return None
+            assert self.settings.credential_key is not None
+            return seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
+
+        return self._submit(request, idempotency_key, _fingerprint(request), sealer)
+
+    def resubmit(self, job_id: str, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
+        """``POST /api/imports/{id}/retry``: a new job with the request of a ``failed`` or
+        ``cancelled`` one, ``retryOf`` naming it. Its sealed credentials are opened and sealed
+        again for the new job, in memory only; nothing secret is read back."""
+        record = self.statuses.get(job_id)
+        if record is None:
+            raise UnknownJobError(f"no import job {job_id!r}")
+        if record["state"] not in ("failed", "cancelled"):
+            raise JobStateError(
+                f"job {job_id} is {record['state']}: only a failed or cancelled job can be retried",
+                state=record["state"],
+            )
+        kept = self.statuses.message(job_id)
+        if kept is None:
+            raise JobStateError(f"job {job_id} kept no request to retry (it predates retries)", state=record["state"])
+        old = ImportJob.model_validate_json(kept)
+        request = ImportRequest.model_validate(old.request)
+        self.check(request)
+        if old.sealed and not self.settings.allow_inline_credentials:
+            raise BadRequest("source.credentials", "inline credentials are turned off: the job cannot be retried")
+
+        def sealer(new_id: str) -> str | None:
+            if old.sealed is None:
+                return None
+            key = self.settings.credential_key
+            if key is None:
+                raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
+            username, password = unseal(key, job_id, old.sealed)
+            return seal(key, new_id, username, password.reveal())
+
+        return self._submit(request, idempotency_key, f"retry:{job_id}", sealer, retry_of=job_id)
+
+    def _submit(
+        self,
+        request: ImportRequest,
+        idempotency_key: str | None,
+        fingerprint: str,
+        sealer: Callable[[str], str | None],
+        retry_of: str | None = None,
+    ) -> tuple[ImportStatus, bool]:
         job_id = self.new_id()
         if idempotency_key:
-            first, found = self._claim(request, idempotency_key, job_id)
+            first, found = self._claim(fingerprint, idempotency_key, job_id)
             if found is not None:
                 return found, False
             job_id = first  # new, or claimed but its record never landed: make it now
         spec = request.spec(self.settings.limits)
         at = now()
         status = ImportStatus(
-            id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec)
-        )
-        self.statuses.insert(job_id, status.model_dump(mode="json"))
+            id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec),
+            retryOf=retry_of,
+        )  # fmt: skip
+        self.statuses.insert(job_id, status.model_dump(mode="json", exclude={"attempts"}))
         for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
             self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
-        self._enqueue(request, status)
+        self._enqueue(request, status, sealer(job_id))
         return status, True
 
-    def _enqueue(self, request: ImportRequest, status: ImportStatus) -> None:
-        """The job's message, with inline credentials sealed; a job that cannot be enqueued is
-        recorded ``failed`` rather than left ``queued`` for ever."""
-        job_id, sealed = status.id, None
-        creds = request.source.credentials
-        if creds is not None:
-            assert self.settings.credential_key is not None
-            sealed = seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
+    def _enqueue(self, request: ImportRequest, status: ImportStatus, sealed: str | None) -> None:
+        """The job's message (inline credentials sealed), kept for a retry; a job that cannot be
+        enqueued is recorded ``failed`` rather than left ``queued`` for ever."""
+        job_id = status.id
         message = ImportJob(id=job_id, request=_without_secrets(request), sealed=sealed, createdAt=status.createdAt)
+        content = message.model_dump_json()
         try:
-            self.queue.send(message.model_dump_json())
+            self.statuses.keep_message(job_id, content)
+            self.queue.send(content)
         except Exception:
             error = {"code": "ENQUEUE_FAILED", "message": "the job could not be put on the queue"}
             self.statuses.update(job_id, {"state": "failed", "updatedAt": now(), "error": error})
@@ -180,17 +243,16 @@ class Submitter:
             extra=job_fields(job_id, status.source, status.targets),
         )  # fmt: skip
 
-    def _claim(self, request: ImportRequest, key: str, job_id: str) -> tuple[str, ImportStatus | None]:
+    def _claim(self, fingerprint: str, key: str, job_id: str) -> tuple[str, ImportStatus | None]:
         """The job ``key`` belongs to, and its status when it is an earlier one; a key sent again
         with another request is refused (the second import is not silently dropped)."""
-        fingerprint = _fingerprint(request)
         first, recorded = self.statuses.claim_idempotency_key(key, job_id, fingerprint)
         if recorded and recorded != fingerprint:
             raise IdempotencyKeyReusedError(
                 f"Idempotency-Key {key[:64]!r} was used for another request (job {first}): a new import needs a new key"
             )
         found = self.statuses.get(first) if first != job_id else None
-        return first, ImportStatus.model_validate(found) if found is not None else None
+        return first, status_of(found) if found is not None else None
 
     def submit_keyed(self, request: ImportRequest, key: str, now_: datetime | None = None) -> Submitted:
         """For the triggers: submit under an idempotency ``key``. A job that failed in a way worth

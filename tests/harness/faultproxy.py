@@ -90,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self, limit: int | None) -> bytes | None:
         """The request body; ``None`` when it was cut at ``limit``."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
+            data = bytearray()
             while True:
                 size = int(self.rfile.readline().strip() or b"0", 16)
                 if size == 0:
@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
                 if limit is not None and len(data) >= limit:
                     return None
-            return data
+            return bytes(data)
         length = int(self.headers.get("Content-Length") or 0)
         if limit is not None and length > limit:
             self.rfile.read(limit)

@@ -1,0 +1,145 @@
+"""One attempt at a job, as the worker keeps it: the attempt's record, how a delivery changes
+the job's record, the look-out for a cancel request, and progress written off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+from shared import stopping
+from shared.engine.progress import Progress
+from shared.logs import job_fields
+from shared.service.models import FINISHED, now
+from shared.service.submit import Statuses
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a running job's looks at its record for a cancel request, and seconds it
+#: then gives the engine to stop at a safe point before cancelling it outright.
+CANCEL_CHECK, STOP_GRACE = 1.0, 2.5
+
+
+class JobCancelled(Exception):
+    """A cancel was asked for while the job ran: it stopped before any tag moved."""
+
+
+def new_attempt(number: int) -> dict[str, Any]:
+    """A new attempt as its row and the job record keep it: plain JSON values."""
+    return {
+        "number": number,
+        "startedAt": now().isoformat(),
+        "outcome": "running",
+        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+    }
+
+
+def begin(current: dict[str, Any], attempt: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How a delivery changes the record: a finished job stays as it is (None); a job whose
+    cancel was asked for is ``cancelled`` without running; else it is ``running`` this attempt.
+    An earlier attempt the record still shows running ended unrecorded: it goes to ``earlier``."""
+    if current.get("state") in FINISHED:
+        return None
+    at = now()
+    if current.get("cancelRequestedAt"):
+        return {"state": "cancelled", "finishedAt": at, "updatedAt": at}
+    earlier.clear()
+    last = current.get("lastAttempt") or {}
+    if last.get("outcome") == "running" and last.get("number", attempt["number"]) < attempt["number"]:
+        earlier.append({**last, "outcome": "abandoned", "message": "the worker stopped before the attempt ended"})
+    return {
+        "state": "running",
+        "attemptCount": attempt["number"],
+        "startedAt": current.get("startedAt") or at,
+        "updatedAt": at,
+        "lastAttempt": attempt,
+    }
+
+
+def not_run(job_id: str, record: dict[str, Any] | None) -> None:
+    """Say why a delivered job was not run; its message is consumed."""
+    if record is None:
+        log.error("job %s has no status record; its message is dropped", job_id)
+    elif record["state"] == "cancelled":
+        log.info("job %s is cancelled; its message is consumed without running", job_id, extra=job_fields(job_id))
+    else:
+        log.info("job %s is already %s; redelivery ignored", job_id, record["state"], extra=job_fields(job_id))
+
+
+class Watch:
+    """A running job's look-out for a cancel request, every :data:`CANCEL_CHECK` seconds until
+    the tags are about to move (:meth:`commit`): from then on the job finishes, and a cancel
+    comes too late. Asked, it stops the engine at its next safe point (:mod:`shared.stopping`:
+    upload sessions closed cleanly); an engine still going :data:`STOP_GRACE` seconds later (an
+    upload of stated length in flight, the ARM engine) is cancelled outright."""
+
+    def __init__(self, statuses: Statuses, job_id: str) -> None:
+        self._statuses = statuses
+        self._job_id = job_id
+        self._lock = asyncio.Lock()
+        self.stop = stopping.Stop()
+        self.committed = False
+        self.requested = False
+
+    async def _asked(self) -> bool:
+        try:
+            record = await asyncio.to_thread(self._statuses.get, self._job_id)
+        except Exception:  # the table did not answer: look again next time
+            log.warning("job %s: could not look for a cancel request", self._job_id)
+            return False
+        return bool(record and record.get("cancelRequestedAt"))
+
+    async def run(self, engine: asyncio.Task[Any]) -> None:
+        while not self.committed:
+            await asyncio.sleep(CANCEL_CHECK)
+            if await self._asked() and not self.committed:
+                self.requested = True
+                self.stop.ask()
+                await asyncio.wait({engine}, timeout=STOP_GRACE)
+                engine.cancel()
+                return
+
+    async def commit(self) -> None:
+        """A last look before the first tag moves; after it, no more cancelling."""
+        async with self._lock:
+            if self.committed:
+                return
+            if await self._asked():
+                self.requested = True
+                raise JobCancelled
+            self.committed = True
+
+
+class ProgressWriter:
+    """Progress to the status table off the event loop (the table client is synchronous, and in
+    the Functions host several messages share one loop): one write at a time in a thread; the
+    engine's :class:`~shared.engine.progress.Reporter` alone throttles."""
+
+    def __init__(self, statuses: Any, job_id: str) -> None:
+        self._statuses = statuses
+        self._job_id = job_id
+        self._task: asyncio.Task[None] | None = None
+        self._progress: Progress | None = None
+        self.latest: dict[str, Any] | None = None
+
+    def now(self) -> dict[str, Any] | None:
+        """The progress as it stands (not as last reported), or None before the copy began."""
+        return self._progress.snapshot() if self._progress is not None else None
+
+    def __call__(self, p: Progress) -> None:
+        self._progress = p
+        self.latest = p.snapshot()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write(self.latest))
+
+    async def _write(self, snapshot: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self._statuses.update, self._job_id, {"progress": snapshot, "updatedAt": now()})
+        except Exception:  # progress is best effort: never fail an import over it
+            log.warning("job %s: could not record progress", self._job_id)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await self._task
