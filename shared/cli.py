@@ -46,6 +46,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     check.add_argument("file")
     planned = rules_commands.add_parser("plan", help="list each mirror's source tags and say what it would select")
     planned.add_argument("file")
+    from shared import cli_service
+
+    cli_service.add_parser(commands)
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser, dict(commands.choices)
@@ -97,6 +100,10 @@ def _import_parser(commands: Any) -> None:
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
+    remote = imp.add_argument_group("through a Ferry service")
+    remote.add_argument("--service", help="submit to the Ferry service at this URL (or FERRY_SERVICE_URL)")
+    remote.add_argument("--no-wait", action="store_true", help="print the job and its Location, and exit")
+    remote.add_argument("--credential", help="a source credential configured in the service, by name")
 
 
 def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
@@ -110,6 +117,11 @@ def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
             "use --password-stdin or FERRY_SOURCE_PASSWORD",
             file=sys.stderr,
         )
+    username, password = _source_login(args)
+    return Resolver()(registry, given=(username, Secret(password)) if password else None)
+
+
+def _source_login(args: argparse.Namespace) -> tuple[str | None, str | None]:
     env = args.env
     username = args.username or env.source_username
     if args.password_stdin:
@@ -118,7 +130,7 @@ def _source_credential(args: argparse.Namespace, registry: str) -> Credential:
         password = args.password or (env.source_password.reveal() if env.source_password else None)
     if username and not password:
         raise ValueError("--username needs --password-stdin, FERRY_SOURCE_PASSWORD or --password")
-    return Resolver()(registry, given=(username, Secret(password)) if password else None)
+    return username, password
 
 
 def _target_credential(args: argparse.Namespace, registry: str) -> Credential:
@@ -142,10 +154,20 @@ class ProgressLine:
         self.interval = 0.2 if self.tty else 5.0
 
     def __call__(self, p: Progress) -> None:
-        seconds = max(p.seconds, 1e-6)
+        self.draw(p.snapshot())
+
+    def draw(self, snap: dict[str, Any]) -> None:
+        """The line for a progress snapshot (what the worker records, camelCase)."""
+        seconds = max(float(snap.get("seconds") or 0), 1e-6)
+        blobs = sum(int(snap.get(k) or 0) for k in ("blobsCopied", "blobsMounted", "blobsPresent", "blobsForeign"))
+        moved, done = (
+            int(snap.get("bytesMoved") or 0),
+            int(snap.get("bytesMoved") or 0) + int(snap.get("bytesSkipped") or 0),
+        )
         line = (
-            f"manifests {p.manifests_done}/{p.manifests_total}  blobs {p.blobs_done}/{p.blobs_total}  "
-            f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB  {p.bytes_moved / 1e6 / seconds:.1f} MB/s"
+            f"manifests {snap.get('manifestsDone', 0)}/{snap.get('manifestsTotal', 0)}  "
+            f"blobs {blobs}/{snap.get('blobsTotal', 0)}  "
+            f"{done / 1e6:.1f}/{int(snap.get('bytesTotal') or 0) / 1e6:.1f} MB  {moved / 1e6 / seconds:.1f} MB/s"
         )
         self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
         self.stream.flush()
@@ -155,11 +177,10 @@ class ProgressLine:
             self.stream.write("\n")
 
 
-def _request(args: argparse.Namespace) -> Any:
-    """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
+def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """The CLI's arguments as the API's request document (no credentials)."""
     from shared.importing.spec import parse_source
     from shared.oci.reference import is_resource_id
-    from shared.service.models import ImportRequest
 
     source: dict[str, Any] = {"sourceImage": args.source}
     if args.registry and is_resource_id(args.registry):
@@ -167,12 +188,33 @@ def _request(args: argparse.Namespace) -> Any:
     else:
         ref = parse_source(args.source, args.registry)
         source.update(registryUri=ref.registry, sourceImage=str(ref).removeprefix(ref.registry + "/"))
-    return ImportRequest.model_validate({
+    return {
         "targetRegistry": args.name, "source": source, "targetTags": args.image,
         "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
         "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
         "engine": args.engine,
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+def _request(args: argparse.Namespace) -> Any:
+    """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
+    from shared.service.models import ImportRequest
+
+    return ImportRequest.model_validate(_request_doc(args))
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """``import --service``: the request to the service, with the source's credentials as the
+    command line has them (by name with ``--credential``, else inline: sealed by the service)."""
+    from shared import cli_service
+
+    doc = _request_doc(args)
+    if args.credential:
+        doc["source"]["credential"] = args.credential
+    elif args.username or args.password or args.password_stdin or args.env.source_password:
+        username, password = _source_login(args)
+        doc["source"]["credentials"] = {"username": username, "password": password}
+    return cli_service.submit(args, doc)
 
 
 async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) -> dict[str, Any]:
@@ -234,7 +276,7 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         dry_run=args.dry_run,
         limits=args.env.limits,
     )
-    return await _import_oci(args, spec)
+    return {**await _import_oci(args, spec), "engine": "oci", "engineReason": "requested"}
 
 
 async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
@@ -300,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.env = CommandLine.from_env(os.environ)  # every setting checked before any work
+        if args.command == "jobs":
+            from shared import cli_service
+
+            return cli_service.jobs(args)
+        if args.service or args.env.service_url or args.no_wait or args.credential:
+            return _remote(args)
         result = asyncio.run(_import(args))
     except KeyboardInterrupt:
         # asyncio.run cancelled the import: open upload sessions were cancelled on the way out,

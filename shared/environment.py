@@ -143,6 +143,12 @@ class CommandLine:
     #: ``FERRY_TARGET_USERNAME`` / ``FERRY_TARGET_PASSWORD``: Basic credentials for the target.
     target_username: str | None = None
     target_password: Secret | None = field(default=None, repr=False)
+    #: ``FERRY_SERVICE_URL``: a Ferry service to drive (``import --service``, ``jobs``).
+    service_url: str | None = None
+    #: ``FERRY_FUNCTION_KEY``: the service's function key; ``FERRY_SERVICE_SCOPE``: with Easy
+    #: Auth, the Entra scope of the app to get a token for.
+    function_key: Secret | None = field(default=None, repr=False)
+    service_scope: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommandLine:
@@ -160,4 +166,7 @@ class CommandLine:
             source_password=secret("FERRY_SOURCE_PASSWORD"),
             target_username=env.get("FERRY_TARGET_USERNAME") or None,
             target_password=secret("FERRY_TARGET_PASSWORD"),
+            service_url=env.get("FERRY_SERVICE_URL") or None,
+            function_key=secret("FERRY_FUNCTION_KEY"),
+            service_scope=env.get("FERRY_SERVICE_SCOPE") or None,
         )

@@ -11,7 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Read by the CLI only (a terminal's own credentials and options), not app settings.
-CLI_ONLY = {"FERRY_SOURCE_USERNAME", "FERRY_SOURCE_PASSWORD", "FERRY_TARGET_USERNAME", "FERRY_TARGET_PASSWORD"}
+CLI_ONLY = {
+    "FERRY_SOURCE_USERNAME", "FERRY_SOURCE_PASSWORD", "FERRY_TARGET_USERNAME", "FERRY_TARGET_PASSWORD",
+    "FERRY_SERVICE_URL", "FERRY_FUNCTION_KEY", "FERRY_SERVICE_SCOPE",
+}  # fmt: skip
 #: The named credentials' pattern: FERRY_CREDENTIAL_<NAME>_USERNAME / _PASSWORD.
 NAMED = re.compile(r"FERRY_CREDENTIAL_[A-Z0-9]+_(USERNAME|PASSWORD)")
 

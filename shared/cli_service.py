@@ -1,0 +1,196 @@
+"""``ferry import … --service URL`` and ``ferry jobs …``: the command line driving a Ferry service
+through its API, as ``az acr import`` drives ACR's, instead of running the engine here.
+
+``import --service`` sends the same flags as the request the API takes, maps the API's ``400``
+fields back to the flags, then follows the job (``GET``) with the same progress line and ends
+with the same JSON document and exit code as a local run. ``--no-wait`` prints the job and its
+``Location`` and exits 0. Ctrl-C while following stops following, not the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from shared.service.client import ServiceClient, ServiceError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: The API's request fields as the command line names them.
+FLAGS = {
+    "targetRegistry": "--name",
+    "source.sourceImage": "--source",
+    "source.registryUri": "--registry",
+    "source.resourceId": "--registry",
+    "source.credential": "--credential",
+    "source.credentials": "--username/--password",
+    "source": "--source",
+    "targetTags": "--image",
+    "untaggedTargetRepositories": "--repository",
+    "mode": "--force",
+    "platforms": "--platform",
+    "includeReferrers": "--include-referrers",
+    "dryRun": "--dry-run",
+    "engine": "--engine",
+}
+
+
+def flag_of(field: str) -> str:
+    """``targetTags[2]`` → ``--image (3rd)``; ``source.credentials.password`` → ``--username/--password``."""
+    name, _, index = field.partition("[")
+    while name not in FLAGS and "." in name:
+        name = name.rsplit(".", 1)[0]
+    flag = FLAGS.get(name, field)
+    if index:
+        n = int(index.split("]", 1)[0]) + 1
+        flag += f" ({n}{'st' if n % 10 == 1 and n != 11 else 'nd' if n % 10 == 2 and n != 12 else 'th'})"
+    return flag
+
+
+def client_of(args: argparse.Namespace) -> ServiceClient:
+    """The service named by ``--service`` or ``FERRY_SERVICE_URL``, with its key or token."""
+    env = args.env
+    token = None
+    if env.service_scope:
+        scope = env.service_scope
+
+        def token() -> str:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only for Easy Auth
+
+            return str(DefaultAzureCredential().get_token(scope).token)
+
+    url = getattr(args, "service", None) or env.service_url
+    if not url:
+        raise ValueError("no service: give --service URL or set FERRY_SERVICE_URL")
+    return ServiceClient(url, function_key=env.function_key.reveal() if env.function_key else None, token=token)
+
+
+def submit(args: argparse.Namespace, request: dict[str, Any]) -> int:
+    """Submit ``request``; with ``--no-wait`` print the job, else follow it to its end."""
+    client = client_of(args)
+    for option, setting in (("concurrency", "FERRY_CONCURRENCY"), ("resource_group", "FERRY_REGISTRIES")):
+        if getattr(args, option, None):
+            print(
+                f"warning: --{option.replace('_', '-')} is the service's to set ({setting}); ignored", file=sys.stderr
+            )
+    try:
+        accepted = client.submit(request)
+    except ServiceError as exc:
+        return _refused(exc)
+    if args.no_wait:
+        return _print_accepted(client, accepted)
+    try:
+        print(f"ferry: job {accepted['id']} {accepted['state']} at {client.url}", file=sys.stderr)
+        return follow(client, accepted["id"])
+    except KeyboardInterrupt:  # before following began
+        return _stopped_following(accepted["id"])
+
+
+def _print_accepted(client: ServiceClient, accepted: dict[str, Any]) -> int:
+    job_id = accepted["id"]
+    print(json.dumps({"id": job_id, "state": accepted["state"], "location": client.location(accepted["location"])}))
+    print(f"ferry: job {job_id} queued; follow it with `ferry jobs wait {job_id}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def follow(client: ServiceClient, job_id: str) -> int:
+    """Poll the job until it ends, drawing its progress; print what a local run prints."""
+    from shared.cli import ProgressLine  # noqa: PLC0415 - the CLI imports this module lazily too
+
+    line, drawn, polls = ProgressLine(sys.stderr), 0.0, 0
+    try:
+        while True:
+            status = client.job(job_id)
+            if status["state"] in ("succeeded", "failed", "cancelled"):
+                line.close() if drawn else None
+                return _ended(status)
+            if status.get("progress") and time.monotonic() - drawn >= line.interval:
+                line.draw(status["progress"])
+                drawn = time.monotonic()
+            polls += 1
+            time.sleep(0.1 if polls < 20 else 0.5 if polls < 120 else 2.0)
+    except KeyboardInterrupt:
+        return _stopped_following(job_id)
+    except ServiceError as exc:
+        return _refused(exc)
+
+
+def _stopped_following(job_id: str) -> int:
+    print(
+        f"ferry: stopped following job {job_id}; it goes on in the service (`ferry jobs cancel {job_id}` stops it)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
+
+
+def _ended(status: dict[str, Any]) -> int:
+    """The JSON document a local run prints, and its exit code."""
+    if status["state"] == "succeeded":
+        print(json.dumps({**(status.get("result") or {}), "status": "succeeded"}, indent=2))
+        return EXIT_OK
+    if status["state"] == "cancelled":
+        doc = {"status": "cancelled", "id": status["id"], "progress": status.get("progress")}
+        print(json.dumps(doc, indent=2))
+        print(f"ferry: job {status['id']} was cancelled; no tag was moved", file=sys.stderr)
+        return EXIT_FAILED
+    error = status.get("error") or {"code": "FAILED", "message": "the job failed"}
+    print(json.dumps({"status": "failed", "error": error}, indent=2))
+    print(f"ferry: {error['message']}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _refused(exc: ServiceError) -> int:
+    """A refusal as a local run reports bad input (exit 2) or a failure (exit 1)."""
+    fields = exc.answer.get("fields") or []
+    if exc.status == 400 and fields:
+        named = [{"flag": flag_of(str(f.get("field", ""))), "message": str(f.get("message", ""))} for f in fields]
+        message = "; ".join(f"{f['flag']}: {f['message']}" for f in named)
+        print(json.dumps({"status": "failed", "error": {"code": "BAD_INPUT", "message": message, "fields": named}}))
+        print(f"ferry: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    error: dict[str, Any] = {"code": exc.code, "message": str(exc)}
+    if "state" in exc.answer:
+        error["state"] = exc.answer["state"]
+    print(json.dumps({"status": "failed", "error": error}, indent=2))
+    print(f"ferry: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def jobs(args: argparse.Namespace) -> int:
+    """``ferry jobs list|show|cancel|retry|wait``."""
+    client = client_of(args)
+    try:
+        if args.jobs_command == "wait":
+            return follow(client, args.id)
+        if args.jobs_command == "retry":
+            return _print_accepted(client, client.retry(args.id))
+        if args.jobs_command == "list":
+            doc = client.jobs(args.state, args.limit)
+        elif args.jobs_command == "cancel":
+            doc = client.cancel(args.id)
+        else:
+            doc = client.job(args.id)
+    except ServiceError as exc:
+        return _refused(exc)
+    print(json.dumps(doc, indent=2))
+    return EXIT_OK
+
+
+def add_parser(commands: Any) -> None:
+    """The ``jobs`` subcommand."""
+    parser = commands.add_parser("jobs", help="list, show, cancel, retry or wait for a service's import jobs")
+    parser.add_argument("--service", help="the Ferry service's URL (or FERRY_SERVICE_URL)")
+    sub = parser.add_subparsers(dest="jobs_command", required=True)
+    listed = sub.add_parser("list", help="recent jobs, newest first, each with its last attempt")
+    listed.add_argument("--state", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    listed.add_argument("--limit", type=int, default=20, choices=range(1, 101), metavar="1-100")
+    for name, help_text in (
+        ("show", "one job with every attempt"),
+        ("cancel", "cancel a queued job, or stop a running one before any tag moves"),
+        ("retry", "a new job with the request of a failed or cancelled one"),
+        ("wait", "follow a job to its end: its progress, then the JSON a local import prints"),
+    ):
+        sub.add_parser(name, help=help_text).add_argument("id", help="the job's id")
