@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all deps lint check test up demo bench reliability openapi clean
+.PHONY: all deps lint check test up demo bench latency reliability openapi clean
 
 all: test
 
@@ -34,6 +34,10 @@ demo: deps
 bench: deps
 	@bash scripts/bootstrap.sh --runtime
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# POST to succeeded on make up's stack, one worker: the service's overhead beside the engine's.
+latency: deps
+	$(PY) -m bench.latency $(LATENCY_ARGS)
 
 reliability: deps
 	$(PY) -m bench.reliability $(RELIABILITY_ARGS)

@@ -145,6 +145,7 @@ FAULT_TESTS = [
     "tests/test_api_schema.py",
     "tests/test_service.py::test_retryable_failure_succeeds_on_second_delivery",
     "tests/test_service.py::test_poison_after_five_deliveries",
+    "tests/test_job_control.py",
     "tests/test_service.py::test_local_worker_releases_its_message_on_sigterm",
     "tests/test_service.py::test_the_newest_job_for_a_tag_wins_whatever_finishes_last",
     "tests/test_import.py::test_corrupting_proxy_fails_and_leaves_the_tag",
@@ -212,6 +213,10 @@ BOUNDS = [
     "| attempts per operation | 5 within 120 s, full jitter, `Retry-After` as a floor | `FERRY_RETRY_ATTEMPTS`, "
     "`FERRY_RETRY_BUDGET_SECONDS` |",
     "| deliveries per job | 5 (queue redelivery, the only loop outside an operation) | `FERRY_MAX_DEQUEUE_COUNT` |",
+    "| a cancel reaching a running job | looked for every 1 s; then 2.5 s to stop at a safe point (the upload "
+    "session deleted) before the engine is cancelled outright | — (`CANCEL_CHECK`, `STOP_GRACE`) |",
+    "| wait between polls of an empty queue (local worker) | 0.1 s doubling to 0.5 s, as host.json's "
+    "`maxPollingInterval` | `FERRY_MAX_POLLING_SECONDS` |",
 ]
 
 

@@ -261,6 +261,7 @@ var appSettings = concat([
   { name: 'FERRY_MAX_DEQUEUE_COUNT', value: string(maxDequeueCount) }
   { name: 'FERRY_RETRY_DELAY_SECONDS', value: '30' }
   { name: 'FERRY_LEASE_SECONDS', value: '60' }
+  { name: 'FERRY_MAX_POLLING_SECONDS', value: '0.5' }
   { name: 'FERRY_CONCURRENCY', value: '8' }
   { name: 'FERRY_MAX_MANIFESTS', value: string(maxManifests) }
   { name: 'FERRY_MAX_PUBLIC_BLOB_BYTES', value: string(maxPublicBlobBytes) }

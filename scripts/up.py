@@ -106,7 +106,10 @@ def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str
             "  import dev -> prod:",
             f"    curl -s -X POST {api}/api/imports -H 'Content-Type: application/json' -d '{body}'",
             f"    curl -s {api}/api/imports            # the jobs, newest first",
-            "  the same from a terminal:",
+            "  the same from a terminal, through this service (--no-wait returns at once):",
+            f"    .venv/bin/ferry import --service {api} --name {prod} --source {dev}/team/web:1.0 --credential dev",
+            f"    .venv/bin/ferry jobs --service {api} list      # also: show, cancel, retry, wait ID",
+            "  or with the engine in the terminal itself:",
             f"    echo {DEV_PASSWORD} | .venv/bin/ferry import --name {prod} --source {dev}/team/web:1.0 "
             f"--username {DEV_USER} --password-stdin",
             "  a promotion, as Event Grid delivers a push:",

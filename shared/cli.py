@@ -11,11 +11,10 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.credentials import Credential
-    from shared.engine.progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -145,38 +144,6 @@ def _target_credential(args: argparse.Namespace, registry: str) -> Credential:
     return Resolver()(registry)
 
 
-class ProgressLine:
-    """Progress on stderr: redrawn in place on a terminal, a plain line every 5 s otherwise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.interval = 0.2 if self.tty else 5.0
-
-    def __call__(self, p: Progress) -> None:
-        self.draw(p.snapshot())
-
-    def draw(self, snap: dict[str, Any]) -> None:
-        """The line for a progress snapshot (what the worker records, camelCase)."""
-        seconds = max(float(snap.get("seconds") or 0), 1e-6)
-        blobs = sum(int(snap.get(k) or 0) for k in ("blobsCopied", "blobsMounted", "blobsPresent", "blobsForeign"))
-        moved, done = (
-            int(snap.get("bytesMoved") or 0),
-            int(snap.get("bytesMoved") or 0) + int(snap.get("bytesSkipped") or 0),
-        )
-        line = (
-            f"manifests {snap.get('manifestsDone', 0)}/{snap.get('manifestsTotal', 0)}  "
-            f"blobs {blobs}/{snap.get('blobsTotal', 0)}  "
-            f"{done / 1e6:.1f}/{int(snap.get('bytesTotal') or 0) / 1e6:.1f} MB  {moved / 1e6 / seconds:.1f} MB/s"
-        )
-        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-
-
 def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
     """The CLI's arguments as the API's request document (no credentials)."""
     from shared.importing.spec import parse_source
@@ -286,6 +253,8 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     options = args.env.transport
     source_credential = _source_credential(args, spec.source.registry)
     target_credential = _target_credential(args, spec.target_registry)
+    from shared.progressline import ProgressLine
+
     line = ProgressLine(sys.stderr)
     async with (
         RegistryClient(spec.source.registry, source_credential, options, role="source") as source,
@@ -302,6 +271,32 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
             )
         finally:
             line.close()
+
+
+async def _interruptible(args: argparse.Namespace) -> dict[str, Any]:
+    """The import; Ctrl-C stops it at the engine's next safe point (so a streamed upload's session
+    can be deleted), a second Ctrl-C, or ``stopping.GRACE`` seconds later, at once."""
+    import asyncio
+    import signal
+
+    from shared import stopping
+
+    loop, stop = asyncio.get_running_loop(), stopping.Stop()
+    with stopping.scope(stop):
+        task = asyncio.create_task(_import(args))
+
+    def interrupt() -> None:
+        if stop.asked:
+            task.cancel()
+        else:
+            stop.ask()
+            loop.call_later(stopping.GRACE, task.cancel)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        return await task
+    except (stopping.Stopped, asyncio.CancelledError):
+        raise KeyboardInterrupt from None
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -348,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             return cli_service.jobs(args)
         if args.service or args.env.service_url or args.no_wait or args.credential:
             return _remote(args)
-        result = asyncio.run(_import(args))
+        result = asyncio.run(_interruptible(args))
     except KeyboardInterrupt:
-        # asyncio.run cancelled the import: open upload sessions were cancelled on the way out,
-        # and tags move last, so none moved.
+        # The import stopped at a safe point (or was cancelled): open upload sessions were
+        # deleted on the way out, and tags move last, so none moved.
         print("ferry: interrupted; open uploads were cancelled and no tag was moved", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (InvalidReferenceError, ConfigurationError, ValueError) as exc:

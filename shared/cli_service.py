@@ -98,7 +98,7 @@ def _print_accepted(client: ServiceClient, accepted: dict[str, Any]) -> int:
 
 def follow(client: ServiceClient, job_id: str) -> int:
     """Poll the job until it ends, drawing its progress; print what a local run prints."""
-    from shared.cli import ProgressLine  # noqa: PLC0415 - the CLI imports this module lazily too
+    from shared.progressline import ProgressLine  # noqa: PLC0415 - imported when following only
 
     line, drawn, polls = ProgressLine(sys.stderr), 0.0, 0
     try:

@@ -36,6 +36,7 @@ ENV_NAMES = {
     "max_dequeue_count": "FERRY_MAX_DEQUEUE_COUNT",
     "retry_delay": "FERRY_RETRY_DELAY_SECONDS",
     "lease": "FERRY_LEASE_SECONDS",
+    "max_polling": "FERRY_MAX_POLLING_SECONDS",
     "concurrency": "FERRY_CONCURRENCY",
     "allow_inline_credentials": "FERRY_ALLOW_INLINE_CREDENTIALS",
     "rules_file": "FERRY_RULES_FILE",
@@ -102,6 +103,9 @@ class Settings(BaseModel):
     retry_delay: float = Field(30.0, ge=0, le=3600)
     #: Seconds a message is hidden from other workers while one works on it (renewed while it runs).
     lease: float = Field(60.0, ge=5, le=3600)
+    #: Local worker: the longest wait between looks at an empty queue (host.json
+    #: ``maxPollingInterval``; the host's minimum is 100 ms).
+    max_polling: float = Field(0.5, ge=0.1, le=600)
     concurrency: int = Field(8, ge=1, le=64)
     #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES``, ``FERRY_MAX_DESCRIPTORS`` (read by
     #: :func:`shared.environment.limits`).

@@ -15,6 +15,10 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+#: Seconds work asked to stop has to reach a safe point before it is cancelled outright (an
+#: upload of stated length in flight has none).
+GRACE = 2.5
+
 
 class Stop:
     """Asked for once, read anywhere in its scope."""

@@ -257,3 +257,38 @@ def test_resource_group_names_the_targets_resource_id_for_the_arm_engine() -> No
         f"/subscriptions/{env.subscription_id}/resourceGroups/rg-prod/providers/Microsoft.ContainerRegistry/registries/prodacr"
     )
     assert _with_resource_group(argparse.Namespace(env=env, resource_group=None), "prodacr.azurecr.io") == {}
+
+
+def test_ctrl_c_mid_streamed_upload_deletes_the_session_on_the_registry(target_reg: Reg, repo: str) -> None:
+    """A 200 MiB layer streams in a PATCH; Ctrl-C ends its body at the next piece, so the
+    registry answers with the session's current URL and the session is deleted: the registry's
+    own GET on the upload URL says it is unknown (a cut connection leaves it there)."""
+    import signal
+    import threading
+    import time
+
+    from tests.harness.hostile import hostile_server
+    from tests.harness.relay import Relay
+    from tests.harness.uploads import trickling_source, upload_path, upload_session
+
+    relay = Relay(target_reg.proc.port).start()
+    try:
+        with hostile_server(trickling_source(threading.Event())) as (source, _):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "import", "--name", relay.host, "--source",
+                 f"{source}/big/app:v1", "--image", f"{repo}:v1"],
+                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            upload = upload_path(relay, 20)
+            time.sleep(0.5)
+            assert upload_session(target_reg, upload) == "open"
+            asked = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+            stopped = time.monotonic() - asked
+        assert proc.returncode == 130 and stopped < 5, err
+        assert err.strip().splitlines()[-1] == "ferry: interrupted; open uploads were cancelled and no tag was moved"
+        assert upload_session(target_reg, upload) == "BLOB_UPLOAD_UNKNOWN"
+        assert not any(m == "PUT" and "/manifests/" in p for m, p in relay.requests)
+    finally:
+        relay.stop()

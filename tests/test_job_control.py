@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -24,10 +23,12 @@ from shared.service.wiring import Services
 from tests.conftest import BASIC_USERS, FAST, Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
-from tests.harness.hostile import Pieces, hostile_server, response
+from tests.harness.figures import record
+from tests.harness.hostile import hostile_server
 from tests.harness.images import make_image, make_multiarch, seed
 from tests.harness.relay import Relay
 from tests.harness.service import drain, environment, make_services
+from tests.harness.uploads import trickling_source, upload_path, upload_session
 
 KEY = base64.b64encode(b"c" * 32).decode()
 
@@ -94,49 +95,6 @@ def test_cancelling_a_finished_or_unknown_job_answers_with_its_state(
     assert api.post("/api/imports/not-an-id!/cancel").status_code == 404
 
 
-LAYER_CHUNK = bytes(range(256)) * 256  # 64 KiB
-LAYER_CHUNKS = 3200  # 200 MiB
-
-
-def _big_image() -> tuple[dict[str, tuple[bytes, str]], str, bytes, int]:
-    """A 200 MiB single-layer image, its layer never held whole: (blobs by digest, the layer's
-    digest, the manifest, the layer's size)."""
-    hasher = hashlib.sha256()
-    for _ in range(LAYER_CHUNKS):
-        hasher.update(LAYER_CHUNK)
-    layer, size = f"sha256:{hasher.hexdigest()}", len(LAYER_CHUNK) * LAYER_CHUNKS
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}})
-    config_digest = f"sha256:{hashlib.sha256(config.encode()).hexdigest()}"
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": size}],
-    }).encode()  # fmt: skip
-    return {config_digest: (config.encode(), "config")}, layer, manifest, size
-
-
-def _trickling_source(seen_layer: threading.Event) -> Any:
-    blobs, layer, manifest, size = _big_image()
-    digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
-
-    def answer(method: str, path: str, headers: dict[str, str]) -> bytes | Pieces:
-        if "/manifests/" in path:
-            fields = {"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Docker-Content-Digest": digest}
-            body = manifest if method == "GET" else b""
-            return response(200, body, {**fields, "Content-Length": str(len(manifest))}, length=False)
-        name = path.rsplit("/", 1)[-1]
-        if name == layer:  # 200 MiB at about 6 MB/s: half a minute, unless cancelled
-            seen_layer.set()
-            start = response(200, b"", {"Content-Length": str(size)}, length=False)
-            return [(start, 0.0)] + [(LAYER_CHUNK, 0.01)] * LAYER_CHUNKS
-        if name in blobs:
-            return response(200, blobs[name][0])
-        return response(200, b"{}")
-
-    return answer
-
-
 def test_cancelling_a_running_200_mib_import_stops_it_within_seconds(
     api: TestClient, svc: Services, target_reg: Reg, repo: str
 ) -> None:
@@ -149,13 +107,13 @@ def test_cancelling_a_running_200_mib_import_stops_it_within_seconds(
     job = {"location": "/api/imports/none"}
     uploads = target_reg.proc.workdir / "data/docker/registry/v2/repositories" / repo / "_uploads"
     try:
-        with hostile_server(_trickling_source(streaming)) as (source, _):
+        with hostile_server(trickling_source(streaming)) as (source, _):
             job = _submit_to(api, source, relay.host, repo)
             worker = threading.Thread(target=drain, args=(svc,))
             worker.start()
-            upload = _upload_path(relay, 20)
+            upload = upload_path(relay, 20)
             time.sleep(0.5)  # a few MiB into the layer
-            assert _upload_session(target_reg, upload) == "open" and len(list(uploads.iterdir())) == 1
+            assert upload_session(target_reg, upload) == "open" and len(list(uploads.iterdir())) == 1
             assert api.get(job["location"]).json()["state"] == "running"
             asked = time.monotonic()
             answer = api.post(f"{job['location']}/cancel")
@@ -170,11 +128,16 @@ def test_cancelling_a_running_200_mib_import_stops_it_within_seconds(
         assert status["progress"]["bytesMoved"] > 0 and status["progress"]["blobsCopied"] < 2
         assert [a["outcome"] for a in status["attempts"]] == ["cancelled"]
         assert status["attempts"][0]["bytes"] == status["progress"]["bytesMoved"]
-        assert _upload_session(target_reg, upload) == "BLOB_UPLOAD_UNKNOWN"  # the session is gone
+        assert upload_session(target_reg, upload) == "BLOB_UPLOAD_UNKNOWN"  # the session is gone
         assert not list(uploads.glob("*/data"))  # and its bytes with it (distribution keeps a hash state)
         assert any(m == "DELETE" and "/blobs/uploads/" in p for m, p in relay.requests)
         assert not any(m == "PUT" and "/manifests/" in p for m, p in relay.requests)  # no tag moved
         assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []
+        record(
+            "cancel a running 200 MiB import",
+            {"stopped after (s)": round(stopped, 2), "MiB sent before": round(status["progress"]["bytesMoved"] / 2**20, 1),
+             "upload session": "deleted (BLOB_UPLOAD_UNKNOWN)", "tags moved": 0},
+        )  # fmt: skip
     finally:
         api.post(f"{job['location']}/cancel")  # a failed assertion leaves no import running
         relay.stop()
@@ -186,28 +149,6 @@ def _submit_to(api: TestClient, source: str, target: str, repo: str) -> dict[str
     answer = api.post("/api/imports", json=doc)
     assert answer.status_code == 202, answer.text
     return dict(answer.json())
-
-
-def _upload_session(registry: Reg, path: str) -> str:
-    """What the registry itself says of an upload session: ``open`` (``204``, or, while a body
-    streams past the offset in the URL's state, ``BLOB_UPLOAD_INVALID``), else its error code."""
-    answer = httpx.get(f"http://{registry.host}{path}")
-    if answer.status_code == 204:
-        return "open"
-    code = str(answer.json()["errors"][0]["code"])
-    return "open" if code == "BLOB_UPLOAD_INVALID" else code
-
-
-def _upload_path(relay: Relay, seconds: float) -> str:
-    """The upload URL the worker is sending the layer to, once it is (a blob this big streams
-    in a ``PATCH``; the config goes in a ``PUT``)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        for method, path in list(relay.requests):
-            if method == "PATCH" and "/blobs/uploads/" in path:
-                return path
-        assert time.monotonic() < deadline, "the layer upload never started"
-        time.sleep(0.05)
 
 
 # -- retry -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ validation handshake, an idle spell that logs nothing, and Ctrl-C leaving nothin
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -83,6 +84,16 @@ def test_make_up_runs_an_import_a_promotion_and_stops_everything(tmp_path: Path)
         imported = _done(api, job)
         assert imported["state"] == "succeeded", imported
         digest = str(imported["result"]["digest"])  # type: ignore[index]
+        assert f"ferry import --service {api} --name {prod} --source {dev}/team/web:1.0 --credential dev" in "".join(
+            seen
+        )
+        ferry = [sys.executable, "-m", "shared.cli"]
+        queued = subprocess.run([*ferry, "import", "--service", api, "--name", prod, "--source", f"{dev}/team/web:1.0",
+                                 "--image", "team/web:cli", "--credential", "dev", "--no-wait"], env=env,
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        waited = subprocess.run([*ferry, "jobs", "--service", api, "wait", json.loads(queued.stdout)["id"]], env=env,
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        assert waited.returncode == 0 and json.loads(waited.stdout)["digest"] == digest, waited.stderr
 
         hook = f"{api}/runtime/webhooks/eventgrid?functionName=on_image_pushed"
         check = httpx.post(hook, json=[{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",

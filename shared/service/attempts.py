@@ -17,9 +17,9 @@ from shared.service.submit import Statuses
 
 log = logging.getLogger(__name__)
 
-#: Seconds between a running job's looks at its record for a cancel request, and seconds it
-#: then gives the engine to stop at a safe point before cancelling it outright.
-CANCEL_CHECK, STOP_GRACE = 1.0, 2.5
+#: Seconds between a running job's looks at its record for a cancel request (the engine then
+#: has :data:`shared.stopping.GRACE` seconds to stop at a safe point).
+CANCEL_CHECK = 1.0
 
 
 class JobCancelled(Exception):
@@ -72,7 +72,7 @@ class Watch:
     """A running job's look-out for a cancel request, every :data:`CANCEL_CHECK` seconds until
     the tags are about to move (:meth:`commit`): from then on the job finishes, and a cancel
     comes too late. Asked, it stops the engine at its next safe point (:mod:`shared.stopping`:
-    upload sessions closed cleanly); an engine still going :data:`STOP_GRACE` seconds later (an
+    upload sessions closed cleanly); an engine still going :data:`stopping.GRACE` seconds later (an
     upload of stated length in flight, the ARM engine) is cancelled outright."""
 
     def __init__(self, statuses: Statuses, job_id: str) -> None:
@@ -97,7 +97,7 @@ class Watch:
             if await self._asked() and not self.committed:
                 self.requested = True
                 self.stop.ask()
-                await asyncio.wait({engine}, timeout=STOP_GRACE)
+                await asyncio.wait({engine}, timeout=stopping.GRACE)
                 engine.cancel()
                 return
 

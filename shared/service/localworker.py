@@ -5,7 +5,10 @@ host's rules (Azure Functions queue trigger, "Poison messages" and "Peek lock"):
 - on success it is deleted; on :class:`RetryLater` it becomes visible again after
   ``retry_delay`` seconds, unless this was delivery ``max_dequeue_count``: then it moves to
   ``<queue>-poison``;
-- SIGTERM stops the loop; the message in hand is made visible again at once.
+- SIGTERM stops the loop; the message in hand is made visible again at once;
+- an empty queue is polled as the host polls it (the queue trigger's "polling algorithm"):
+  again at once after a message, then after 0.1 s, doubling with jitter up to
+  ``FERRY_MAX_POLLING_SECONDS`` (host.json's ``maxPollingInterval``).
 
 Several workers may run at once: the queue hands each message to one of them at a time.
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
+from collections.abc import Callable
 
 from shared.azure_storage import Received
 from shared.service.jobs import RetryLater
@@ -66,22 +71,45 @@ async def process(services: Services, message: Received) -> None:
     await asyncio.to_thread(queue.delete, lease.message)
 
 
-async def serve(services: Services, *, idle: float = 1.0, once: bool = False) -> None:
-    """Poll until SIGTERM/SIGINT (or, with ``once``, until the queue is empty)."""
+class Polling:
+    """How long to wait before the next look at the queue: none after a message, then from
+    ``first`` doubling, each wait jittered by ±20 %, never over ``maximum``."""
+
+    def __init__(self, maximum: float, first: float = 0.1, jitter: Callable[[], float] = random.random) -> None:
+        self.maximum = maximum
+        self.first = min(first, maximum)
+        self._jitter = jitter
+        self._next = self.first
+
+    def found(self) -> None:
+        self._next = self.first
+
+    def empty(self) -> float:
+        """The wait after an empty look."""
+        wait = min(self.maximum, self._next * (0.8 + 0.4 * self._jitter()))
+        self._next = min(self.maximum, self._next * 2)
+        return wait
+
+
+async def serve(services: Services, *, idle: float | None = None, once: bool = False) -> None:
+    """Poll until SIGTERM/SIGINT (or, with ``once``, until the queue is empty); ``idle`` caps
+    the wait between polls (default ``FERRY_MAX_POLLING_SECONDS``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     log.info("worker polling queue %s", services.settings.queue_name)
+    polling = Polling(idle if idle is not None else services.settings.max_polling)
     while not stop.is_set():
         message = await asyncio.to_thread(services.queue.receive, services.settings.lease)
         if message is None:
             if once:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle)
+                await asyncio.wait_for(stop.wait(), polling.empty())
             continue
+        polling.found()
         task = asyncio.create_task(process(services, message))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
