@@ -22,7 +22,6 @@ import pytest
 import uvicorn
 
 from functions.http import create_app
-from shared.service.client import ServiceClient, ServiceError
 from shared.service.localworker import serve
 from shared.service.wiring import Services
 from tests.conftest import Reg
@@ -193,25 +192,3 @@ def test_ctrl_c_while_following_stops_following_not_the_job(
     assert f"stopped following job {job_id}" in err and f"ferry jobs cancel {job_id}" in err and "Traceback" not in err
     status = httpx.get(f"{service.url}/api/imports/{job_id}").json()
     assert status["state"] == "queued" and status["cancelRequestedAt"] is None  # the job goes on
-
-
-def test_the_function_key_is_sent_and_a_refusal_says_what_to_set() -> None:
-    """The Functions host checks ``x-functions-key`` (a fake of that check: no host runs here)."""
-    seen: list[httpx.Request] = []
-
-    def host(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if request.headers.get("x-functions-key") != "the-right-key-0123456789":
-            return httpx.Response(401)
-        return httpx.Response(200, json={"id": "1", "state": "queued"})
-
-    good = ServiceClient("http://ferry.example/api/", function_key="the-right-key-0123456789",
-                         transport=httpx.MockTransport(host))  # fmt: skip
-    assert good.job("1")["state"] == "queued" and str(seen[0].url) == "http://ferry.example/api/imports/1"
-    bad = ServiceClient(
-        "http://ferry.example", function_key="a-wrong-key-0123456789", transport=httpx.MockTransport(host)
-    )
-    with pytest.raises(ServiceError) as caught:
-        bad.job("1")
-    assert caught.value.code == "SERVICE_UNAUTHORIZED" and "FERRY_FUNCTION_KEY" in str(caught.value)
-    assert "a-wrong-key" not in str(caught.value)

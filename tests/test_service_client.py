@@ -1,0 +1,56 @@
+"""The API's client as the CLI uses it, against a fake of what cannot run here (the Functions
+host's key check, Easy Auth) and of a service that answers badly."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.service.client import ServiceClient, ServiceError
+
+
+def test_the_function_key_is_sent_and_a_refusal_says_what_to_set() -> None:
+    """The Functions host checks ``x-functions-key`` (a fake of that check: no host runs here)."""
+    seen: list[httpx.Request] = []
+
+    def host(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("x-functions-key") != "the-right-key-0123456789":
+            return httpx.Response(401)
+        return httpx.Response(200, json={"id": "1", "state": "queued"})
+
+    good = ServiceClient("http://ferry.example/api/", function_key="the-right-key-0123456789",
+                         transport=httpx.MockTransport(host))  # fmt: skip
+    assert good.job("1")["state"] == "queued" and str(seen[0].url) == "http://ferry.example/api/imports/1"
+    bad = ServiceClient(
+        "http://ferry.example", function_key="a-wrong-key-0123456789", transport=httpx.MockTransport(host)
+    )
+    with pytest.raises(ServiceError) as caught:
+        bad.job("1")
+    assert caught.value.code == "SERVICE_UNAUTHORIZED" and "FERRY_FUNCTION_KEY" in str(caught.value)
+    assert "a-wrong-key" not in str(caught.value)
+
+
+def test_an_entra_token_is_sent_for_easy_auth_and_answers_are_bounded() -> None:
+    """With Easy Auth the app wants a bearer token (``FERRY_SERVICE_SCOPE``); whatever answers,
+    at most 4 MiB is read and a body that is not a JSON document is an error, not a crash."""
+    answers = iter([
+        httpx.Response(200, json={"items": [], "next": None}),
+        httpx.Response(200, content=b"x" * (4 * 1024 * 1024 + 1)),
+        httpx.Response(502, content=b"<html>Bad Gateway</html>"),
+        httpx.Response(200, content=b"[[[[" * 1000),
+    ])  # fmt: skip
+    seen: list[httpx.Request] = []
+
+    def app(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return next(answers)
+
+    client = ServiceClient(
+        "https://ferry.example", token=lambda: "entra-token-for-the-app-0123", transport=httpx.MockTransport(app)
+    )
+    assert client.jobs()["items"] == [] and seen[0].headers["authorization"] == "Bearer entra-token-for-the-app-0123"
+    for expected in ("over 4 MiB", "answered 502 with no JSON document", "answered 200 with no JSON document"):
+        with pytest.raises(ServiceError) as caught:
+            client.jobs()
+        assert expected in str(caught.value) and "entra-token" not in str(caught.value)
