@@ -46,8 +46,15 @@ def flag_of(field: str) -> str:
     flag = FLAGS.get(name, field)
     if index:
         n = int(index.split("]", 1)[0]) + 1
-        flag += f" ({n}{'st' if n % 10 == 1 and n != 11 else 'nd' if n % 10 == 2 and n != 12 else 'th'})"
+        flag += f" ({n}{_ordinal(n)})"
     return flag
+
+
+def _ordinal(n: int) -> str:
+    """``st``, ``nd``, ``rd`` or ``th``: 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st."""
+    if n % 100 in (11, 12, 13):
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 def client_of(args: argparse.Namespace) -> ServiceClient:

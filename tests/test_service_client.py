@@ -54,3 +54,15 @@ def test_an_entra_token_is_sent_for_easy_auth_and_answers_are_bounded() -> None:
         with pytest.raises(ServiceError) as caught:
             client.jobs()
         assert expected in str(caught.value) and "entra-token" not in str(caught.value)
+
+
+def test_the_api_s_fields_are_named_as_the_flags_that_set_them() -> None:
+    from shared.cli_service import flag_of
+
+    assert flag_of("targetRegistry") == "--name"
+    assert flag_of("source.credentials.password") == "--username/--password"
+    assert [flag_of(f"targetTags[{i}]") for i in (0, 1, 2, 3, 10, 11, 12, 20, 22)] == [
+        "--image (1st)", "--image (2nd)", "--image (3rd)", "--image (4th)", "--image (11th)",
+        "--image (12th)", "--image (13th)", "--image (21st)", "--image (23rd)",
+    ]  # fmt: skip
+    assert flag_of("platforms[0]") == "--platform (1st)" and flag_of("whatever") == "whatever"
