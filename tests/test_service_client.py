@@ -19,11 +19,11 @@ def test_the_function_key_is_sent_and_a_refusal_says_what_to_set() -> None:
             return httpx.Response(401)
         return httpx.Response(200, json={"id": "1", "state": "queued"})
 
-    good = ServiceClient("http://ferry.example/api/", function_key="the-right-key-0123456789",
+    good = ServiceClient("https://ferry.example/api/", function_key="the-right-key-0123456789",
                          transport=httpx.MockTransport(host))  # fmt: skip
-    assert good.job("1")["state"] == "queued" and str(seen[0].url) == "http://ferry.example/api/imports/1"
+    assert good.job("1")["state"] == "queued" and str(seen[0].url) == "https://ferry.example/api/imports/1"
     bad = ServiceClient(
-        "http://ferry.example", function_key="a-wrong-key-0123456789", transport=httpx.MockTransport(host)
+        "https://ferry.example", function_key="a-wrong-key-0123456789", transport=httpx.MockTransport(host)
     )
     with pytest.raises(ServiceError) as caught:
         bad.job("1")
@@ -66,3 +66,30 @@ def test_the_api_s_fields_are_named_as_the_flags_that_set_them() -> None:
         "--image (12th)", "--image (13th)", "--image (21st)", "--image (23rd)",
     ]  # fmt: skip
     assert flag_of("platforms[0]") == "--platform (1st)" and flag_of("whatever") == "whatever"
+
+
+def test_a_key_in_the_service_url_goes_in_the_header_and_nowhere_else() -> None:
+    seen: list[httpx.Request] = []
+
+    def host(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"code": "NOT_FOUND", "message": "no import job '1'"})
+
+    client = ServiceClient(
+        "https://app.example/api/?code=key-from-the-portal-0123", transport=httpx.MockTransport(host)
+    )
+    assert client.url == "https://app.example"
+    with pytest.raises(ServiceError) as caught:
+        client.job("1")
+    assert str(seen[0].url) == "https://app.example/api/imports/1"
+    assert seen[0].headers["x-functions-key"] == "key-from-the-portal-0123"
+    assert caught.value.code == "NOT_FOUND" and "key-from-the-portal" not in str(caught.value)
+
+
+def test_a_key_or_token_is_never_sent_over_plain_http_but_to_loopback() -> None:
+    with pytest.raises(ValueError, match="over https only"):
+        ServiceClient("http://ferry.example", function_key="a-key-0123456789")
+    with pytest.raises(ValueError, match="over https only"):
+        ServiceClient("http://10.0.0.4:7071", token=lambda: "t")
+    ServiceClient("http://127.0.0.1:7071", function_key="a-key-0123456789").close()
+    ServiceClient("http://ferry.example").close()  # nothing to protect: allowed

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from shared.errors import FerryError
+from shared.http.policy import is_loopback
 from shared.strict import loads_bounded
 from shared.text import register_secret, shorten
 
@@ -37,10 +38,14 @@ class ServiceError(FerryError):
         self.answer = answer or {}
 
 
-def base_url(url: str) -> str:
-    """The service's root, however given: ``https://app.azurewebsites.net[/api][/]``."""
-    url = url.strip().rstrip("/")
-    return url.removesuffix("/api")
+def base_url(url: str) -> tuple[str, str | None]:
+    """The service's root, however given (``https://app.azurewebsites.net[/api][/][?code=KEY]``),
+    and the function key when the URL carries one (as the portal's "Get function URL" does): it
+    goes in a header, never in a URL or a message."""
+    parsed = httpx.URL(url.strip())
+    key = parsed.params.get("code")
+    root = str(parsed.copy_with(query=None, fragment=None)).rstrip("/")
+    return root.removesuffix("/api"), key
 
 
 class ServiceClient:
@@ -52,7 +57,11 @@ class ServiceClient:
         token: Callable[[], str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = base_url(url)
+        self.url, key_in_url = base_url(url)
+        function_key = function_key or key_in_url
+        parsed = httpx.URL(self.url)
+        if (function_key or token) and parsed.scheme != "https" and not is_loopback(parsed.host):
+            raise ValueError(f"{self.url}: a function key or token goes over https only (loopback excepted)")
         self._token = token
         headers = {"Accept": "application/json", "User-Agent": "ferry-cli"}
         if function_key:
