@@ -247,8 +247,6 @@ def _control_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
     )
     async def retry(job_id: str, idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """A new job with the request of a failed or cancelled one (``retryOf`` names it)."""
-        if not job_id.isalnum():
-            raise UnknownJobError(f"no import job {job_id!r}")
         return _accepted(*await asyncio.to_thread(get_services().submitter.resubmit, job_id, idempotency_key))
 
 

@@ -159,8 +159,7 @@ def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
             if key in NESTED:
                 entity[key] = ""
             continue
-        stored = value.isoformat() if isinstance(value, datetime) else value
-        entity[key] = json.dumps(stored) if isinstance(stored, (dict, list)) else stored
+        entity[key] = _plain(value)
     return entity
 
 
@@ -176,12 +175,12 @@ def _plain(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
-def _decode(entity: dict[str, Any]) -> dict[str, Any]:
+def _decode(entity: dict[str, Any], nested: tuple[str, ...] = NESTED) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": entity["RowKey"]}
     for key, value in entity.items():
         if key in _KEYS or key.startswith("odata"):
             continue
-        if key in NESTED and isinstance(value, str):
+        if key in nested and isinstance(value, str):
             doc[key] = json.loads(value) if value else None
         else:
             doc[key] = value
@@ -249,7 +248,7 @@ class StatusStore:
         query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
         found = self.table.query_entities(query, parameters={"p": ATTEMPTS, "lo": f"{job_id}:", "hi": f"{job_id};"})
         rows = sorted(found, key=lambda e: str(e["RowKey"]))
-        return [{k: json.loads(v) if k in _ATTEMPT_NESTED else v for k, v in e.items() if k not in _KEYS} for e in rows]
+        return [{k: v for k, v in _decode(e, _ATTEMPT_NESTED).items() if k != "id"} for e in rows]
 
     def keep_message(self, job_id: str, content: str) -> None:
         """Keep the job's queue message (compressed, in parts of a binary property's size)."""

@@ -81,7 +81,6 @@ class Watch:
         self._lock = asyncio.Lock()
         self.stop = stopping.Stop()
         self.committed = False
-        self.requested = False
 
     async def _asked(self) -> bool:
         try:
@@ -95,7 +94,6 @@ class Watch:
         while not self.committed:
             await asyncio.sleep(CANCEL_CHECK)
             if await self._asked() and not self.committed:
-                self.requested = True
                 self.stop.ask()
                 await asyncio.wait({engine}, timeout=stopping.GRACE)
                 engine.cancel()
@@ -107,7 +105,6 @@ class Watch:
             if self.committed:
                 return
             if await self._asked():
-                self.requested = True
                 raise JobCancelled
             self.committed = True
 

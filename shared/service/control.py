@@ -14,14 +14,12 @@ from typing import Any
 
 from shared.errors import JobStateError, UnknownJobError
 from shared.service.models import ImportStatus, now, status_of
-from shared.service.submit import Statuses
+from shared.service.submit import Statuses, job_record
 
 
 def show(statuses: Statuses, job_id: str) -> ImportStatus:
     """The job with every attempt it made."""
-    record = statuses.get(job_id) if job_id.isalnum() else None
-    if record is None:
-        raise UnknownJobError(f"no import job {job_id!r}")
+    record = job_record(statuses, job_id)
     return status_of(record, statuses.attempts(job_id) if record.get("attemptCount") else [])
 
 

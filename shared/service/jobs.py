@@ -28,7 +28,7 @@ from shared import stopping
 from shared.arm.importer import ArmImporter, ArmOptions
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
-from shared.errors import BadRequest, ConfigurationError, FerryError, UnexpectedError
+from shared.errors import BadRequest, FerryError, UnexpectedError
 from shared.importing.arm import run_arm_import
 from shared.importing.run import run_import
 from shared.importing.spec import ImportSpec, TargetRef
@@ -37,7 +37,7 @@ from shared.registry import RegistryClient
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
 from shared.service.engines import arm_source, choose_engine
 from shared.service.models import FINISHED, ImportJob, ImportRequest, now
-from shared.service.submit import Statuses, Submitter, seal, unseal
+from shared.service.submit import Statuses, Submitter, open_sealed, seal, unseal
 from shared.settings import Settings
 from shared.text import clean, shorten
 
@@ -85,11 +85,7 @@ class Worker:
 
     def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
         """Sealed inline credentials, else the named one, else the identity for an ACR."""
-        given = None
-        if job.sealed:
-            if self.settings.credential_key is None:
-                raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
-            given = unseal(self.settings.credential_key, job.id, job.sealed)
+        given = open_sealed(self.settings.credential_key, job.id, job.sealed) if job.sealed else None
         return self.credentials(request.source.registry or "", name=request.source.credential, given=given)
 
     def credential_for(self, registry: str, name: str | None) -> Credential:
@@ -114,7 +110,7 @@ class Worker:
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
-        if record is None or record["state"] != "running" or record.get("lastAttempt") != attempt:
+        if record is None or record["state"] != "running":  # only this delivery's change makes it running
             not_run(job.id, record)
             return
         fields = job_fields(job.id, str(record.get("source", "")), record.get("targets"))
@@ -141,17 +137,27 @@ class Worker:
             *(asyncio.to_thread(self.statuses.record_attempt, job_id, a["number"], a) for a in [attempt, *earlier])
         )
 
-    async def _ended(self, job_id: str, attempt: dict[str, Any], fields: dict[str, Any]) -> None:
-        """Record the job's new state and how this attempt ended, in the job and in its row."""
+    async def _ended(self, job_id: str, attempt: dict[str, Any], fields: dict[str, Any]) -> str:
+        """Record the job's new state and how this attempt ended, in the job and in its row;
+        returns the state recorded. Back to ``queued`` is made under the record's ETag: a cancel
+        asked for meanwhile makes it ``cancelled`` instead (the message is then consumed)."""
         at = now()
         fields.update(updatedAt=at, lastAttempt=attempt)
-        if fields["state"] in FINISHED:
-            fields["finishedAt"] = at
         attempt["finishedAt"] = at.isoformat()
-        await asyncio.gather(
-            asyncio.to_thread(self.statuses.update, job_id, fields),
-            asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt),
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            if fields["state"] == "queued" and current.get("cancelRequestedAt"):
+                return {**fields, "state": "cancelled", "finishedAt": at}
+            return {**fields, "finishedAt": at} if fields["state"] in FINISHED else fields
+
+        if fields["state"] == "queued":
+            write = asyncio.to_thread(self.statuses.transition, job_id, change)
+        else:  # nothing else changes a running job's state: a plain merge
+            write = asyncio.to_thread(self.statuses.update, job_id, change({}))
+        record, _ = await asyncio.gather(
+            write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt)
         )
+        return str(record["state"]) if record else str(fields["state"])
 
     async def _succeeded(
         self, job_id: str, result: dict[str, Any], attempt: dict[str, Any], fields: dict[str, Any]
@@ -178,8 +184,7 @@ class Worker:
         attempt["bytes"] = (progress.now() or {}).get("bytesMoved", 0)
         number = attempt["number"]
         if exc.retryable and number < self.settings.max_dequeue_count:
-            again = await self._queued_again(job_id, attempt, error)
-            if again:
+            if await self._ended(job_id, attempt, {"state": "queued", "error": error}) == "queued":
                 log.warning(
                     "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
                     self.settings.retry_delay, extra=job_fields(job_id),
@@ -191,24 +196,6 @@ class Worker:
         log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
-
-    async def _queued_again(self, job_id: str, attempt: dict[str, Any], error: dict[str, str]) -> bool:
-        """Back to ``queued`` for the next delivery, unless a cancel was asked for meanwhile: then
-        ``cancelled``, and the message is consumed (False)."""
-        at = now()
-        attempt["finishedAt"] = at.isoformat()
-
-        def change(current: dict[str, Any]) -> dict[str, Any]:
-            fields: dict[str, Any] = {"updatedAt": at, "lastAttempt": attempt, "error": error, "state": "queued"}
-            if current.get("cancelRequestedAt"):
-                fields.update(state="cancelled", finishedAt=at)
-            return fields
-
-        record, _ = await asyncio.gather(
-            asyncio.to_thread(self.statuses.transition, job_id, change),
-            asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt),
-        )
-        return record is None or record["state"] == "queued"
 
     async def _watched(self, job: ImportJob, request: ImportRequest, progress: ProgressWriter) -> dict[str, Any]:
         """The job, stopped when a cancel is asked for (:class:`JobCancelled`)."""
@@ -222,7 +209,7 @@ class Worker:
             raise JobCancelled from None
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if watch.requested and not (current is not None and current.cancelling()):
+            if watch.stop.asked and not (current is not None and current.cancelling()):
                 raise JobCancelled from None
             raise
         finally:

@@ -80,6 +80,15 @@ class Statuses(Protocol):
     def newest_for_tag(self, tag: str) -> str | None: ...
 
 
+def job_record(statuses: Statuses, job_id: str) -> dict[str, Any]:
+    """The job's status record; :class:`UnknownJobError` when no job has the id (ids are
+    alphanumeric: anything else never reaches the table)."""
+    record = statuses.get(job_id) if job_id.isalnum() else None
+    if record is None:
+        raise UnknownJobError(f"no import job {job_id!r}")
+    return record
+
+
 class Queue(Protocol):
     def send(self, content: str) -> None: ...
 
@@ -94,6 +103,13 @@ def seal(key: Secret, job_id: str, username: str | None, password: str) -> str:
     data = json.dumps({"u": username, "p": password}).encode()
     sealed = AESGCM(base64.b64decode(key.reveal())).encrypt(nonce, data, job_id.encode())
     return base64.b64encode(nonce + sealed).decode()
+
+
+def open_sealed(key: Secret | None, job_id: str, sealed: str) -> tuple[str | None, Secret]:
+    """A job's sealed credentials, opened with the deployment's key (which must be set)."""
+    if key is None:
+        raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
+    return unseal(key, job_id, sealed)
 
 
 def unseal(key: Secret, job_id: str, sealed: str) -> tuple[str | None, Secret]:
@@ -171,9 +187,7 @@ class Submitter:
         """``POST /api/imports/{id}/retry``: a new job with the request of a ``failed`` or
         ``cancelled`` one, ``retryOf`` naming it. Its sealed credentials are opened and sealed
         again for the new job, in memory only; nothing secret is read back."""
-        record = self.statuses.get(job_id)
-        if record is None:
-            raise UnknownJobError(f"no import job {job_id!r}")
+        record = job_record(self.statuses, job_id)
         if record["state"] not in ("failed", "cancelled"):
             raise JobStateError(
                 f"job {job_id} is {record['state']}: only a failed or cancelled job can be retried",
@@ -191,11 +205,9 @@ class Submitter:
         def sealer(new_id: str) -> str | None:
             if old.sealed is None:
                 return None
-            key = self.settings.credential_key
-            if key is None:
-                raise ConfigurationError("this job carries sealed credentials but FERRY_CREDENTIAL_KEY is not set")
-            username, password = unseal(key, job_id, old.sealed)
-            return seal(key, new_id, username, password.reveal())
+            username, password = open_sealed(self.settings.credential_key, job_id, old.sealed)
+            assert self.settings.credential_key is not None  # open_sealed has checked it
+            return seal(self.settings.credential_key, new_id, username, password.reveal())
 
         return self._submit(request, idempotency_key, f"retry:{job_id}", sealer, retry_of=job_id)
 
