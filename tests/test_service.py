@@ -583,10 +583,15 @@ def test_each_job_event_is_one_line_with_the_job_id(
     from shared import logs
 
     asyncio.run(seed(open_reg, repo, make_multiarch(seed="log-lines")))
+    levels = {name: logging.getLogger(name).level for name in ("shared", *logs.CHATTY)}
     logs.configure("INFO", handler=False)
-    with caplog.at_level(logging.INFO):
-        job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()
-        drain(svc)
+    try:
+        with caplog.at_level(logging.INFO):
+            job = api.post("/api/imports", json=body(open_reg, repo, target_reg)).json()
+            drain(svc)
+    finally:  # the levels are the process's: a later test must not find httpx silenced
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     mine = [r for r in caplog.records if getattr(r, "jobId", None) == job["id"]]
     assert [r.getMessage().split(":")[0] for r in mine] == [
         f"job {job['id']} queued",
