@@ -367,6 +367,12 @@ def _fail(exc: Exception, code: str) -> None:
     error = {"code": code, "message": clean(str(exc))}
     if getattr(exc, "detail", ""):
         error["detail"] = clean(str(exc.detail))  # type: ignore[attr-defined]
+    print_failed(error)
+
+
+def print_failed(error: dict[str, Any]) -> None:
+    """A failure as the command prints it, here or through a service: the JSON document on
+    stdout, its message on stderr."""
     print(json.dumps({"status": "failed", "error": error}, indent=2))
     print(f"ferry: {error['message']}", file=sys.stderr)
 

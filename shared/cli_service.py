@@ -15,9 +15,8 @@ import sys
 import time
 from typing import Any
 
+from shared.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
 from shared.service.client import ServiceClient, ServiceError
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: The API's request fields as the command line names them.
 FLAGS = {
@@ -99,7 +98,7 @@ def submit(args: argparse.Namespace, request: dict[str, Any]) -> int:
 def _print_accepted(client: ServiceClient, accepted: dict[str, Any]) -> int:
     job_id = accepted["id"]
     print(json.dumps({"id": job_id, "state": accepted["state"], "location": client.location(accepted["location"])}))
-    print(f"ferry: job {job_id} queued; follow it with `ferry jobs wait {job_id}`", file=sys.stderr)
+    print(f"ferry: job {job_id} {accepted['state']}; follow it with `ferry jobs wait {job_id}`", file=sys.stderr)
     return EXIT_OK
 
 
@@ -112,7 +111,8 @@ def follow(client: ServiceClient, job_id: str) -> int:
         while True:
             status = client.job(job_id)
             if status["state"] in ("succeeded", "failed", "cancelled"):
-                line.close() if drawn else None
+                if drawn:
+                    line.close()
                 return _ended(status)
             if status.get("progress") and time.monotonic() - drawn >= line.interval:
                 line.draw(status["progress"])
@@ -143,9 +143,7 @@ def _ended(status: dict[str, Any]) -> int:
         print(json.dumps(doc, indent=2))
         print(f"ferry: job {status['id']} was cancelled; no tag was moved", file=sys.stderr)
         return EXIT_FAILED
-    error = status.get("error") or {"code": "FAILED", "message": "the job failed"}
-    print(json.dumps({"status": "failed", "error": error}, indent=2))
-    print(f"ferry: {error['message']}", file=sys.stderr)
+    print_failed(status.get("error") or {"code": "FAILED", "message": "the job failed"})
     return EXIT_FAILED
 
 
@@ -155,14 +153,12 @@ def _refused(exc: ServiceError) -> int:
     if exc.status == 400 and fields:
         named = [{"flag": flag_of(str(f.get("field", ""))), "message": str(f.get("message", ""))} for f in fields]
         message = "; ".join(f"{f['flag']}: {f['message']}" for f in named)
-        print(json.dumps({"status": "failed", "error": {"code": "BAD_INPUT", "message": message, "fields": named}}))
-        print(f"ferry: {message}", file=sys.stderr)
+        print_failed({"code": "BAD_INPUT", "message": message, "fields": named})
         return EXIT_BAD_INPUT
     error: dict[str, Any] = {"code": exc.code, "message": str(exc)}
     if "state" in exc.answer:
         error["state"] = exc.answer["state"]
-    print(json.dumps({"status": "failed", "error": error}, indent=2))
-    print(f"ferry: {exc}", file=sys.stderr)
+    print_failed(error)
     return EXIT_FAILED
 
 
