@@ -215,6 +215,8 @@ BOUNDS = [
     "| deliveries per job | 5 (queue redelivery, the only loop outside an operation) | `FERRY_MAX_DEQUEUE_COUNT` |",
     "| a cancel reaching a running job | looked for every 1 s; then 2.5 s to stop at a safe point (the upload "
     "session deleted) before the engine is cancelled outright | — (`CANCEL_CHECK`, `shared.stopping.GRACE`) |",
+    "| an answer of the Ferry service to the CLI (`--service`, `ferry jobs`) | 4 MiB, within 60 s, each read "
+    "within 30 s | — |",
     "| wait between polls of an empty queue (local worker) | 0.1 s doubling to 0.5 s, as host.json's "
     "`maxPollingInterval` | `FERRY_MAX_POLLING_SECONDS` |",
 ]

@@ -3,6 +3,8 @@ host's key check, Easy Auth) and of a service that answers badly."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -93,3 +95,23 @@ def test_a_key_or_token_is_never_sent_over_plain_http_but_to_loopback() -> None:
         ServiceClient("http://10.0.0.4:7071", token=lambda: "t")
     ServiceClient("http://127.0.0.1:7071", function_key="a-key-0123456789").close()
     ServiceClient("http://ferry.example").close()  # nothing to protect: allowed
+
+
+def test_an_answer_that_trickles_is_given_up_after_a_minute() -> None:
+    """Each piece comes within the read timeout, but the answer never ends: the whole answer is
+    bounded, on an injected clock."""
+    now = [0.0]
+
+    def trickle() -> Iterator[bytes]:
+        for _ in range(10_000):
+            now[0] += 20.0  # each piece 20 s after the last
+            yield b" "
+
+    client = ServiceClient(
+        "https://ferry.example",
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, content=trickle())),
+        clock=lambda: now[0],
+    )
+    with pytest.raises(ServiceError, match="did not finish its answer within 60 s"):
+        client.jobs()
+    assert now[0] <= 100.0  # given up at the first piece past the minute

@@ -3,12 +3,14 @@
 Authenticates as the Functions host expects: the function key in ``x-functions-key``
 (``FERRY_FUNCTION_KEY``), or, with App Service Authentication (Easy Auth) on, an Entra token
 for the app (``FERRY_SERVICE_SCOPE``, e.g. ``api://<app id>/.default``). Every answer is read
-to at most 4 MiB; every failure is a :class:`ServiceError` naming what the service said.
+to at most 4 MiB and within 60 s (each wait for bytes within 30 s); every failure is a
+:class:`ServiceError` naming what the service said.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ from shared.text import register_secret, shorten
 #: The most of an answer read (a page of 100 jobs with their attempts fits many times over).
 MAX_ANSWER = 4 * 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: Seconds a whole answer may take, however its bytes trickle in.
+ANSWER_SECONDS = 60.0
 
 
 class ServiceError(FerryError):
@@ -56,6 +60,7 @@ class ServiceClient:
         function_key: str | None = None,
         token: Callable[[], str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url, key_in_url = base_url(url)
         function_key = function_key or key_in_url
@@ -63,6 +68,7 @@ class ServiceClient:
         if (function_key or token) and parsed.scheme != "https" and not is_loopback(parsed.host):
             raise ValueError(f"{self.url}: a function key or token goes over https only (loopback excepted)")
         self._token = token
+        self._clock = clock
         headers = {"Accept": "application/json", "User-Agent": "ferry-cli"}
         if function_key:
             register_secret(function_key)
@@ -101,7 +107,7 @@ class ServiceClient:
             headers["Authorization"] = f"Bearer {token}"
         try:
             with self._http.stream(method, path, headers=headers, **kwargs) as response:
-                body = _read(response)
+                body = self._read(response)
         except httpx.HTTPError as exc:
             raise ServiceError(
                 f"the Ferry service at {self.url} did not answer ({type(exc).__name__})", code="SERVICE_UNREACHABLE"
@@ -113,14 +119,15 @@ class ServiceClient:
             raise _refused(self.url, response.status_code, doc)
         return response.status_code, doc
 
-
-def _read(response: httpx.Response) -> bytes:
-    data = bytearray()
-    for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) > MAX_ANSWER:
-            raise ServiceError(f"the Ferry service's answer is over {MAX_ANSWER // 2**20} MiB")
-    return bytes(data)
+    def _read(self, response: httpx.Response) -> bytes:
+        data, started = bytearray(), self._clock()
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) > MAX_ANSWER:
+                raise ServiceError(f"the Ferry service's answer is over {MAX_ANSWER // 2**20} MiB")
+            if self._clock() - started > ANSWER_SECONDS:
+                raise ServiceError(f"the Ferry service did not finish its answer within {ANSWER_SECONDS:g} s")
+        return bytes(data)
 
 
 def _refused(url: str, status: int, doc: dict[str, Any]) -> ServiceError:
