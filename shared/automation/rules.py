@@ -28,9 +28,9 @@ import fnmatch
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.automation.tags import Selection, in_range, parse_range
 from shared.automation.tags import parse_tag as tag_version
@@ -55,6 +55,16 @@ def _regex(value: str) -> str:
     except re.error as exc:
         raise ValueError(f"not a regular expression: {exc}") from None
     return value
+
+
+def _range(value: str) -> str:
+    parse_range(value)
+    return value
+
+
+#: Field types both kinds of rule take, checked once: a regular expression, an npm range.
+Regex = Annotated[str, AfterValidator(_regex)]
+VersionRange = Annotated[str, AfterValidator(_range)]
 
 
 def render(template: str, **values: str) -> str:
@@ -85,23 +95,11 @@ class _Rule(BaseModel):
 class Promotion(_Rule):
     sourceRegistry: RegistryName
     repository: str = Field("*", description="glob over the pushed repository")
-    tag: str = Field(".*", description="regular expression over the pushed tag (whole tag)")
+    tag: Regex = Field(".*", description="regular expression over the pushed tag (whole tag)")
     #: The mirrors' tag model, besides the regex: a version range and a suffix glob.
-    versions: str | None = None
+    versions: VersionRange | None = None
     suffix: str | None = None
     targetTags: list[str] = Field(default_factory=lambda: ["{tag}"], min_length=1, max_length=20)
-
-    @field_validator("tag")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        return _regex(value)
-
-    @field_validator("versions")
-    @classmethod
-    def _range(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_range(value)
-        return value
 
     @field_validator("targetTags")
     @classmethod
@@ -134,10 +132,10 @@ class Promotion(_Rule):
 class Mirror(_Rule):
     source: str = Field(description="registry/repository to mirror")
     tags: list[str] = Field(default_factory=list, max_length=200)
-    tagRegex: str | None = None
+    tagRegex: Regex | None = None
     #: npm's range syntax over the version part (``^1.27``, ``>=1.25 <2``); ``semver:`` is an alias.
-    versions: str | None = None
-    semver: str | None = None
+    versions: VersionRange | None = None
+    semver: VersionRange | None = None
     #: Glob over the tag's suffix (``alpine``, ``slim-*``); none by default, ``*`` each on its own.
     suffix: str | None = None
     floating: bool = False
@@ -152,18 +150,6 @@ class Mirror(_Rule):
         if ref.tag or ref.digest:
             raise ValueError("a mirror's source is a repository, without tag or digest")
         return ref.name
-
-    @field_validator("tagRegex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return None if value is None else _regex(value)
-
-    @field_validator("versions", "semver")
-    @classmethod
-    def _range(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_range(value)
-        return value
 
     @field_validator("extract")
     @classmethod
