@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,12 @@ from tests.harness.azurite import Azurite
 from tests.harness.entra import FakeTokenCredential
 from tests.harness.registry import RegistryProcess, basic_registry, free_port, open_registry, token_registry
 from tests.harness.tokenserver import ACR_ISSUER, ISSUER, TokenServer
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from shared.service.wiring import Services
+    from tests.harness.faultproxy import FaultProxy
 
 BASIC_USERS = {"alice": "alice-s3cret-pw"}
 TOKEN_USERS = {"bob": "bob-s3cret-pw"}
@@ -140,3 +146,34 @@ def app_functions() -> dict[str, Any]:
 def repo() -> str:
     """A repository name no other test uses."""
     return f"test/{uuid.uuid4().hex[:12]}"
+
+
+# -- the service: imported when a test asks for it (make check imports this file too) ----------
+
+
+@pytest.fixture
+def svc(azurite: Azurite) -> Services:
+    """A service of its own against Azurite: its own queue and table, fast retries."""
+    from tests.harness.service import environment, make_services
+
+    return make_services(environment(azurite))
+
+
+@pytest.fixture
+def api(svc: Services) -> TestClient:
+    """The HTTP API over ``svc``, in process."""
+    from fastapi.testclient import TestClient
+
+    from functions.http import create_app
+
+    return TestClient(create_app(lambda: svc))
+
+
+@pytest.fixture
+def flaky_source(open_reg: Reg) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the open registry, for rules a test adds."""
+    from tests.harness.faultproxy import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", open_reg.proc.port).start()
+    yield proxy
+    proxy.stop()

@@ -11,7 +11,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,23 +32,6 @@ from tests.harness.uploads import trickling_source, upload_path, upload_session
 KEY = base64.b64encode(b"c" * 32).decode()
 
 
-@pytest.fixture
-def svc(azurite: Azurite) -> Services:
-    return make_services(environment(azurite))
-
-
-@pytest.fixture
-def api(svc: Services) -> TestClient:
-    return TestClient(create_app(lambda: svc))
-
-
-@pytest.fixture
-def proxied(open_reg: Reg) -> Iterator[FaultProxy]:
-    proxy = FaultProxy("127.0.0.1", open_reg.proc.port).start()
-    yield proxy
-    proxy.stop()
-
-
 def _submit(api: TestClient, source: str, image: str, target: Reg, **extra: Any) -> dict[str, Any]:
     doc = {"targetRegistry": target.host, "source": {"registryUri": source, "sourceImage": image}, **extra}
     answer = api.post("/api/imports", json=doc)
@@ -61,17 +43,17 @@ def _submit(api: TestClient, source: str, image: str, target: Reg, **extra: Any)
 
 
 def test_a_cancelled_queued_job_never_runs(
-    api: TestClient, svc: Services, open_reg: Reg, proxied: FaultProxy, target_reg: Reg, repo: str
+    api: TestClient, svc: Services, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
 ) -> None:
     asyncio.run(seed(open_reg, repo, make_multiarch(seed="cancel-queued")))  # behind the proxy
-    job = _submit(api, proxied.host, f"{repo}:v1", target_reg)
+    job = _submit(api, flaky_source.host, f"{repo}:v1", target_reg)
     answer = api.post(f"{job['location']}/cancel")
     assert answer.status_code == 200 and answer.json()["state"] == "cancelled", answer.text
     assert answer.json()["cancelRequestedAt"] and answer.json()["finishedAt"]
     drain(svc)
     status = api.get(job["location"]).json()
     assert status["state"] == "cancelled" and status["attemptCount"] == 0 and status["attempts"] == []
-    assert proxied.seen == []  # the source was never asked for anything
+    assert flaky_source.seen == []  # the source was never asked for anything
     assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []  # consumed, not poisoned
     assert httpx.get(f"http://{target_reg.host}/v2/{repo}/tags/list").status_code == 404
     again = api.post(f"{job['location']}/cancel")  # cancelling a cancelled job changes nothing
@@ -214,12 +196,12 @@ def test_only_failed_or_cancelled_jobs_are_retried(
 
 
 def test_a_job_failed_twice_then_succeeded_shows_three_attempts(
-    api: TestClient, svc: Services, open_reg: Reg, proxied: FaultProxy, target_reg: Reg, repo: str
+    api: TestClient, svc: Services, open_reg: Reg, flaky_source: FaultProxy, target_reg: Reg, repo: str
 ) -> None:
     asyncio.run(seed(open_reg, repo, make_multiarch(seed="history")))
     busy = (503, {"Content-Type": "application/json"}, b'{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}')
-    proxied.add(Rule("HEAD", f"/{repo}/manifests/v1", times=2 * FAST.max_attempts, respond=busy))
-    job = _submit(api, proxied.host, f"{repo}:v1", target_reg)
+    flaky_source.add(Rule("HEAD", f"/{repo}/manifests/v1", times=2 * FAST.max_attempts, respond=busy))
+    job = _submit(api, flaky_source.host, f"{repo}:v1", target_reg)
     drain(svc)
     status = api.get(job["location"]).json()
     assert status["state"] == "succeeded" and status["attemptCount"] == 3, status

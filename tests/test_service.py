@@ -34,16 +34,6 @@ PLANTED = "PLANTED-svc-s3cret-91ab"
 KEY = base64.b64encode(b"k" * 32).decode()
 
 
-@pytest.fixture
-def svc(azurite: Azurite) -> Services:
-    return make_services(environment(azurite))
-
-
-@pytest.fixture
-def api(svc: Services) -> TestClient:
-    return TestClient(create_app(lambda: svc))
-
-
 def body(source: Reg, repo: str, target: Reg | str, **extra: Any) -> dict[str, Any]:
     host = target if isinstance(target, str) else target.host
     doc: dict[str, Any] = {"targetRegistry": host, "source": {"registryUri": source.host, "sourceImage": f"{repo}:v1"}}
@@ -173,13 +163,6 @@ def test_permanent_failure_is_recorded_and_consumed(
     assert status["error"]["code"] == "NOT_FOUND" and "not found" in status["error"]["message"]
     assert "404" in status["error"]["detail"]
     assert svc.queue.receive(1) is None and svc.queue.peek_poison() == []
-
-
-@pytest.fixture
-def flaky_source(open_reg: Reg) -> Iterator[FaultProxy]:
-    proxy = FaultProxy("127.0.0.1", open_reg.proc.port).start()
-    yield proxy
-    proxy.stop()
 
 
 def test_retryable_failure_succeeds_on_second_delivery(
