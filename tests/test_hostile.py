@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -117,6 +118,47 @@ def test_redirects_to_private_addresses_are_refused(open_reg: object) -> None:
 
         with pytest.raises(InsecureEndpointError, match=r"169\.254\.169\.254"):
             asyncio.run(attempt())
+
+
+def test_a_stopped_upload_never_deletes_where_a_hostile_answer_points() -> None:
+    """A stop ends a streamed upload's body and the session is deleted at the URL the registry
+    answers with. A registry naming the metadata address there gets no request to it: the
+    DELETE is refused before any connection, and the upload ends as stopped, at once."""
+    import time
+
+    from shared import stopping
+    from shared.oci.digest import Digest
+    from shared.oci.manifest import Descriptor
+    from tests.harness.hostile import hostile_server, response
+
+    def registry(method: str, path: str, headers: dict[str, str]) -> bytes | None:
+        if method == "POST":
+            return response(202, b"", {"Location": "/v2/a/b/blobs/uploads/1"})
+        if method == "PATCH":
+            return response(202, b"", {"Location": "https://169.254.169.254/latest/meta-data/"})
+        return None  # the rest of the streamed body, read as requests: closed
+
+    stop = stopping.Stop()
+    piece = b"x" * 65536
+    desc = Descriptor("application/octet-stream", Digest.of(b"not these bytes"), 64 * len(piece))
+
+    async def open_at(offset: int) -> AsyncIterator[bytes]:
+        for n in range(64):
+            if n == 2:
+                stop.ask()
+            yield piece
+
+    async def upload(host: str) -> None:
+        async with RegistryClient(host, Anonymous(), TransportOptions(allow_loopback=True, max_attempts=1)) as client:
+            with stopping.scope(stop):
+                await client.push_blob_chunked("a/b", desc, open_at)
+
+    with hostile_server(registry) as (host, seen):
+        started = time.monotonic()
+        with pytest.raises(stopping.Stopped):
+            asyncio.run(upload(host))
+        assert time.monotonic() - started < 5
+    assert [s.method for s in seen if s.method in ("POST", "PATCH", "PUT", "DELETE")] == ["POST", "PATCH"]
 
 
 # -- property tests ----------------------------------------------------------------------------
