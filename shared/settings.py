@@ -63,6 +63,11 @@ SETTING_NAMES = frozenset(
         "FERRY_RETRY_ATTEMPTS",
         "FERRY_RETRY_BUDGET_SECONDS",
         "FERRY_LOG_LEVEL",
+        # Run events (shared/events/config.py); destinations are FERRY_WEBHOOK_<NAME>_* and
+        # FERRY_EVENTGRID_<NAME>_*.
+        "FERRY_EVENT_SOURCE",
+        "FERRY_EVENT_DELIVERY_SECONDS",
+        "FERRY_EVENT_TIMEOUT_SECONDS",
     }
 )
 

@@ -33,6 +33,7 @@ BUILT_IN_ROLES = {
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
 #: Settings only the Functions host or App Insights read (not Ferry's code).
 HOST_ONLY = {
@@ -84,7 +85,7 @@ def test_role_ids_are_real_built_in_roles() -> None:
 
 def test_app_settings_match_what_the_code_reads() -> None:
     main = (INFRA / "main.bicep").read_text()
-    block = main[main.index("var appSettings = concat([") : main.index("], credentialUsernames, credentialPasswords)")]
+    block = main[main.index("var appSettings = concat([") : main.index("], credentialUsernames, credentialPasswords")]
     provided = set(re.findall(r"\{ name: '([A-Za-z0-9_]+)', value:", block))
     assert "FERRY_CREDENTIAL_${toUpper(replace(c.name, '-', '_'))}_USERNAME" in main  # named credentials
     bindings = set(re.findall(r"%([A-Z_]+)%", "\n".join(p.read_text() for p in (ROOT / "functions").glob("*.py"))))
