@@ -77,9 +77,6 @@ param maxPublicBlobBytes int = 2147483648
 @description('Seconds an ARM import may run before it is failed.')
 param armTimeoutSeconds int = 1800
 
-@description('Publish each run\'s end event to an Event Grid custom topic (CloudEvents 1.0 input schema, keys off, published with the app\'s identity); subscribers use Event Grid\'s own filters, retries and dead-lettering.')
-param runEventsTopic bool = true
-
 @description('Seconds one run event is retried at one destination before it is recorded undelivered on the run.')
 param eventDeliverySeconds int = 3600
 
@@ -238,10 +235,16 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 
 // -- run events: an Event Grid custom topic, CloudEvents 1.0, published by identity only -------
 
-resource runTopic 'Microsoft.EventGrid/topics@2022-06-15' = if (runEventsTopic) {
+// Each run's end event is published here; subscribers use Event Grid's own filters, retries and
+// dead-lettering. A topic without subscriptions costs nothing.
+resource runTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
   // checkov:skip=CKV_AZURE_193: the app publishes over the topic's public endpoint (Flex Consumption without VNet integration); keys are off, so only Entra identities with EventGrid Data Sender can publish.
   name: 'evgt-${name}-${token}'
   location: location
+  // Its own identity, for subscriptions that deliver or dead-letter with a managed identity.
+  identity: {
+    type: 'SystemAssigned'
+  }
   properties: {
     inputSchema: 'CloudEventSchemaV1_0'
     disableLocalAuth: true
@@ -277,9 +280,9 @@ var credentialPasswords = [for c in namedCredentials: {
 }]
 
 // Destinations are named settings (FERRY_EVENTGRID_<NAME>_ENDPOINT, FERRY_WEBHOOK_<NAME>_*): add webhooks as app settings.
-var runEventSettings = runEventsTopic ? [
+var runEventSettings = [
   { name: 'FERRY_EVENTGRID_RUNS_ENDPOINT', value: runTopic.properties.endpoint }
-] : []
+]
 
 var appSettings = concat([
   // Host storage and the queue trigger's connection, by identity (no keys).
@@ -417,7 +420,7 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource topicRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (runEventsTopic) {
+resource topicRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(runTopic.id, identity.id, roles.eventGridDataSender)
   scope: runTopic
   properties: {
@@ -469,5 +472,5 @@ output principalId string = identity.properties.principalId
 output clientId string = identity.properties.clientId
 output keyVaultName string = vault.name
 output storageAccountName string = storage.name
-output runEventsTopicId string = runEventsTopic ? runTopic.id : ''
-output runEventsTopicEndpoint string = runEventsTopic ? runTopic.properties.endpoint : ''
+output runEventsTopicId string = runTopic.id
+output runEventsTopicEndpoint string = runTopic.properties.endpoint
