@@ -43,6 +43,8 @@ HOST_ONLY = {
 #: Settings the code reads that Azure does not need: a connection string (Azurite), and the
 #: local worker's knobs whose defaults suit the host.
 LOCAL_ONLY = {"AzureWebJobsStorage"}
+#: Settings App Service sets itself (WEBSITE_AUTH_ENABLED: when its authentication is on).
+PLATFORM = {"WEBSITE_AUTH_ENABLED"}
 
 
 def errors(node: Node) -> list[str]:
@@ -89,11 +91,11 @@ def test_app_settings_match_what_the_code_reads() -> None:
     provided = set(re.findall(r"\{ name: '([A-Za-z0-9_]+)', value:", block))
     assert "FERRY_CREDENTIAL_${toUpper(replace(c.name, '-', '_'))}_USERNAME" in main  # named credentials
     bindings = set(re.findall(r"%([A-Z_]+)%", "\n".join(p.read_text() for p in (ROOT / "functions").glob("*.py"))))
-    read = (SETTING_NAMES | bindings) - LOCAL_ONLY
+    read = (SETTING_NAMES | bindings) - LOCAL_ONLY - PLATFORM
     assert read - provided == set(), "settings the code reads that the Bicep does not provide"
     assert provided - read - HOST_ONLY == set(), "settings the Bicep provides that nothing reads"
     example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
-    assert (SETTING_NAMES | bindings) - {
+    assert (SETTING_NAMES | bindings) - PLATFORM - {
         "AzureWebJobsStorage__accountName",
         "AzureWebJobsStorage__queueServiceUri",
         "AzureWebJobsStorage__tableServiceUri",

@@ -40,6 +40,7 @@ from shared.registry import RegistryClient
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
 from shared.service.engines import arm_source, choose_engine
 from shared.service.models import ImportJob
+from shared.service.runs import Runs
 from shared.service.submit import open_sealed
 from shared.settings import Settings
 from shared.text import clean, shorten
@@ -64,10 +65,14 @@ class Worker:
         statuses: Statuses,
         target_credential: Callable[[str], Credential] | None = None,
         identity: Callable[[], Any] | None = None,
+        runs: Runs | None = None,
     ) -> None:
         self.settings = settings
         self.statuses = statuses
         self._target_credential = target_credential
+        #: Each job's end is counted into its run (:mod:`shared.service.runs`).
+        self.runs = runs
+        self._run_of: dict[str, str] = {}
         if identity is None and settings.client_id:
             client_id = settings.client_id
 
@@ -106,7 +111,11 @@ class Worker:
         )
         if record is None or record.state != "running":  # only this delivery's change makes it running
             not_run(job.id, record)
+            if record is not None and record.state in FINISHED:  # a worker may have died before counting it
+                await self._count(record)
             return
+        if record.run:
+            self._run_of[job.id] = record.run
         fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
@@ -147,7 +156,22 @@ class Worker:
         else:  # nothing else changes a running job's state: a plain merge
             write = asyncio.to_thread(self.statuses.update, job_id, change(None))
         record, _ = await asyncio.gather(write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt))
-        return str(record.state) if record else str(fields.state)
+        state = str(record.state) if record else str(fields.state)
+        run = self._run_of.pop(job_id, None)
+        if state in FINISHED and run:
+            await self._count(record or await asyncio.to_thread(self.statuses.get, job_id), run)
+        return state
+
+    async def _count(self, record: JobRecord | None, run: str | None = None) -> None:
+        """Count the job's end into its run; a failure to is logged, and repaired by the next
+        look at the run or the next delivery of the job's message."""
+        run = run or (record.run if record else None)
+        if self.runs is None or record is None or not run:
+            return
+        try:
+            await asyncio.to_thread(self.runs.job_ended, run, record.id, record)
+        except Exception:
+            log.exception("job %s: could not count its end into run %s", record.id, run)
 
     async def _succeeded(
         self, job_id: str, result: ImportResult, final: Document | None, attempt: Attempt, fields: Document

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from shared.azure_storage.records import Attempt, JobRecord, State, now
+from shared.azure_storage.records import Attempt, JobRecord, Requester, State, now
 from shared.importing.request import ImportRequest
 from shared.importing.spec import ImportSpec
 
@@ -47,6 +47,10 @@ class ImportStatus(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
+    requestedBy: Requester | None = Field(
+        None, description="Who asked: the API's caller (Easy Auth principal or function key), a rule, an event."
+    )
 
 
 def status_of(record: JobRecord, attempts: list[Attempt] | None = None) -> ImportStatus:
@@ -65,6 +69,8 @@ def status_of(record: JobRecord, attempts: list[Attempt] | None = None) -> Impor
         retryOf=record.retryOf,
         cancelRequestedAt=record.cancelRequestedAt,
         source=record.source,
+        run=record.run,
+        requestedBy=record.requestedBy,
         targets=record.targets,
         progress=record.progress,
         result=record.result,

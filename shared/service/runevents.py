@@ -75,7 +75,12 @@ class EventSender:
         async def report(name: str, outcome: dict[str, Any]) -> None:
             await asyncio.to_thread(self.records.change, run_id, _outcome(name, outcome))
 
-        await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
+        try:
+            await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
+        except asyncio.CancelledError:  # stopped mid-way: another worker may take it at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.to_thread(self.records.change, run_id, lambda h: _release(h, token)))
+            raise
         await asyncio.to_thread(self.records.change, run_id, _finished)
 
     def _claim(self, header: dict[str, Any], token: str) -> dict[str, Any] | None:
@@ -86,6 +91,13 @@ class EventSender:
             return None
         until = (_now() + timedelta(seconds=self.claim)).isoformat()
         return {"event": {**event, "state": "delivering", "claimedBy": token, "claimedUntil": until}}
+
+
+def _release(header: dict[str, Any], token: str) -> dict[str, Any] | None:
+    event = header.get("event") or {}
+    if event.get("claimedBy") != token:
+        return None
+    return {"event": {**event, "state": "queued", "claimedBy": None, "claimedUntil": None}}
 
 
 def _outcome(name: str, outcome: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -143,6 +155,11 @@ async def _one(
     keeper = asyncio.create_task(keep())
     try:
         await sender.handle(message.content)
+    except asyncio.CancelledError:  # the worker stops: the message is visible again at once
+        keeper.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.to_thread(queue.extend, held, 0))
+        raise
     except Exception:
         log.exception("event message %s failed; it comes back after its lease", message.id)
         return

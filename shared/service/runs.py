@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from shared.azure_storage.records import JobRecord, Requester
 from shared.azure_storage.runs import Counted
 from shared.runs.model import ENDED, MESSAGE_CHARS, Counts, Run, RunJob, job_end, landed
 
@@ -40,6 +41,10 @@ class RunRecords(Protocol):
     def change(
         self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> dict[str, Any] | None: ...
+    def request_cancel(self, run_id: str) -> dict[str, Any] | None: ...
+    def list(
+        self, kind: str | None, state: str | None, limit: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
 
 
 class Sender(Protocol):
@@ -58,7 +63,7 @@ def run_of(header: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> 
 class Runs:
     """Opening runs and counting their jobs' ends; queueing their events."""
 
-    def __init__(self, records: RunRecords, events: Sender, job: Callable[[str], dict[str, Any] | None]) -> None:
+    def __init__(self, records: RunRecords, events: Sender, job: Callable[[str], JobRecord | None]) -> None:
         self.records = records
         self.events = events
         #: A job's status record by id (to repair a run from its jobs' records).
@@ -85,9 +90,9 @@ class Runs:
     def seal(self, run_id: str, up_to_date: int = 0) -> None:
         self._after(self.records.seal(run_id, up_to_date))
 
-    def job_ended(self, run_id: str, job_id: str, record: dict[str, Any]) -> None:
+    def job_ended(self, run_id: str, job_id: str, record: JobRecord) -> None:
         """Count the job's end (from its status record) into its run; idempotent."""
-        counted = self.records.count(run_id, job_id, job_end(job_id, record))
+        counted = self.records.count(run_id, job_id, job_end(job_id, record.model_dump(mode="json")))
         if counted is None:
             log.warning("job %s names run %s, which does not list it", job_id, run_id)
             return
@@ -118,7 +123,7 @@ class Runs:
             if job.get("counted"):
                 continue
             record = self.job(job["id"])
-            if record is not None and record.get("state") in JOB_ENDS:
+            if record is not None and record.state in JOB_ENDS:
                 self.job_ended(run_id, job["id"], record)
                 repaired = True
         if repaired:
@@ -128,8 +133,47 @@ class Runs:
         view = run_of(header, jobs)
         for member in view.jobs:  # jobs not yet ended: their state as their records say
             if member.state not in JOB_ENDS and (record := self.job(member.id)) is not None:
-                member.state = str(record.get("state") or member.state)
+                member.state = record.state
         return view
+
+
+def trigger(kind: str, requested_by: Requester | None, **more: str | None) -> dict[str, Any]:
+    """A run's trigger from who asked (a job's :class:`Requester`) and what (rule, event id)."""
+    who = requested_by.name or requested_by.kind if requested_by else None
+    return {"type": kind, "requestedBy": who, **{k: v for k, v in more.items() if v}}
+
+
+class RunSlot:
+    """The run new jobs go into, made with its first job: a run of one (``open_`` False), or an
+    open run its creator adds jobs to and then seals (a mirror pass of one rule, a promotion). A
+    slot that never gets a job makes no run."""
+
+    def __init__(
+        self, runs: Runs, new_id: Callable[[], str], kind: str, trigger: dict[str, Any], *, open_: bool = True,
+        retry_of: str | None = None,
+    ) -> None:  # fmt: skip
+        self.runs, self.new_id, self.kind, self.trigger = runs, new_id, kind, trigger
+        self.open_, self.retry_of = open_, retry_of
+        self.id: str | None = None
+        self.made = False
+
+    def reserve(self) -> str:
+        """The run's id (chosen now; the run is made with its first job)."""
+        if self.id is None:
+            self.id = self.new_id()
+        return self.id
+
+    def add(self, job: JobRecord) -> None:
+        member = {"id": job.id, "source": job.source, "targets": job.targets}
+        if self.made:
+            self.runs.add(self.reserve(), member)
+            return
+        self.runs.open(self.reserve(), self.kind, self.trigger, [member], open_=self.open_, retry_of=self.retry_of)
+        self.made = True
+
+    def seal(self, up_to_date: int = 0) -> None:
+        if self.made and self.open_ and self.id is not None:
+            self.runs.seal(self.id, up_to_date)
 
 
 def _queued(header: dict[str, Any]) -> dict[str, Any] | None:

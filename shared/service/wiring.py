@@ -3,10 +3,16 @@ function app's composition root and by ``python -m shared.cli worker``."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
+from shared.azure_storage.runs import RunStore
+from shared.events.publish import Publisher
 from shared.service.jobs import Worker
+from shared.service.runevents import EventSender
+from shared.service.runs import Runs
 from shared.service.submit import Submitter
 from shared.settings import Settings
 
@@ -18,6 +24,9 @@ class Services:
     queue: JobQueue
     submitter: Submitter
     worker: Worker
+    #: Runs (in the status table) and the queue their end events wait in (``<queue>-events``).
+    runs: Runs
+    events: JobQueue
 
 
 def storage_config(settings: Settings) -> StorageConfig:
@@ -37,13 +46,35 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
     storage is a connection string, i.e. Azurite; in Azure the Bicep creates them)."""
     config = storage_config(settings)
     statuses, queue = StatusStore(config), JobQueue(config)
+    events = JobQueue(dataclasses.replace(config, queue_name=f"{config.queue_name}-events"))
     if ensure if ensure is not None else bool(settings.storage_connection_string):
         statuses.ensure()
         queue.ensure()
+        events.ensure()
+    runs = Runs(RunStore.from_config(config), events, statuses.get)
+    worker = worker or Worker(settings, statuses)
+    worker.runs = runs
     return Services(
         settings,
         statuses,
         queue,
-        Submitter(settings, statuses, queue, new_job_id),
-        worker or Worker(settings, statuses),
+        Submitter(settings, statuses, queue, new_job_id, runs),
+        worker,
+        runs,
+        events,
     )
+
+
+def event_sender(services: Services) -> EventSender:
+    """Delivers run events as the settings say; Event Grid is published to with the app's
+    identity (the user-assigned one in Azure)."""
+    settings = services.settings
+    client_id = settings.client_id
+
+    def identity() -> Any:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only in Azure
+
+        return DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else DefaultAzureCredential()
+
+    publisher = Publisher(settings.transport, timeout=settings.events.timeout, identity=identity)
+    return EventSender(services.runs.records, settings.events, publisher)
