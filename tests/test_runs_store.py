@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from shared.azure_storage import JobQueue, StorageConfig, new_job_id
+from shared.azure_storage.records import JobError, JobRecord
 from shared.azure_storage.runs import RunStore
 from shared.credentials import Secret
 from shared.events.config import Destination, EventsConfig
@@ -33,7 +34,7 @@ DIGEST = "sha256:" + "d" * 64
 class Stack:
     store: RunStore
     queue: JobQueue
-    jobs: dict[str, dict[str, Any]]
+    jobs: dict[str, JobRecord]
     runs: Runs
 
 
@@ -44,7 +45,7 @@ def stack(azurite: Azurite) -> Stack:
     store, queue = RunStore.from_config(config), JobQueue(config)
     store.ensure()
     queue.ensure()
-    jobs: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, JobRecord] = {}
     return Stack(store, queue, jobs, Runs(store, queue, jobs.get))
 
 
@@ -52,10 +53,10 @@ def members(n: int) -> list[dict[str, Any]]:
     return [{"id": new_job_id(), "source": f"src/app:{i}", "targets": [f"reg/app:{i}"]} for i in range(n)]
 
 
-def ended(state: str, bytes_: int = 10) -> dict[str, Any]:
+def ended(state: Any, bytes_: int = 10) -> JobRecord:
     if state == "succeeded":
-        return {"state": state, "result": {"bytes": bytes_, "digest": DIGEST}}
-    return {"state": state, "error": {"code": "NOT_FOUND", "message": "no such tag"}}
+        return JobRecord(id="j", state=state, result={"bytes": bytes_, "digest": DIGEST})
+    return JobRecord(id="j", state=state, error=JobError(code="NOT_FOUND", message="no such tag"))
 
 
 def queued(stack: Stack) -> list[str]:

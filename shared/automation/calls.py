@@ -6,12 +6,17 @@ import asyncio
 import functools
 from typing import Any
 
-from shared.automation.passes import mirror_pass, promote
+from shared.automation.passes import OpenRun, mirror_pass, promote
 from shared.automation.rules import Rules, load_rules
+from shared.azure_storage.records import Requester
 from shared.errors import ConfigurationError
 from shared.importing.request import ImportRequest
+from shared.service.runs import RunSlot, trigger
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
+
+#: Who asks for a mirror pass's jobs.
+TIMER = Requester(kind="mirror", name="timer")
 
 
 @functools.cache
@@ -25,15 +30,27 @@ def rules_of(services: Services) -> Rules:
     return _rules(services.settings.rules_file)
 
 
-def _submit(services: Services) -> Any:
-    async def submit(request: ImportRequest, key: str) -> Submitted:
-        return await asyncio.to_thread(services.submitter.submit_keyed, request, key)
+def _submit(services: Services, who: Requester) -> Any:
+    async def submit(request: ImportRequest, key: str, run: RunSlot | None = None) -> Submitted:
+        keyed = functools.partial(services.submitter.submit_keyed, requested_by=who, run=run)
+        return await asyncio.to_thread(keyed, request, key)
 
     return submit
 
 
+def _runs(services: Services, who: Requester) -> OpenRun:
+    """Opens the run of one rule's pass or one push event (made with its first job)."""
+
+    def open_run(kind: str, rule: str, event_id: str | None) -> RunSlot:
+        how = "event" if kind == "promotion" else "rule"
+        return RunSlot(services.runs, services.submitter.new_id, kind, trigger(how, who, rule=rule, eventId=event_id))
+
+    return open_run
+
+
 async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
-    return await promote(rules_of(services), event, _submit(services))
+    who = Requester(kind="event", name="event grid")
+    return await promote(rules_of(services), event, _submit(services, who), _runs(services, who))
 
 
 async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[str, Any]]:
@@ -41,7 +58,8 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
         rules_of(services),
         services.worker.credential_for,
         services.settings.transport,
-        None if dry_run else _submit(services),
+        None if dry_run else _submit(services, TIMER),
         services.settings.ratelimit_floor,
+        _runs(services, TIMER),
     )
     return [r.summary() for r in reports]

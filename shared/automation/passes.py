@@ -5,6 +5,8 @@
   events for its children). Delivery is at least once: each import's idempotency key is derived
   from the registry, repository, digest, rule and targets, so a redelivered or duplicated event
   enqueues nothing new.
+- Each push event's imports make one run (``promotion``), each mirror entry's in one pass another
+  (``mirror``), given an opener of runs (``runs``); a pass that enqueues nothing makes no run.
 - :func:`mirror_pass`: for each mirror entry, list the source's tags, select some, ``HEAD`` each on
   both sides (``HEAD`` is not a Docker Hub pull) and enqueue only what differs or is missing.
   Stops asking a registry whose ``ratelimit-remaining`` is under the floor, and defers an entry
@@ -13,6 +15,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -33,8 +37,10 @@ log = logging.getLogger(__name__)
 PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 _REGISTRY_ID = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([A-Za-z0-9]+)", re.IGNORECASE)
 
-#: (request, idempotency key) -> job id. The submitter's, off the event loop.
-Submit = Callable[[ImportRequest, str], Awaitable[Submitted]]
+#: (request, idempotency key, run=slot) -> job id. The submitter's, off the event loop.
+Submit = Callable[..., Awaitable[Submitted]]
+#: (kind, rule, event id) -> the run a rule's or an event's jobs go into (a RunSlot).
+OpenRun = Callable[[str, str, str | None], Any]
 #: (registry, named credential or None) -> credential
 Credentials = Callable[[str, str | None], Credential]
 
@@ -104,8 +110,8 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
     return request, key
 
 
-async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[str]:
-    """Enqueue the imports ``event`` asks for; returns their job ids."""
+async def promote(rules: Rules, event: dict[str, Any], submit: Submit, runs: OpenRun | None = None) -> list[str]:
+    """Enqueue the imports ``event`` asks for, as one run; returns their job ids."""
     try:
         push = parse_push(event)
     except MalformedEvent as exc:
@@ -115,18 +121,16 @@ async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[s
         log.debug("event %s (%s) promotes nothing", event.get("id", "?"), event.get("eventType") or event.get("type"))
         return []
     jobs = []
-    for rule in rules.promotions:
-        if rule.matches(push.registry, push.repository, push.tag):
-            request, key = promotion(rule, push)
-            jobs.append((await submit(request, key)).id)
-            log.info(
-                "event %s: rule %s promotes %s/%s:%s",
-                push.event_id,
-                rule.name,
-                push.registry,
-                push.repository,
-                push.tag,
-            )
+    matched = [rule for rule in rules.promotions if rule.matches(push.registry, push.repository, push.tag)]
+    slot = runs("promotion", ",".join(r.name for r in matched), push.event_id) if runs and matched else None
+    for rule in matched:
+        request, key = promotion(rule, push)
+        jobs.append((await (functools.partial(submit, run=slot) if slot else submit)(request, key)).id)
+        log.info(
+            "event %s: rule %s promotes %s/%s:%s", push.event_id, rule.name, push.registry, push.repository, push.tag
+        )
+    if slot is not None:
+        await asyncio.to_thread(slot.seal)
     return jobs
 
 
@@ -214,15 +218,25 @@ async def _mirror_tag(
 
 
 async def mirror_pass(
-    rules: Rules, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int = 10
+    rules: Rules,
+    credentials: Credentials,
+    options: TransportOptions,
+    submit: Submit | None,
+    floor: int = 10,
+    runs: OpenRun | None = None,
 ) -> list[MirrorReport]:
-    """One pass over every mirror entry; ``submit=None`` is a dry run (nothing enqueued)."""
+    """One pass over every mirror entry, each entry's jobs one run; ``submit=None`` is a dry run
+    (nothing enqueued)."""
     reports = []
     for entry in rules.mirrors:
+        slot = runs("mirror", entry.name, None) if runs and submit else None
+        entry_submit = functools.partial(submit, run=slot) if submit and slot else submit
         try:
-            report = await _mirror_one(entry, credentials, options, submit, floor)
+            report = await _mirror_one(entry, credentials, options, entry_submit, floor)
         except FerryError as exc:  # one entry's trouble does not stop the others
             report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
+        if slot is not None:  # the run ends when its jobs have (a pass that made none, no run)
+            await asyncio.to_thread(slot.seal, len(report.unchanged))
         log.info(
             "mirror %s: %d selected, %d unchanged, %d enqueued%s",
             entry.name,

@@ -44,44 +44,60 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class EventBusy(Exception):
+    """Another worker is delivering this event: the message comes back later (after its lease),
+    and by then the other has finished, or died and its claim has lapsed."""
+
+
 class EventSender:
     """Delivers one run's event (see the module's docstring)."""
 
-    def __init__(self, records: RunRecords, config: EventsConfig, publisher: Publisher, claim: float = 600.0) -> None:
+    def __init__(self, records: RunRecords, config: EventsConfig, publisher: Publisher, claim: float = 120.0) -> None:
         self.records = records
         self.config = config
         self.publisher = publisher
-        #: Seconds a claim on an event holds before another worker may take it over.
+        #: Seconds a claim on an event holds unless renewed (it is, every third of it, while the
+        #: event is delivered): a dead worker's claim lapses this long after its death.
         self.claim = claim
 
     async def handle(self, content: str) -> None:
+        """Deliver the event the message names; :class:`EventBusy` when another worker is at it."""
         try:
             run_id = str(json.loads(content)["run"])
         except (ValueError, KeyError, TypeError):
             log.error("dropping a malformed event message")
             return
         token = secrets.token_hex(8)
-        header = await asyncio.to_thread(self.records.change, run_id, lambda h: self._claim(h, token))
-        event = (header or {}).get("event") or {}
-        if header is None or event.get("state") != "delivering" or event.get("claimedBy") != token:
-            return  # no such run, already done, or another worker has it in hand
+        claim = asyncio.ensure_future(asyncio.to_thread(self.records.change, run_id, lambda h: self._claim(h, token)))
+        try:
+            header = await asyncio.shield(claim)
+            event = (header or {}).get("event") or {}
+            if header is None or event.get("state") not in ("delivering", "pending", "queued"):
+                return  # no such run, or its event is done
+            if event.get("claimedBy") != token:
+                raise EventBusy(f"run {run_id}: its event is being delivered by another worker")
+            renew = asyncio.create_task(self._renew(run_id, token))
+            try:
+                await self._deliver(run_id, header, event)
+            finally:
+                renew.cancel()
+        except asyncio.CancelledError:  # stopped mid-way: another worker may take it at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release(claim, run_id, token))
+            raise
+        await asyncio.to_thread(self.records.change, run_id, _finished)
+
+    async def _deliver(self, run_id: str, header: dict[str, Any], event: dict[str, Any]) -> None:
         run = run_of(header, await asyncio.to_thread(self.records.jobs, run_id))
-        done = {
-            n for n, o in (event.get("destinations") or {}).items() if o.get("state") in ("delivered", "undelivered")
-        }
+        outcomes = event.get("destinations") or {}
+        done = {n for n, o in outcomes.items() if o.get("state") in ("delivered", "undelivered")}
         todo = [d for d in wanted(self.config, run.state) if d.name not in done]
         document = cloud_event(run, self.config.source)
 
         async def report(name: str, outcome: dict[str, Any]) -> None:
             await asyncio.to_thread(self.records.change, run_id, _outcome(name, outcome))
 
-        try:
-            await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
-        except asyncio.CancelledError:  # stopped mid-way: another worker may take it at once
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.to_thread(self.records.change, run_id, lambda h: _release(h, token)))
-            raise
-        await asyncio.to_thread(self.records.change, run_id, _finished)
+        await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
 
     def _claim(self, header: dict[str, Any], token: str) -> dict[str, Any] | None:
         event = header.get("event") or {}
@@ -92,8 +108,26 @@ class EventSender:
         until = (_now() + timedelta(seconds=self.claim)).isoformat()
         return {"event": {**event, "state": "delivering", "claimedBy": token, "claimedUntil": until}}
 
+    async def _renew(self, run_id: str, token: str) -> None:
+        def extend(header: dict[str, Any]) -> dict[str, Any] | None:
+            event = header.get("event") or {}
+            if event.get("claimedBy") != token:
+                return None
+            return {"event": {**event, "claimedUntil": (_now() + timedelta(seconds=self.claim)).isoformat()}}
 
-def _release(header: dict[str, Any], token: str) -> dict[str, Any] | None:
+        while True:
+            await asyncio.sleep(self.claim / 3)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.records.change, run_id, extend)
+
+    async def _release(self, claim: asyncio.Future[Any], run_id: str, token: str) -> None:
+        """Give the claim up, once it has landed (the claim's write may still be under way)."""
+        with contextlib.suppress(Exception):
+            await claim
+        await asyncio.to_thread(self.records.change, run_id, lambda h: _unclaimed(h, token))
+
+
+def _unclaimed(header: dict[str, Any], token: str) -> dict[str, Any] | None:
     event = header.get("event") or {}
     if event.get("claimedBy") != token:
         return None
@@ -133,9 +167,14 @@ async def serve_events(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll)
             continue
+        if stop.is_set():  # taken while stopping: given back at once
+            gate.release()
+            await asyncio.to_thread(queue.extend, message, 0)
+            break
         task = asyncio.create_task(_one(queue, sender, message, lease, gate))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    await asyncio.sleep(0)  # every task makes its first step: one cancelled before it cleans nothing up
     for task in list(tasks):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -160,6 +199,9 @@ async def _one(
         with contextlib.suppress(Exception):
             await asyncio.shield(asyncio.to_thread(queue.extend, held, 0))
         raise
+    except EventBusy as exc:
+        log.info("%s; the message comes back after its lease", exc)
+        return
     except Exception:
         log.exception("event message %s failed; it comes back after its lease", message.id)
         return
