@@ -36,6 +36,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "import":
+        args.source = args.sources[0]
     return args
 
 
@@ -52,6 +54,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     from shared import cli_service
 
     cli_service.add_parser(commands)
+    from shared import cli_runs
+
+    cli_runs.add_parser(commands)
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser, dict(commands.choices)
@@ -72,7 +77,13 @@ def _credential_options(imp: argparse.ArgumentParser) -> None:
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
-    imp.add_argument("--source", required=True, help="source image: [registry/]repository[:tag][@digest]")
+    imp.add_argument(
+        "--source",
+        required=True,
+        action="append",
+        dest="sources",
+        help="source image: [registry/]repository[:tag][@digest]; with --service, repeatable (one run)",
+    )
     imp.add_argument("--image", "-t", action="append", default=[], help="target REPO[:TAG]; repeatable")
     imp.add_argument("--repository", action="append", default=[], help="untagged target repository; repeatable")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (Force mode)")
@@ -179,13 +190,22 @@ def _remote(args: argparse.Namespace) -> int:
     command line has them (by name with ``--credential``, else inline: sealed by the service)."""
     from shared import cli_service
 
-    doc = _request_doc(args)
-    if args.credential:
-        doc["source"]["credential"] = args.credential
-    elif args.username or args.password or args.password_stdin or args.env.source_password:
-        username, password = _source_login(args)
-        doc["source"]["credentials"] = {"username": username, "password": password}
-    return cli_service.submit(args, doc)
+    docs, login = [], None
+    if not args.credential and (args.username or args.password or args.password_stdin or args.env.source_password):
+        login = _source_login(args)  # read once (from stdin too), sent with each source
+    for source in args.sources:
+        args.source = source
+        doc = _request_doc(args)
+        if args.credential:
+            doc["source"]["credential"] = args.credential
+        elif login is not None:
+            doc["source"]["credentials"] = {"username": login[0], "password": login[1]}
+        docs.append(doc)
+    if len(docs) > 1:
+        from shared import cli_runs
+
+        return cli_runs.submit_sources(args, docs)
+    return cli_service.submit(args, docs[0])
 
 
 def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str]:
@@ -334,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
             from shared import cli_service
 
             return cli_service.jobs(args)
+        if args.command == "runs":
+            from shared import cli_runs
+
+            return cli_runs.runs(args)
+        if len(args.sources) > 1 and not (args.service or args.env.service_url):
+            raise ValueError("several --source make one run in a Ferry service: give --service URL")
         if args.service or args.env.service_url or args.no_wait or args.credential:
             return _remote(args)
         result = asyncio.run(_interruptible(args)).document()
