@@ -97,6 +97,12 @@ def run_routes(app: FastAPI, get_services: Callable[[], Services], answers: dict
     async def show_run(run_id: str) -> Run:
         return await asyncio.to_thread(runcontrol.show, get_services().runs, run_id)
 
+    _run_control(app, get_services, answers)
+
+
+def _run_control(app: FastAPI, get_services: Callable[[], Services], answers: dict[int | str, dict[str, Any]]) -> None:
+    """Cancel a run; retry its failures."""
+
     @app.post("/api/runs/{run_id}/cancel", status_code=202, response_model=Run, responses=answers)
     async def cancel_run(run_id: str) -> JSONResponse:
         """Cancels every job of the run that has not ended; the run ends ``cancelled``."""

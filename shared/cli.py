@@ -77,13 +77,8 @@ def _credential_options(imp: argparse.ArgumentParser) -> None:
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
-    imp.add_argument(
-        "--source",
-        required=True,
-        action="append",
-        dest="sources",
-        help="source image: [registry/]repository[:tag][@digest]; with --service, repeatable (one run)",
-    )
+    source_help = "source image: [registry/]repository[:tag][@digest]; with --service, repeatable (one run)"
+    imp.add_argument("--source", required=True, action="append", dest="sources", help=source_help)
     imp.add_argument("--image", "-t", action="append", default=[], help="target REPO[:TAG]; repeatable")
     imp.add_argument("--repository", action="append", default=[], help="untagged target repository; repeatable")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (Force mode)")
