@@ -206,3 +206,31 @@ def test_the_fake_topic_refuses_what_event_grid_refuses(
     answer = httpx.post(topic.endpoint + "?api-version=2018-01-01", headers=headers, content=body)
     assert answer.status_code == status
     assert topic.received == []
+
+
+def test_make_ups_receiver_takes_a_signed_event_and_refuses_a_forged_one() -> None:
+    import io
+    import threading
+
+    from scripts.receiver import server
+    from shared.credentials import Secret
+
+    out = io.StringIO()
+    httpd = server(0, Secret(SECRET), out)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    try:
+        assert send([hook(url)])["ops"]["state"] == "delivered"
+        forged = httpx.post(
+            url,
+            content=encode(EVENT),
+            headers={"webhook-id": "x", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
+        )
+        assert forged.status_code == 401
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert out.getvalue().splitlines() == [
+        "ferry.run.failed r1 (None, ): 0 succeeded, 0 failed, 0 cancelled of 0, 0 bytes",
+        "refused a delivery: bad or old signature",
+    ]
