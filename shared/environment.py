@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shared.arm import ARM_ENDPOINT
 from shared.credentials import Secret
 from shared.errors import ConfigurationError
 from shared.http.policy import MAX_ATTEMPTS, RETRY_BUDGET, STALL_FLOOR, STALL_WINDOW, Proxy, TransportOptions
@@ -31,7 +32,23 @@ from shared.importing.spec import (
 from shared.oci.reference import parse_registry
 
 N = TypeVar("N", int, float)
-ARM_ENDPOINT = "https://management.azure.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """A whole-number setting: its name, default and bounds, declared once for every reader."""
+
+    name: str
+    default: int
+    low: int
+    high: int | None
+
+    def read(self, env: Mapping[str, str]) -> int:
+        return whole(env, self.name, self.default, self.low, self.high)
+
+
+#: Parallel blob transfers per import (the CLI's ``--concurrency`` too).
+CONCURRENCY = Bounded("FERRY_CONCURRENCY", 8, 1, 64)
 
 
 def positive(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
@@ -132,7 +149,7 @@ class CommandLine:
 
     transport: TransportOptions
     limits: Limits
-    concurrency: int = 8
+    concurrency: int = CONCURRENCY.default
     registries: dict[str, str] = field(default_factory=dict)
     arm_endpoint: str = ARM_ENDPOINT
     #: ``FERRY_SOURCE_USERNAME`` / ``FERRY_SOURCE_PASSWORD``: kept out of the process list.
@@ -158,7 +175,7 @@ class CommandLine:
         return cls(
             transport=transport(env, loopback_default=True),
             limits=limits(env),
-            concurrency=whole(env, "FERRY_CONCURRENCY", 8, 1, 64),
+            concurrency=CONCURRENCY.read(env),
             registries=registries(env.get("FERRY_REGISTRIES", "")),
             arm_endpoint=env.get("FERRY_ARM_ENDPOINT") or ARM_ENDPOINT,
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID") or None,

@@ -15,8 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import environment
+from shared.arm import ARM_ENDPOINT
 from shared.credentials import Anonymous, Credential, Secret
 from shared.credentials.resolver import from_secret
+from shared.environment import CONCURRENCY
 from shared.errors import ConfigurationError
 from shared.http.policy import TransportOptions
 from shared.importing.spec import Limits
@@ -67,6 +69,12 @@ SETTING_NAMES = frozenset(
 )
 
 
+def credential_key(name: str) -> str:
+    """A credential's name as its settings and a request may spell it (``DOCKER_HUB``,
+    ``docker-hub``), as one key."""
+    return name.lower().replace("_", "-")
+
+
 def credential_env(name: str) -> str:
     """``dockerhub`` -> ``FERRY_CREDENTIAL_DOCKERHUB``: the prefix of a named credential's settings."""
     return "FERRY_CREDENTIAL_" + name.upper().replace("-", "_")
@@ -106,7 +114,7 @@ class Settings(BaseModel):
     #: Local worker: the longest wait between looks at an empty queue (host.json
     #: ``maxPollingInterval``; the host's minimum is 100 ms).
     max_polling: float = Field(0.5, ge=0.1, le=600)
-    concurrency: int = Field(8, ge=1, le=64)
+    concurrency: int = Field(CONCURRENCY.default, ge=CONCURRENCY.low, le=CONCURRENCY.high)
     #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES``, ``FERRY_MAX_DESCRIPTORS`` (read by
     #: :func:`shared.environment.limits`).
     limits: Limits = Field(default_factory=Limits)
@@ -119,7 +127,7 @@ class Settings(BaseModel):
     registries: dict[str, str] = Field(default_factory=dict)
     #: ``FERRY_SOURCE_REGISTRIES``: when set, the only registries imports may come from.
     source_registries: frozenset[str] = frozenset()
-    arm_endpoint: str = "https://management.azure.com"
+    arm_endpoint: str = ARM_ENDPOINT
     arm_timeout: float = Field(1800.0, gt=0)
     #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
     credential_key: Secret | None = None
@@ -129,7 +137,7 @@ class Settings(BaseModel):
     def credential(self, name: str | None) -> Credential:
         if name is None:
             return Anonymous()
-        found = self.credentials.get(name.lower().replace("_", "-"))
+        found = self.credentials.get(credential_key(name))
         if found is None:
             raise ConfigurationError(f"credential {name!r} is not configured (set {credential_env(name)}_PASSWORD)")
         return found.credential()
@@ -188,7 +196,7 @@ def named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:
     for key, value in env.items():
         match = _CREDENTIAL.fullmatch(key)
         if match and value:
-            parts.setdefault(match.group(1).lower().replace("_", "-"), {})[match.group(2).lower()] = value
+            parts.setdefault(credential_key(match.group(1)), {})[match.group(2).lower()] = value
     out = {}
     for name, fields in parts.items():
         if "password" not in fields:
