@@ -25,8 +25,8 @@ from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
 def _concurrency(text: str) -> int:
     from shared.environment import CONCURRENCY
 
-    low, high = CONCURRENCY.low, CONCURRENCY.high
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= (high or int(text)):
+    low, high = int(CONCURRENCY.low or 1), int(CONCURRENCY.high or 1)
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text[:20]!r}")
     return int(text)
 
