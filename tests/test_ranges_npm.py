@@ -59,7 +59,7 @@ process.stdin.on("data", (c) => (input += c)).on("end", () => {
 
 def grid() -> list[str]:
     """Every operator on every partial, with and without a space after it; ands, ors and hyphen
-    ranges of them; the odd ones."""
+    ranges of them; random mixes; the odd ones."""
     singles = [op + space + partial for op in OPERATORS for space in ("", " ") for partial in PARTIALS]
     pick = random.Random(20)
     ands = [
@@ -70,7 +70,19 @@ def grid() -> list[str]:
     ors = [f"{pick.choice(singles)} || {pick.choice(singles)}" for _ in range(150)]
     ends = ["1", "1.2", "1.2.3", "0.1.x", "x", "1.2.3-rc1", "v1.2", "0", "2.x"]
     hyphens = [f"{a} - {b}" for a in ends for b in ends]
-    return singles + ands + ors + hyphens + ODD + list(EXTENDED) + list(EXTENDED.values())
+    return singles + ands + ors + hyphens + mixed(pick) + ODD + list(EXTENDED) + list(EXTENDED.values())
+
+
+def mixed(pick: random.Random) -> list[str]:
+    """Random ranges: one or two alternatives of one to three terms, operators spaced or not."""
+
+    def term() -> str:
+        return pick.choice(OPERATORS) + pick.choice(("", "", " ")) + pick.choice(PARTIALS)
+
+    def alternative() -> str:
+        return pick.choice((" ", "  ", "\t")).join(term() for _ in range(pick.randint(1, 3)))
+
+    return [pick.choice(("||", " || ")).join(alternative() for _ in range(pick.randint(1, 2))) for _ in range(400)]
 
 
 def ferry(text: str) -> list[bool] | None:
