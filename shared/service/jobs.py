@@ -69,7 +69,8 @@ class Worker:
         self._target_credential = target_credential
         #: Each job's end is counted into its run (:mod:`shared.service.runs`).
         self.runs = runs
-        self._run_of: dict[str, str] = {}
+        #: The record of each job in hand as it started (its run, source, targets).
+        self._started: dict[str, JobRecord] = {}
         if identity is None and settings.client_id:
             client_id = settings.client_id
 
@@ -127,7 +128,7 @@ class Worker:
                 await self._count(record)
             return
         if record.run:
-            self._run_of[job.id] = record.run
+            self._started[job.id] = record
         fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
@@ -169,9 +170,9 @@ class Worker:
             write = asyncio.to_thread(self.statuses.update, job_id, change(None))
         record, _ = await asyncio.gather(write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt))
         state = str(record.state) if record else str(fields.state)
-        run = self._run_of.pop(job_id, None)
-        if state in FINISHED and run:
-            await self._count(record or await asyncio.to_thread(self.statuses.get, job_id), run)
+        started = self._started.pop(job_id, None)
+        if state in FINISHED and started is not None:  # the record as written: no read needed
+            await self._count(record or started.merged(change(None)), started.run)
         return state
 
     async def _count(self, record: JobRecord | None, run: str | None = None) -> None:

@@ -103,13 +103,22 @@ async def serve(services: Services, *, idle: float | None = None, once: bool = F
     log.info("worker polling queue %s", services.settings.queue_name)
     polling = Polling(idle if idle is not None else services.settings.max_polling)
     sender = event_sender(services)  # run events, beside the jobs: a slow subscriber holds no job
+    wake = asyncio.Event()  # a run this process ends has its event looked for at once
+
+    def woken() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+            loop.call_soon_threadsafe(wake.set)
+
+    services.runs.on_queued = woken
+    lease = services.settings.lease
     events = asyncio.create_task(
-        serve_events(services.events, sender, stop, lease=services.settings.lease, poll=polling.maximum)
+        serve_events(services.events, sender, stop, lease=lease, poll=polling.maximum, wake=wake)
     )
     try:
         await _jobs(services, stop, polling, once)
     finally:
         stop.set()
+        services.runs.on_queued = None
         await events
         await sender.publisher.aclose()
     log.info("worker stopped")

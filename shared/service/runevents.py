@@ -153,7 +153,13 @@ def _finished(header: dict[str, Any]) -> dict[str, Any]:
 
 
 async def serve_events(
-    queue: EventQueue, sender: EventSender, stop: asyncio.Event, *, lease: float, poll: float
+    queue: EventQueue,
+    sender: EventSender,
+    stop: asyncio.Event,
+    *,
+    lease: float,
+    poll: float,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Take event messages until ``stop``: each delivered in a task of its own (at most
     :data:`CONCURRENCY`), its message kept hidden while it runs and deleted when it is done."""
@@ -164,8 +170,7 @@ async def serve_events(
         message = await asyncio.to_thread(queue.receive, lease)
         if message is None:
             gate.release()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll)
+            await _idle(stop, wake, poll)
             continue
         if stop.is_set():  # taken while stopping: given back at once
             gate.release()
@@ -178,6 +183,16 @@ async def serve_events(
     for task in list(tasks):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, poll: float) -> None:
+    """Wait ``poll`` seconds, or less: until a stop, or a wake-up (this process queued an event)."""
+    waits = [asyncio.ensure_future(stop.wait())] + ([asyncio.ensure_future(wake.wait())] if wake else [])
+    await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    if wake is not None:
+        wake.clear()
 
 
 async def _one(

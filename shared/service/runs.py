@@ -68,6 +68,9 @@ class Runs:
         self.events = events
         #: A job's status record by id (to repair a run from its jobs' records).
         self.job = job
+        #: Called (from any thread) when an event is queued: this process's event loop looks at
+        #: once instead of at its next poll.
+        self.on_queued: Callable[[], None] | None = None
 
     def open(
         self,
@@ -108,6 +111,8 @@ class Runs:
 
     def queue_event(self, run_id: str) -> None:
         self.events.send(json.dumps({"run": run_id}))
+        if self.on_queued is not None:
+            self.on_queued()
         self.records.change(run_id, _queued)
         log.info("run %s ended; its event is queued", run_id)
 
