@@ -123,7 +123,7 @@ class Runs:
         if header is None:
             return None
         jobs = self.records.jobs(run_id)
-        repaired = False
+        repaired, states = False, {}
         for job in jobs:
             if job.get("counted"):
                 continue
@@ -131,14 +131,15 @@ class Runs:
             if record is not None and record.state in JOB_ENDS:
                 self.job_ended(run_id, job["id"], record)
                 repaired = True
+            elif record is not None:
+                states[record.id] = record.state
         if repaired:
             header, jobs = self.records.get(run_id) or header, self.records.jobs(run_id)
         elif _stale(header):
             self.queue_event(run_id)
         view = run_of(header, jobs)
         for member in view.jobs:  # jobs not yet ended: their state as their records say
-            if member.state not in JOB_ENDS and (record := self.job(member.id)) is not None:
-                member.state = record.state
+            member.state = states.get(member.id, member.state)
         return view
 
 
