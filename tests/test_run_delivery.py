@@ -234,3 +234,15 @@ def test_make_ups_receiver_takes_a_signed_event_and_refuses_a_forged_one() -> No
         "ferry.run.failed r1 (None, ): 0 succeeded, 0 failed, 0 cancelled of 0, 0 bytes",
         "refused a delivery: bad or old signature",
     ]
+
+
+def test_a_webhook_urls_token_never_shows_in_a_log_or_an_outcome(
+    receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chat services put the webhook's token in its path: httpx's own request line logged it."""
+    caplog.set_level(logging.DEBUG)
+    receiver.answer((500, 0.0))
+    outcome = send([hook(receiver.url + "/services/T000/B000/tokenXYZ123456")])["ops"]
+    assert outcome["state"] == "delivered" and outcome["attempts"] == 2
+    assert "HTTP Request: POST" in caplog.text
+    assert "tokenXYZ123456" not in caplog.text and "tokenXYZ123456" not in repr(outcome)

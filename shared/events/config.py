@@ -24,13 +24,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from shared.credentials import Secret
 from shared.errors import ConfigurationError
+from shared.text import register_secret
 
 STATES = frozenset({"succeeded", "partial", "failed", "cancelled"})
 FAILURES = frozenset({"partial", "failed"})
 _SETTING = re.compile(r"FERRY_(WEBHOOK|EVENTGRID)_([A-Z0-9_]+)_(URL|SECRET|EVENTS|ENDPOINT)")
+#: A webhook path (and query) this long is taken to carry a token, and never shown.
+TOKEN_PATH = 16
 #: Standard Webhooks: a secret is 24 to 64 bytes, sent base64 after ``whsec_``.
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
@@ -44,6 +48,14 @@ class Destination:
     url: str
     secret: Secret | None = field(default=None, repr=False)
     states: frozenset[str] = STATES
+
+    def __post_init__(self) -> None:
+        """A webhook URL's path and query often carry its token (as chat services' do): they
+        are redacted from every message, as secrets are."""
+        parts = urlsplit(self.url)
+        private = parts.path + (f"?{parts.query}" if parts.query else "")
+        if self.kind == "webhook" and len(private) >= TOKEN_PATH:
+            register_secret(private)
 
     def wants(self, state: str) -> bool:
         return state in self.states

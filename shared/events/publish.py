@@ -25,9 +25,12 @@ from shared.credentials.model import get_token
 from shared.errors import ConfigurationError, FerryError, InsecureEndpointError
 from shared.events import signing
 from shared.events.config import Destination
+from shared.http import logsafety
 from shared.http.exchange import extensions, read_body, wire_for
 from shared.http.mapping import Side
 from shared.http.policy import TransportOptions
+
+logsafety.install()  # httpx logs each request's URL: a webhook's token path is redacted there
 
 EVENTGRID_SCOPE = "https://eventgrid.azure.net/.default"
 EVENTGRID_API_VERSION = "2018-01-01"
