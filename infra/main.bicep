@@ -77,8 +77,9 @@ param maxPublicBlobBytes int = 2147483648
 @description('Seconds an ARM import may run before it is failed.')
 param armTimeoutSeconds int = 1800
 
-@description('Seconds one run event is retried at one destination before it is recorded undelivered on the run.')
-param eventDeliverySeconds int = 3600
+@description('Seconds one run event is retried at one destination before it is recorded undelivered on the run (one function call: keep it under host.json\'s 30-minute functionTimeout).')
+@maxValue(1500)
+param eventDeliverySeconds int = 1200
 
 @description('Maximum instances of the function app.')
 param maximumInstanceCount int = 40

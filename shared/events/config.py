@@ -12,7 +12,8 @@ digits, ``-`` and ``_`` in the setting's ``<NAME>``):
   list of run states (``succeeded,partial,failed,cancelled``).
 - ``FERRY_EVENT_SOURCE``: the events' ``source`` (default ``/ferry``).
 - ``FERRY_EVENT_DELIVERY_SECONDS``: how long one event is retried at one destination before it
-  is recorded undelivered on the run (default 3600); ``FERRY_EVENT_TIMEOUT_SECONDS``: one
+  is recorded undelivered on the run (default 1200: under host.json's 30-minute functionTimeout,
+  which bounds one delivery in Azure); ``FERRY_EVENT_TIMEOUT_SECONDS``: one
   attempt's time (default 10).
 """
 
@@ -66,7 +67,7 @@ class EventsConfig:
     destinations: tuple[Destination, ...] = ()
     source: str = "/ferry"
     #: Seconds one event is retried at one destination before it is recorded undelivered.
-    delivery_seconds: float = 3600.0
+    delivery_seconds: float = 1200.0
     #: Seconds one attempt may take (connect, send, answer).
     timeout: float = 10.0
     #: The first wait between attempts, doubling to :attr:`backoff_cap`.
@@ -127,7 +128,7 @@ def events(env: Mapping[str, str]) -> EventsConfig:
     return EventsConfig(
         destinations=tuple(found),
         source=env.get("FERRY_EVENT_SOURCE", "").strip() or "/ferry",
-        delivery_seconds=_number(env, "FERRY_EVENT_DELIVERY_SECONDS", 3600.0),
+        delivery_seconds=_number(env, "FERRY_EVENT_DELIVERY_SECONDS", 1200.0),
         timeout=_number(env, "FERRY_EVENT_TIMEOUT_SECONDS", 10.0),
     )
 
