@@ -8,7 +8,8 @@
   one is asked to stop (``202``) and stops before any tag moves; a finished one is ``409``.
 - ``POST /api/imports/{id}/retry``: a new job with a failed or cancelled job's request
   (``202``, ``Location``, ``retryOf``); ``409`` for any other state.
-- ``GET /api/health``: the queue and the table answer.
+- ``GET /api/health``: the queue and the table answer; the rules file in force, its counts,
+  when it was loaded and a refused edit (``degraded``).
 
 Bad input answers ``400`` with every bad field and why; nothing else is echoed back.
 """
@@ -29,8 +30,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
+from functions.notifications import add_notification_routes
 from functions.root import Services, services
-from shared.automation.calls import run_mirrors
+from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.service import control
 from shared.service.models import ImportRequest, ImportStatus, status_of
@@ -102,6 +104,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     _job_error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
+    add_notification_routes(app, get_services)
     return app
 
 
@@ -258,7 +261,13 @@ def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
         """Run the timer's mirror pass now; with ``dryRun=true`` only report what it would enqueue."""
         return {"dryRun": dry_run, "entries": await run_mirrors(get_services(), dry_run)}
 
-    @app.get("/api/health", responses={503: {"description": "The queue or the table does not answer"}})
+    @app.get(
+        "/api/health",
+        responses={
+            200: {"description": "Up; `degraded` when an edit of the rules file was refused (`rules.error`)"},
+            503: {"description": "The queue or the table does not answer"},
+        },
+    )
     async def health() -> JSONResponse:
         svc = get_services()
         checks: dict[str, str] = {}
@@ -271,7 +280,11 @@ def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
             except Exception as exc:  # report, never raise: this is the health endpoint
                 checks[name] = type(exc).__name__
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
+        rules = await asyncio.to_thread(rules_state, svc)
+        # A refused rules edit degrades the service but does not stop it: 200, the last good rules run.
+        status = "ok" if ok and not (rules and "error" in rules) else "degraded"
+        content = {"status": status, **checks, **({"rules": rules} if rules else {})}
+        return JSONResponse(status_code=200 if ok else 503, content=content)
 
 
 fast_app = create_app()
