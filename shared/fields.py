@@ -31,7 +31,10 @@ def known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             continue
         found = [info for m in models if (info := m.model_fields.get(str(part))) is not None]
         models = [sub for info in found for sub in _models_in(info.annotation)]
-    names = [name for m in models for name, info in m.model_fields.items() for name in (name, info.alias) if name]
+    names: list[str] = []
+    for m in models:
+        for name, info in m.model_fields.items():
+            names += [name] + ([info.alias] if info.alias else [])
     return list(dict.fromkeys(names))
 
 
