@@ -184,7 +184,7 @@ def test_malformed_events_are_logged_and_dropped(promo: Services, caplog: pytest
         "data": data,
     }
     assert call(promo, eg(payload)) == []
-    assert "dropping malformed event bad-1" in caplog.text
+    assert "event bad-1: malformed, dropped: " in caplog.text
 
 
 def test_registry_from_topic_when_request_host_is_missing(azurite: Azurite, tmp_path: Path) -> None:
