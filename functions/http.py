@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
+from functions.docs import add_docs_routes
 from functions.notifications import add_notification_routes
 from functions.root import Services, services
 from shared.automation.calls import rules_state, run_mirrors
@@ -96,7 +97,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         version="0.1.0",
         description="Import container images and OCI artifacts into a registry, as `az acr import` does.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # functions/docs.py serves it, with Swagger UI's files from a package
         redoc_url=None,
     )
     app.add_middleware(BoundedBodies)
@@ -105,6 +106,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     _import_routes(app, get_services)
     _service_routes(app, get_services)
     add_notification_routes(app, get_services)
+    add_docs_routes(app, "/api/openapi.json")
     return app
 
 
