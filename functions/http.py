@@ -35,8 +35,9 @@ from functions.notifications import add_notification_routes
 from functions.root import Services, services
 from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
+from shared.importing.request import ImportRequest
 from shared.service import control
-from shared.service.models import ImportRequest, ImportStatus, status_of
+from shared.service.models import ImportStatus, status_of
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"

@@ -10,7 +10,7 @@ from shared.automation.live import LiveRules
 from shared.automation.passes import Promoted, mirror_pass, promote
 from shared.automation.rules import Rules
 from shared.errors import ConfigurationError
-from shared.service.models import ImportRequest
+from shared.importing.request import ImportRequest
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
 
