@@ -212,7 +212,7 @@ def test_make_up_reads_the_environment_before_the_files_in_the_checkout(tmp_path
 def test_make_up_keeps_the_jobs_across_a_restart(tmp_path: Path) -> None:
     """Azurite's data lives under .ferry/ (FERRY_DATA_DIR): a job recorded before a restart is there after."""
     from scripts.up import storage
-    from shared.service.models import ImportRequest
+    from shared.importing.request import ImportRequest
     from tests.harness.service import environment, make_services
 
     azurite = storage(tmp_path / "data").start()
