@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
 from functions.docs import add_docs_routes
+from functions.messages import body_message
 from functions.notifications import add_notification_routes
 from functions.root import Services, services
 from shared.automation.calls import rules_state, run_mirrors
@@ -117,12 +118,12 @@ def _allowed(app: FastAPI, path: str) -> str:
     return ", ".join(sorted(methods))
 
 
-def _invalid_fields(exc: RequestValidationError) -> list[dict[str, str]]:
+def _invalid_fields(exc: RequestValidationError, content_type: str = "") -> list[dict[str, str]]:
     """Each bad field of a request, named by its path (``targetTags[2]``), and why."""
     return [
         {
             "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e.get("loc", ()))),
-            "message": _message(e),
+            "message": body_message(e, exc.body, content_type) or _message(e),
         }
         for e in exc.errors()
     ]
@@ -134,7 +135,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _invalid_fields(exc)
+        fields = _invalid_fields(exc, request.headers.get("content-type", ""))
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()
