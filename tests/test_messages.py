@@ -57,3 +57,13 @@ def test_an_unknown_field_suggests_the_nearest_known_one(api: TestClient) -> Non
         "targetTag": "unknown field; did you mean 'targetTags'?",
         "source.credentail": "unknown field; did you mean 'credential'?",
     }
+
+
+def test_a_missing_credential_names_every_variable_it_needs() -> None:
+    from shared.errors import ConfigurationError
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    with pytest.raises(ConfigurationError) as missing:
+        settings.credential("dev")
+    assert "set FERRY_CREDENTIAL_DEV_USERNAME and FERRY_CREDENTIAL_DEV_PASSWORD" in str(missing.value)

@@ -177,21 +177,37 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: A dry run's tags that a real pass would enqueue (nothing is enqueued).
+    would_enqueue: list[str] = field(default_factory=list)
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
     states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
+    dry_run: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
-            "enqueued": self.enqueued, "states": self.states, "deferred": self.deferred,
+            "enqueued": self.enqueued, "wouldEnqueue": self.would_enqueue, "states": self.states,
+            "deferred": self.deferred,
         }  # fmt: skip
+
+    def __str__(self) -> str:
+        done = (
+            f"would enqueue {len(self.would_enqueue)}"
+            + (f" ({', '.join(self.would_enqueue)})" if self.would_enqueue else "")
+            if self.dry_run
+            else f"{len(self.enqueued)} enqueued"
+        )
+        deferred = f", deferred: {self.deferred}" if self.deferred else ""
+        kind = " (dry run)" if self.dry_run else ""
+        counts = f"{len(self.selected)} selected, {len(self.unchanged)} unchanged"
+        return f"mirror {self.name}{kind}: {counts}, {done}{deferred}"
 
 
 async def _mirror_one(
     entry: Mirror, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int
 ) -> MirrorReport:
-    report = MirrorReport(entry.name)
+    report = MirrorReport(entry.name, dry_run=submit is None)
     source = parse_reference(entry.source)
     async with (
         RegistryClient(source.registry, credentials(source.registry, entry.credential), options, role="source") as src,
@@ -243,7 +259,8 @@ async def _mirror_tag(
     )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:
-        report.enqueued[tag] = report.states[tag] = "dry-run"
+        report.would_enqueue.append(tag)
+        report.states[tag] = "would enqueue"
         return
     submitted = await submit(request, key)
     report.states[tag] = submitted.note
@@ -260,14 +277,7 @@ async def mirror_pass(
         try:
             report = await _mirror_one(entry, credentials, options, submit, floor)
         except FerryError as exc:  # one entry's trouble does not stop the others
-            report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
-        log.info(
-            "mirror %s: %d selected, %d unchanged, %d enqueued%s",
-            entry.name,
-            len(report.selected),
-            len(report.unchanged),
-            len(report.enqueued),
-            f", deferred: {report.deferred}" if report.deferred else "",
-        )
+            report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}", dry_run=submit is None)
+        log.info("%s", report)
         reports.append(report)
     return reports
