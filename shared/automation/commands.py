@@ -19,11 +19,11 @@ from shared.automation.rules import Rules, RulesError, load_rules
 from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
 from shared.errors import ConfigurationError
+from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from shared.oci.reference import parse_reference
 from shared.settings import credential_env, named_credentials
 from shared.text import clean
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_RULES = "rules.yaml"
 
 
