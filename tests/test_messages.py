@@ -67,3 +67,15 @@ def test_a_missing_credential_names_every_variable_it_needs() -> None:
     with pytest.raises(ConfigurationError) as missing:
         settings.credential("dev")
     assert "set FERRY_CREDENTIAL_DEV_USERNAME and FERRY_CREDENTIAL_DEV_PASSWORD" in str(missing.value)
+
+
+def test_notifications_refuse_what_is_not_distributions_envelope(api: TestClient) -> None:
+    wrong_type = api.post("/api/notifications", content=b'{"events": []}', headers={"Content-Type": "text/plain"})
+    assert _refusal(wrong_type) == {
+        "Content-Type": "expected application/vnd.docker.distribution.events.v1+json (distribution's envelope)"
+        " or application/json"
+    }
+    not_envelope = api.post("/api/notifications", json=[{"action": "push"}])
+    assert _refusal(not_envelope) == {"events": 'expected {"events": [...]}, distribution\'s notification envelope'}
+    broken = api.post("/api/notifications", content=b'{"events": [}', headers={"Content-Type": "application/json"})
+    assert list(_refusal(broken)) == ["body"]
