@@ -23,7 +23,7 @@ check: lint
 
 # make test alone needs checkov (the infra tests): make up and make demo never install it.
 test: lint
-	@bash scripts/bootstrap.sh --checkov
+	@bash scripts/bootstrap.sh --test
 	$(PY) -m pytest
 
 # Ferry's local service in the foreground (Azurite, registries, the API, workers, the triggers).

@@ -231,11 +231,11 @@ def test_make_up_keeps_the_jobs_across_a_restart(tmp_path: Path) -> None:
 
 
 def test_make_up_does_not_install_checkov(tmp_path: Path) -> None:
-    """checkov (291 MB) is for make test's infra checks: bootstrap without --checkov, as make up
+    """checkov (291 MB) is for make test's infra checks: bootstrap without --test, as make up
     and make demo run it, leaves it out; make test asks for it."""
     dry = {t: subprocess.run(["make", "-n", t], cwd=ROOT, capture_output=True, text=True, check=True).stdout
            for t in ("up", "demo", "test")}  # fmt: skip
-    assert "bootstrap.sh --checkov" not in dry["up"] + dry["demo"] and "bootstrap.sh --checkov" in dry["test"]
+    assert "bootstrap.sh --test" not in dry["up"] + dry["demo"] and "bootstrap.sh --test" in dry["test"]
     # A checkout whose virtualenv and npm packages are in place, without checkov.
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)

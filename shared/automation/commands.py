@@ -21,7 +21,7 @@ from shared.credentials.resolver import Resolver
 from shared.errors import ConfigurationError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from shared.oci.reference import parse_reference
-from shared.settings import credential_env, named_credentials
+from shared.settings import credential_env, credential_key, named_credentials
 from shared.text import clean
 
 DEFAULT_RULES = "rules.yaml"
@@ -58,7 +58,7 @@ def plan(file: str) -> int:
         return _refused(exc)
 
     def lookup(name: str) -> Credential:
-        found = named.get(name.lower().replace("_", "-"))
+        found = named.get(credential_key(name))
         if found is None:
             prefix = credential_env(name)
             raise ConfigurationError(
