@@ -250,3 +250,19 @@ def test_make_up_does_not_install_checkov(tmp_path: Path) -> None:
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "checkov" not in done.stderr and not (checkout / ".venv-checkov").exists()
+
+
+def test_a_bad_rules_file_stops_the_function_app(tmp_path: Path) -> None:
+    """function_app.py, as the Functions host loads it, fails naming the file, rule and field."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("promotions: [{name: web, sourceRegistry: dev.io, targetRegistry: prod.io, mode: force}]")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FERRY_RULES_FILE": str(rules), "FUNCTIONS_WORKER_RUNTIME": "python",
+           "AzureWebJobsStorage": "UseDevelopmentStorage=true"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", "import function_app"], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert f"RulesError: {rules}: promotions[0] (web).mode: Input should be 'NoForce' or 'Force'" in done.stderr
+    rules.write_text("promotions: [{name: web, sourceRegistry: dev.io, targetRegistry: prod.io}]")
+    fine = subprocess.run([sys.executable, "-c", "import function_app"], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert fine.returncode == 0, fine.stderr
