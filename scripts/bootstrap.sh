@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
-# is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
+# is missing: Debian's docker-registry, skopeo, apache2-utils (htpasswd) and chromium, a virtualenv with the
 # pinned Python packages, and the pinned npm packages (Azurite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# The status page's browser tests (make test only): Debian's chromium, driven by Playwright.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
