@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
+from functions.control import add_control_routes
 from functions.root import Services, services
 from shared.automation.calls import run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
@@ -102,6 +103,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     _job_error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
+    add_control_routes(app, get_services)
     return app
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import Any
 
 from shared.automation.passes import mirror_pass, promote
 from shared.automation.rules import Rules, load_rules
+from shared.automation.status import mirror_passed, promoted, rule_states
+from shared.azure_storage.rules import RuleRecords
 from shared.errors import ConfigurationError
 from shared.service.models import ImportRequest
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -32,8 +37,23 @@ def _submit(services: Services) -> Any:
     return submit
 
 
+def _records(services: Services) -> RuleRecords:
+    return RuleRecords(services.statuses.table)
+
+
+def _quietly(what: str, call: Any, *args: Any) -> None:
+    """A rule's status is for people to look at: failing to write it never fails the pass."""
+    try:
+        call(*args)
+    except Exception as exc:
+        log.warning("could not record %s: %s", what, type(exc).__name__)
+
+
 async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
-    return await promote(rules_of(services), event, _submit(services))
+    def acted(rule: str, pushed: str, jobs: dict[str, str]) -> None:
+        _quietly(f"promotion {rule}", promoted, _records(services), rule, pushed, jobs)
+
+    return await promote(rules_of(services), event, _submit(services), acted)
 
 
 async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[str, Any]]:
@@ -44,4 +64,15 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
         None if dry_run else _submit(services),
         services.settings.ratelimit_floor,
     )
+    if not dry_run:
+        for report in reports:
+            await asyncio.to_thread(_quietly, f"mirror {report.name}", mirror_passed, _records(services), report)
     return [r.summary() for r in reports]
+
+
+def rules_status(services: Services) -> dict[str, Any]:
+    """``GET /api/rules``: each rule and how it is doing, or ``configured: false``."""
+    if not services.settings.rules_file:
+        return {"configured": False, "rules": []}
+    rules = rules_of(services)
+    return {"configured": True, "rules": rule_states(rules, _records(services), services.statuses.get)}

@@ -35,6 +35,8 @@ _REGISTRY_ID = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/(
 
 #: (request, idempotency key) -> job id. The submitter's, off the event loop.
 Submit = Callable[[ImportRequest, str], Awaitable[Submitted]]
+#: (rule name, the push, job per target) -> None: a promotion rule acted
+Promoted = Callable[[str, str, dict[str, str]], None]
 #: (registry, named credential or None) -> credential
 Credentials = Callable[[str, str | None], Credential]
 
@@ -104,8 +106,9 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
     return request, key
 
 
-async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[str]:
-    """Enqueue the imports ``event`` asks for; returns their job ids."""
+async def promote(rules: Rules, event: dict[str, Any], submit: Submit, promoted: Promoted | None = None) -> list[str]:
+    """Enqueue the imports ``event`` asks for; returns their job ids. ``promoted`` hears of each
+    rule that acted (its name, the push, its job per target)."""
     try:
         push = parse_push(event)
     except MalformedEvent as exc:
@@ -119,6 +122,9 @@ async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[s
         if rule.matches(push.registry, push.repository, push.tag):
             request, key = promotion(rule, push)
             jobs.append((await submit(request, key)).id)
+            if promoted is not None:
+                pushed = f"{push.registry}/{push.repository}:{push.tag}"
+                promoted(rule.name, pushed, {f"{rule.targetRegistry}/{t}": jobs[-1] for t in request.targetTags})
             log.info(
                 "event %s: rule %s promotes %s/%s:%s",
                 push.event_id,
@@ -139,6 +145,8 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: The job for each tag that was not up to date: made by this pass, or found in flight.
+    jobs: dict[str, str] = field(default_factory=dict)
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
     states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
@@ -209,6 +217,7 @@ async def _mirror_tag(
         return
     submitted = await submit(request, key)
     report.states[tag] = submitted.note
+    report.jobs[tag] = submitted.id
     if submitted.created:  # never "enqueued" for a job that was not
         report.enqueued[tag] = submitted.id
 
