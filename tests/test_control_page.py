@@ -220,9 +220,11 @@ def test_the_page_at_a_phones_width(
 
 def test_the_page_says_when_storage_does_not_answer(browser: Browser, shots: Path, azurite: Azurite) -> None:
     env = environment(azurite)
-    dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + env[
-        "AzureWebJobsStorage"
-    ].split("AccountKey=")[1].split(";")[0] + ";QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+        + env["AzureWebJobsStorage"].split("AccountKey=")[1].split(";")[0]
+        + ";QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
     settings = Settings.from_env({**env, "AzureWebJobsStorage": dead}).model_copy(update={"transport": FAST})
     live = LiveService(build(settings, ensure=False), worker=False).start()
     try:
