@@ -12,7 +12,7 @@ from shared.automation.rules import Rules, load_rules
 from shared.automation.status import mirror_passed, promoted, rule_states
 from shared.azure_storage.rules import RuleRecords
 from shared.errors import ConfigurationError
-from shared.service.models import ImportRequest
+from shared.importing.request import ImportRequest
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
 
