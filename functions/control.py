@@ -66,10 +66,13 @@ def _has_runs(app: FastAPI) -> bool:
 
 
 def _request_of(svc: Services, job_id: str) -> dict[str, Any]:
-    if not job_id.isalnum() or svc.statuses.get(job_id) is None:
+    record = svc.statuses.get(job_id) if job_id.isalnum() else None
+    if record is None:
         raise UnknownJobError(f"no import job {job_id!r}")
-    content = svc.statuses.message(job_id)
-    return {"request": ImportJob.model_validate_json(content).request if content else None}
+    if record.request is not None:
+        return {"request": record.request.without_secrets()}
+    content = svc.statuses.message(job_id)  # a record from before requests were kept on it
+    return {"request": ImportJob.model_validate_json(content).request.without_secrets() if content else None}
 
 
 def add_control_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http import create_app
+from shared.azure_storage.records import JobChange, JobError
 from shared.service.wiring import Services
 from tests.conftest import Reg
 from tests.harness.azurite import Azurite
@@ -89,7 +90,7 @@ def test_a_mirror_tag_that_fails_shows_as_failing(ruled: Services, open_reg: Reg
     assert client.post("/api/mirror/run").status_code == 200
     job = _rules(client)["web"]
     jobs = ruled.statuses.list("queued", 10, None)[0]
-    ruled.statuses.update(jobs[0]["id"], {"state": "failed", "error": {"code": "DENIED", "message": "no"}})
+    ruled.statuses.update(jobs[0].id, JobChange(state="failed", error=JobError(code="DENIED", message="no")))
     web = _rules(client)["web"]
     assert web["state"] == "failing" and web["failing"][0]["code"] == "DENIED", (job, web)
 

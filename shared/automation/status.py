@@ -17,12 +17,13 @@ from typing import Any
 from shared import telemetry
 from shared.automation.passes import MirrorReport
 from shared.automation.rules import Rules
+from shared.azure_storage.records import JobRecord
 from shared.azure_storage.rules import RuleRecords
 
 #: The jobs followed per rule when reading (a mirror selects at most 200 tags).
 MAX_JOBS = 200
 #: (job id) -> the job's record, or None
-Lookup = Callable[[str], dict[str, Any] | None]
+Lookup = Callable[[str], JobRecord | None]
 
 
 def _now() -> str:
@@ -67,13 +68,13 @@ def _follow(record: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
     jobs: dict[str, str] = dict(list((record.get("jobs") or {}).items())[:MAX_JOBS])
     done, in_flight, failing, finished = 0, 0, [], []
     for tag, job_id in jobs.items():
-        job = lookup(job_id) or {}
-        state = job.get("state")
-        if state == "succeeded":
+        job = lookup(job_id)
+        state = job.state if job else None
+        if job and state == "succeeded":
             done += 1
-            finished.append(str(job.get("finishedAt") or ""))
-        elif state in ("failed", "cancelled"):
-            code = (job.get("error") or {}).get("code") or state.upper()
+            finished.append(job.finishedAt.isoformat() if job.finishedAt else "")
+        elif job and state in ("failed", "cancelled"):
+            code = job.error.code if job.error else job.state.upper()
             failing.append({"tag": tag, "job": job_id, "code": code})
         else:
             in_flight += 1
