@@ -261,15 +261,21 @@
   const registryOf = (ref) => String(ref || "").split("/")[0] || "?";
 
   async function loadFailures() {
+    // Paged as the API pages (newest first), the groups drawn after each page.
     const since = Date.now() - DAY_MS, failed = [];
     let next = null;
     for (let page = 0; page < 10; page++) {
       const doc = await api(`/api/imports?state=failed&limit=100${next ? "&continuation=" + encodeURIComponent(next) : ""}`);
-      const recent = doc.items.filter((job) => Date.parse(job.finishedAt || job.updatedAt) >= since);
-      failed.push(...recent);
+      failed.push(...doc.items.filter((job) => Date.parse(job.finishedAt || job.updatedAt) >= since));
       next = doc.next;
-      if (!next || doc.items.some((job) => Date.parse(job.createdAt) < since - DAY_MS)) break;
+      const done = !next || doc.items.some((job) => Date.parse(job.createdAt) < since - DAY_MS);
+      drawFailures(failed, done);
+      if (page === 0) fresh();
+      if (done) break;
     }
+  }
+
+  function drawFailures(failed, done) {
     const groups = new Map();
     for (const job of failed) {
       const code = (job.error && job.error.code) || "UNKNOWN";
@@ -277,13 +283,14 @@
       if (!groups.has(key)) groups.set(key, { code, registry: registryOf(job.source), jobs: [] });
       groups.get(key).jobs.push(job);
     }
-    const sorted = [...groups.values()].sort((a, b) => b.jobs.length - a.jobs.length);
-    $("failures").replaceChildren(...sorted.map((g) => el("details", { class: "group", "data-code": g.code },
+    const open = new Set([...document.querySelectorAll("details.group[open]")].map((d) => d.dataset.key));
+    const sorted = [...groups.entries()].sort((a, b) => b[1].jobs.length - a[1].jobs.length);
+    $("failures").replaceChildren(...sorted.map(([key, g]) => el("details", { class: "group", "data-code": g.code, "data-key": key, open: open.has(key) },
       el("summary", {}, el("b", { text: g.code }), el("span", { text: g.registry }), el("span", { class: "count", text: `${g.jobs.length} job${g.jobs.length > 1 ? "s" : ""}` }),
         el("span", { class: "msg", text: (g.jobs[0].error && g.jobs[0].error.message) || "" })),
       el("ul", {}, ...g.jobs.map((job) => el("li", {}, jobLink(job.id, job.source), " ", when(job.finishedAt || job.updatedAt),
         el("div", { class: "msg", text: (job.error && job.error.message) || "" })))))));
-    if (!sorted.length) $("failures").append(el("p", { class: "empty", text: "No job failed in the last 24 hours." }));
+    if (!sorted.length) $("failures").append(el("p", { class: "empty", text: done ? "No job failed in the last 24 hours." : "Looking…" }));
   }
 
   // -- jobs -----------------------------------------------------------------------------------
