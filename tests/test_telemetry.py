@@ -21,7 +21,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import INVALID_SPAN, StatusCode
+from opentelemetry.trace import StatusCode
 
 from shared import telemetry
 from shared.telemetry import setup
@@ -59,10 +59,19 @@ def recorded() -> Iterator[Recorded]:
 def test_off_without_settings_records_nothing() -> None:
     assert telemetry.configure({}) == "off" and not telemetry.enabled()
     with telemetry.job_span("j1", {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, {}) as span:
-        assert span is INVALID_SPAN
+        assert span is telemetry.NO_SPAN
         with telemetry.phase("resolve") as child:
-            assert child is INVALID_SPAN
+            assert child is telemetry.NO_SPAN
     telemetry.record_job("succeeded", 0.1)  # nothing to record into, and no error
+    assert telemetry.carrier() == {}
+
+
+def test_off_imports_nothing_of_opentelemetry() -> None:
+    """A local ``ferry import`` pays no start-up for telemetry it does not use."""
+    code = "import sys, shared.telemetry, shared.importing.run; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "False", done.stderr
 
 
 RESULT = {

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from shared.telemetry.setup import enabled, state
+from shared.telemetry.setup import gauges, state
 
 log = logging.getLogger(__name__)
 
@@ -35,42 +34,24 @@ log = logging.getLogger(__name__)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
-@dataclass
-class RuleGauge:
-    kind: str
-    last_success: float | None
-    behind: int
-
-
-_rules: dict[str, RuleGauge] = {}
-_queues: dict[str, Callable[[], int]] = {}
-
-
-def rule_status(name: str, kind: str, last_success: float | None, behind: int) -> None:
-    """The latest known state of a rule, for the gauges (the mirror pass and the rules view call it)."""
-    _rules[name] = RuleGauge(kind, last_success, behind)
-
-
-def watch_queue(name: str, depth: Callable[[], int]) -> None:
-    """Report ``depth()`` (an approximate message count) as the queue's depth when collected."""
-    _queues[name] = depth
-
-
-def _rule_key(name: str, gauge: RuleGauge) -> dict[str, str]:
-    return {"ferry.rule": name, "ferry.rule.kind": gauge.kind}
-
-
 def _last_success(options: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(g.last_success, _rule_key(n, g)) for n, g in _rules.items() if g.last_success is not None]
+    return [
+        Observation(last, {"ferry.rule": name, "ferry.rule.kind": kind})
+        for name, (kind, last, _) in list(gauges.rules.items())
+        if last is not None
+    ]
 
 
 def _behind(options: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(g.behind, _rule_key(n, g)) for n, g in _rules.items()]
+    return [
+        Observation(behind, {"ferry.rule": name, "ferry.rule.kind": kind})
+        for name, (kind, _, behind) in list(gauges.rules.items())
+    ]
 
 
 def _depth(options: CallbackOptions) -> Iterable[Observation]:
     out = []
-    for name, depth in list(_queues.items()):
+    for name, depth in list(gauges.queues.items()):
         try:
             out.append(Observation(depth(), {"messaging.destination.name": name}))
         except Exception as exc:  # storage did not answer: no point this time
@@ -110,8 +91,6 @@ def record_job(
     outcome: str, seconds: float, code: str | None = None, nbytes: int = 0, engine: str | None = None
 ) -> None:
     """One job attempt ended: counted by outcome and code, timed, its bytes added."""
-    if not enabled():
-        return
     m = meters()
     attrs = {"ferry.outcome": outcome, **({"error.type": code} if code else {})}
     m.jobs.add(1, attrs)

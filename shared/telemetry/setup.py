@@ -16,8 +16,8 @@ exporter and reader) instead of touching the process's global ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,18 @@ class State:
 
 
 state = State()
+
+
+@dataclass
+class Gauges:
+    """What the gauges report when collected: each rule's (kind, last success as Unix time, tags
+    behind), and a probe of each queue's depth. Kept here, where no OpenTelemetry is imported."""
+
+    rules: dict[str, tuple[str, float | None, int]] = field(default_factory=dict)
+    queues: dict[str, Callable[[], int]] = field(default_factory=dict)
+
+
+gauges = Gauges()
 
 
 def enabled() -> bool:

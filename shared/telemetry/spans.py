@@ -15,10 +15,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.telemetry.setup import enabled, state
+from shared.telemetry.setup import state
 
 JOB_SPAN = "ferry.import"
 _W3C = TraceContextTextMapPropagator()
@@ -44,9 +44,6 @@ def _code(exc: BaseException) -> str:
 def job_span(job_id: str, parent: Mapping[str, str] | None, attributes: Mapping[str, Any]) -> Iterator[Span]:
     """The span of one delivery of a job, continuing the trace in ``parent`` (the message's W3C
     headers). Its outcome is set by :func:`ended`."""
-    if not enabled():
-        yield INVALID_SPAN
-        return
     context = _W3C.extract(dict(parent)) if parent else None
     attrs = {"ferry.job.id": job_id, "messaging.operation.type": "process", **_plain(attributes)}
     with tracer().start_as_current_span(
@@ -66,9 +63,6 @@ def job_span(job_id: str, parent: Mapping[str, str] | None, attributes: Mapping[
 def phase(name: str, **attributes: Any) -> Iterator[Span]:
     """A child span for one phase of a job (``resolve``, ``plan``, ``blob``, ``manifest``,
     ``tags``); an exception leaving it marks it failed with the error's code."""
-    if not enabled():
-        yield INVALID_SPAN
-        return
     with tracer().start_as_current_span(
         f"ferry.{name}", attributes=_plain(attributes), record_exception=False, set_status_on_exception=False
     ) as span:
