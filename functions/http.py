@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from functions.bodies import BoundedBodies
 from functions.control import add_control_routes
 from functions.root import Services, services
+from functions.tracing import RequestSpans
 from shared.automation.calls import run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
@@ -100,6 +101,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BoundedBodies)
+    app.add_middleware(RequestSpans)  # outermost: the request's span holds everything under it
     _error_handlers(app)
     _job_error_handlers(app)
     _import_routes(app, get_services)

@@ -111,8 +111,9 @@ def _azure_monitor(env: Mapping[str, str]) -> None:
         from azure.identity import ManagedIdentityCredential  # noqa: PLC0415
 
         options["credential"] = ManagedIdentityCredential(client_id=client_id or None)
-    # The Functions host records each invocation; the worker adds Ferry's spans under it.
-    configure_azure_monitor(**options)
+    # The Functions host records each invocation; the worker adds Ferry's spans under it. The API's
+    # request spans are Ferry's own (functions/tracing.py): the distro's FastAPI one would repeat them.
+    configure_azure_monitor(instrumentation_options={"fastapi": {"enabled": False}}, **options)
 
 
 def _otlp(service_name: str) -> None:
