@@ -96,8 +96,11 @@ def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[st
 
 
 def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str:
-    lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs",
-             f"  status page     {api}/api/control  (in Azure: add ?code=<function key>)"]
+    lines = [
+        f"Ferry is up: {api}  (Ctrl-C stops everything)",
+        f"  API docs        {api}/api/docs",
+        f"  status page     {api}/api/control  (in Azure: add ?code=<function key>)",
+    ]
     if dev and prod:
         body = json.dumps({"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0",
                            "credential": "dev"}, "targetTags": ["team/web:1.0"]})  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +16,12 @@ from fastapi.testclient import TestClient
 
 from functions.http import create_app
 from shared import telemetry
+from shared.automation.calls import run_mirrors
 from shared.service.wiring import Services
 from tests.conftest import Reg
+from tests.harness.azurite import Azurite
 from tests.harness.images import make_multiarch, seed
-from tests.harness.service import drain
+from tests.harness.service import drain, environment, make_services
 from tests.test_telemetry import Recorded
 
 
@@ -92,3 +95,20 @@ def test_off_the_message_has_no_trace_context(svc: Services, target_reg: Reg, op
     client = TestClient(create_app(lambda: svc))
     job = _submit(client, open_reg.host, f"{repo}:v1", target_reg)
     assert "traceContext" not in json.loads(svc.statuses.message(job) or "{}")
+
+
+def test_a_mirror_passs_jobs_continue_its_trace(
+    recorded: Recorded, azurite: Azurite, tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"mirrors": [{"name": "m", "source": f"{open_reg.host}/{repo}", "tags": ["v1"],
+                                              "targetRegistry": target_reg.host}]}))  # fmt: skip
+    svc = make_services(environment(azurite, FERRY_RULES_FILE=str(rules)))
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed="tel-mirror"), "v1"))
+    asyncio.run(run_mirrors(svc))
+    drain(svc)
+    spans = _by_name(recorded)
+    (mirror,) = spans["ferry.mirror_pass"]
+    (job,) = spans[telemetry.JOB_SPAN]
+    assert job.context.trace_id == mirror.context.trace_id and job.parent.span_id == mirror.context.span_id
+    assert job.attributes["ferry.outcome"] == "succeeded"

@@ -7,6 +7,7 @@ import functools
 import logging
 from typing import Any
 
+from shared import telemetry
 from shared.automation.passes import mirror_pass, promote
 from shared.automation.rules import Rules, load_rules
 from shared.automation.status import mirror_passed, promoted, rule_states
@@ -53,17 +54,20 @@ async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
     def acted(rule: str, pushed: str, jobs: dict[str, str]) -> None:
         _quietly(f"promotion {rule}", promoted, _records(services), rule, pushed, jobs)
 
-    return await promote(rules_of(services), event, _submit(services), acted)
+    # The jobs a push makes continue this span's trace (the Event Grid delivery's, when current).
+    with telemetry.phase("promotion", **{"ferry.event.id": str(event.get("id", ""))}):
+        return await promote(rules_of(services), event, _submit(services), acted)
 
 
 async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[str, Any]]:
-    reports = await mirror_pass(
-        rules_of(services),
-        services.worker.credential_for,
-        services.settings.transport,
-        None if dry_run else _submit(services),
-        services.settings.ratelimit_floor,
-    )
+    with telemetry.phase("mirror_pass", **{"ferry.dry_run": dry_run}):  # the jobs it makes continue this trace
+        reports = await mirror_pass(
+            rules_of(services),
+            services.worker.credential_for,
+            services.settings.transport,
+            None if dry_run else _submit(services),
+            services.settings.ratelimit_floor,
+        )
     if not dry_run:
         for report in reports:
             await asyncio.to_thread(_quietly, f"mirror {report.name}", mirror_passed, _records(services), report)
