@@ -438,6 +438,15 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+module workbook 'modules/workbook.bicep' = {
+  name: 'ferry-workbook-${token}'
+  params: {
+    location: location
+    insightsId: insights.id
+    name: name
+  }
+}
+
 output functionAppName string = site.name
 output apiBaseUrl string = 'https://${site.properties.defaultHostName}/api'
 output principalId string = identity.properties.principalId

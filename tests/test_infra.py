@@ -136,3 +136,13 @@ def test_alerts_read_metrics_the_code_sends_and_go_to_the_action_group() -> None
     main = (INFRA / "main.bicep").read_text()
     assert "actionGroupId: alertActionGroupId" in main and "mirrorBehindMinutes: mirrorBehindMinutes" in main
     assert json.loads((ROOT / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
+
+
+def test_the_workbook_reads_what_the_code_sends() -> None:
+    workbook = (INFRA / "modules" / "workbook.bicep").read_text()
+    telemetry = "\n".join(p.read_text() for p in (ROOT / "shared").rglob("*.py"))
+    metrics = re.findall(r'"(ferry\.[a-z._]+)"', workbook)
+    assert {"ferry.jobs", "ferry.copy.bytes", "ferry.queue.depth", "ferry.rule.tags_behind", "ferry.import"} <= set(metrics)
+    for name in [*metrics, *re.findall(r'customDimensions\["([a-z._]+)"\]', workbook)]:
+        assert f'"{name}"' in telemetry, f"{name}: nothing sends it"
+    assert "module workbook 'modules/workbook.bicep'" in (INFRA / "main.bicep").read_text()
