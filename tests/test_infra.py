@@ -142,7 +142,9 @@ def test_the_workbook_reads_what_the_code_sends() -> None:
     workbook = (INFRA / "modules" / "workbook.bicep").read_text()
     telemetry = "\n".join(p.read_text() for p in (ROOT / "shared").rglob("*.py"))
     metrics = re.findall(r'"(ferry\.[a-z._]+)"', workbook)
-    assert {"ferry.jobs", "ferry.copy.bytes", "ferry.queue.depth", "ferry.rule.tags_behind", "ferry.import"} <= set(metrics)
+    assert {"ferry.jobs", "ferry.copy.bytes", "ferry.queue.depth", "ferry.rule.tags_behind", "ferry.import"} <= set(
+        metrics
+    )
     for name in [*metrics, *re.findall(r'customDimensions\["([a-z._]+)"\]', workbook)]:
         assert f'"{name}"' in telemetry, f"{name}: nothing sends it"
     assert "module workbook 'modules/workbook.bicep'" in (INFRA / "main.bicep").read_text()

@@ -25,7 +25,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping, telemetry
-from shared.arm.importer import ArmOptions
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
@@ -89,8 +88,13 @@ class Worker:
     def wiring(self) -> Wiring:
         """How this worker reaches registries and ARM, as its settings now say."""
         settings = self.settings
-        arm = ArmOptions(endpoint=settings.arm_endpoint, timeout=settings.arm_timeout)
-        return Wiring(settings.transport, settings.concurrency, lambda: self.credentials.identity().source, arm)
+        return Wiring(
+            settings.transport,
+            settings.concurrency,
+            lambda: self.credentials.identity().source,
+            settings.arm_endpoint,
+            settings.arm_timeout,
+        )
 
     def source_credential(self, job: ImportJob, request: ImportRequest, registry: str) -> Credential:
         """Sealed inline credentials, else the named one, else the identity for an ACR. Asked for
