@@ -89,7 +89,7 @@ def add_control_routes(app: FastAPI, get_services: Callable[[], Services]) -> No
         (since when) and failing; ``configured: false`` without a rules file."""
         return await asyncio.to_thread(rules_status, get_services())
 
-    @app.get("/api/imports/{job_id}/request")
+    @app.get("/api/imports/{job_id}/request", responses={404: {"description": "No such job"}})
     async def request(job_id: str) -> dict[str, Any]:
         """The request the job was made with, without secrets (``request: null`` if not kept)."""
         return await asyncio.to_thread(_request_of, get_services(), job_id)
