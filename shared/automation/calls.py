@@ -8,8 +8,9 @@ import logging
 from typing import Any
 
 from shared import telemetry
-from shared.automation.passes import mirror_pass, promote
-from shared.automation.rules import Rules, load_rules
+from shared.automation.live import LiveRules
+from shared.automation.passes import Promoted, mirror_pass, promote
+from shared.automation.rules import Rules
 from shared.automation.status import mirror_passed, promoted, rule_states
 from shared.azure_storage.rules import RuleRecords
 from shared.errors import ConfigurationError
@@ -21,14 +22,32 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _rules(path: str) -> Rules:
-    return load_rules(path)
+def _rules(path: str) -> LiveRules:
+    """One holder per file for the process: read at start-up, read again when it changes."""
+    return LiveRules.load(path)
+
+
+def rules_at_startup(rules_file: str | None) -> None:
+    """Read the rules file as the app starts, so a bad one stops it naming the file, rule and
+    field (not the first event or pass)."""
+    if rules_file:
+        _rules(rules_file)
+
+
+def rules_state(services: Services) -> dict[str, Any] | None:
+    """The rules in force for ``/api/health``: file, counts, loaded at, a refused edit."""
+    if not services.settings.rules_file:
+        return None
+    try:
+        return _rules(services.settings.rules_file).describe()
+    except ConfigurationError as exc:  # never read successfully (the start-up check was skipped)
+        return {"file": services.settings.rules_file, "error": str(exc)}
 
 
 def rules_of(services: Services) -> Rules:
     if not services.settings.rules_file:
         raise ConfigurationError("setting FERRY_RULES_FILE: no rules file is configured")
-    return _rules(services.settings.rules_file)
+    return _rules(services.settings.rules_file).current()
 
 
 def _submit(services: Services) -> Any:
@@ -51,12 +70,21 @@ def _quietly(what: str, call: Any, *args: Any) -> None:
 
 
 async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
-    def acted(rule: str, pushed: str, jobs: dict[str, str]) -> None:
-        _quietly(f"promotion {rule}", promoted, _records(services), rule, pushed, jobs)
+    return (await explained_event(services, event)).jobs
 
-    # The jobs a push makes continue this span's trace (the Event Grid delivery's, when current).
+
+async def explained_event(services: Services, event: dict[str, Any]) -> Promoted:
+    """The jobs an event enqueued, and per rule why it matched or not. Each rule that made a job
+    is recorded for the rules view; the jobs continue this span's trace (the delivery's)."""
     with telemetry.phase("promotion", **{"ferry.event.id": str(event.get("id", ""))}):
-        return await promote(rules_of(services), event, _submit(services), acted)
+        outcome = await promote(rules_of(services), event, _submit(services))
+    for entry in outcome.rules:
+        if entry.get("job"):
+            rule, jobs = str(entry["rule"]), {outcome.push or "?": str(entry["job"])}
+            await asyncio.to_thread(
+                _quietly, f"promotion {rule}", promoted, _records(services), rule, outcome.push or "?", jobs
+            )
+    return outcome
 
 
 async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[str, Any]]:
