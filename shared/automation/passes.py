@@ -265,8 +265,7 @@ async def _mirror_tag(
         report.states[tag] = "would enqueue"
         return
     submitted = await submit(request, key)
-    report.states[tag] = submitted.note
-    report.jobs[tag] = submitted.id
+    report.states[tag], report.jobs[tag] = submitted.note, submitted.id
     if submitted.created:  # never "enqueued" for a job that was not
         report.enqueued[tag] = submitted.id
 
