@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -215,7 +216,9 @@ async def _stopped_at(step: int | None, cancel: bool, source: str, target: str, 
             if cancel:
                 stop.cancel(task)
 
-    async with RegistryClient(source, None, FAST) as s, RegistryClient(target, None, FAST) as d:
+    # One connection to the target: the tags go one after another, so a stop can fall between two.
+    one = dataclasses.replace(FAST, max_connections=1)
+    async with RegistryClient(source, None, FAST) as s, RegistryClient(target, None, one) as d:
         d.transport.http.event_hooks["response"].append(hook)
         with stopping.scope(stop):
             task = asyncio.create_task(run_import(spec, s, d))
@@ -242,3 +245,36 @@ def test_a_many_tag_import_stopped_at_every_step_moves_all_tags_or_none(
         f"a {2 * TAGS}-tag import stopped at each of its {steps} steps ({'cancelled at once' if cancel else 'stopped'})",
         {"no tag moved": outcomes["none"], "all tags moved": outcomes["all"], "some moved": 0},
     )
+
+
+# -- the answer to a cancelled upload ----------------------------------------------------------
+
+
+def test_the_answer_to_a_cancelled_upload_is_never_read_and_a_session_left_is_named() -> None:
+    """A ``DELETE`` answered ``202`` with an endless body ends at once, its body unread; one
+    answered ``404 BLOB_UPLOAD_INVALID`` (distribution: the session stays, its state no longer
+    matching) is noted for the stop's report, its URL without the signed query."""
+    endless = [(response(202, b"", {"Transfer-Encoding": "chunked"}, length=False), 0.0)]
+    endless += [(b"10000\r\n" + b"x" * PIECE + b"\r\n", 0.0)] * 16_384  # 1 GiB, never all read
+    invalid = b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid"}]}'
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> bytes | Pieces:
+        if "gone" in path:
+            return response(404, invalid, {"Content-Type": "application/json"})
+        return endless
+
+    async def cancel(host: str) -> tuple[float, list[str]]:
+        stop = stopping.Stop()
+        async with RegistryClient(host, None, FAST) as client:
+            with stopping.scope(stop):
+                started = time.monotonic()
+                await client.cancel_upload(httpx.URL(f"http://{host}/v2/a/blobs/uploads/1?_state=secret"), "a")
+                seconds = time.monotonic() - started
+                await client.cancel_upload(httpx.URL(f"http://{host}/v2/a/blobs/uploads/gone?_state=secret"), "a")
+        return seconds, stop.left
+
+    with hostile_server(answer) as (host, seen):
+        seconds, left = asyncio.run(cancel(host))
+    assert [s.method for s in seen] == ["DELETE", "DELETE"]
+    assert seconds < 2, f"{seconds:.1f} s"
+    assert left == [f"http://{host}/v2/a/blobs/uploads/gone"]
