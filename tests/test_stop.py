@@ -278,3 +278,42 @@ def test_the_answer_to_a_cancelled_upload_is_never_read_and_a_session_left_is_na
     assert [s.method for s in seen] == ["DELETE", "DELETE"]
     assert seconds < 2, f"{seconds:.1f} s"
     assert left == [f"http://{host}/v2/a/blobs/uploads/gone"]
+
+
+_INVALID = b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid"}]}'
+
+
+def test_ctrl_c_names_the_sessions_the_target_would_not_delete(target_reg: Reg, repo: str) -> None:
+    """A target that refuses every ``DELETE`` of a session (as distribution does one whose body
+    was cut): Ctrl-C says so, naming each session without its signed query, instead of claiming
+    the uploads were cancelled."""
+    from tests.harness.faultproxy import FaultProxy, Rule
+
+    proxy = FaultProxy("127.0.0.1", target_reg.proc.port).start()
+    proxy.add(
+        Rule("DELETE", "/blobs/uploads/", times=1000, respond=(404, {"Content-Type": "application/json"}, _INVALID))
+    )
+    try:
+        with hostile_server(throttled_source()) as (source, _):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "import", "--name", proxy.host, "--source",
+                 f"{source}/stop/app:v1", "--image", f"{repo}:v1"],
+                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                _uploading(target_reg, repo, 20, lambda: proc.poll() is None)
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+    finally:
+        proxy.stop()
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 130 and "Traceback" not in err, out + err
+    assert last.startswith("ferry: interrupted; no tag was moved; the target would not delete "), last
+    named = last.rpartition(": ")[2].split(", ")
+    assert named and all(u.startswith(f"http://{proxy.host}/v2/{repo}/blobs/uploads/") for u in named), last
+    assert "_state" not in err and "?" not in last
+    assert len(named) == sessions_with_data(target_reg, repo)  # each session left is named, and only those

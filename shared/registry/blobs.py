@@ -21,7 +21,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing
 
 import httpx
 
@@ -97,13 +98,14 @@ class BlobOps:
         attempts = self.transport.retry.start()
         while True:
             try:
-                async for chunk in self._blob_from(repo, desc, received, what):
-                    received += len(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    if held is not None:
-                        yield held
-                    held = chunk
+                async with aclosing(self._blob_from(repo, desc, received, what)) as chunks:
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        if held is not None:
+                            yield held
+                        held = chunk
                 break
             except FerryError as error:
                 await attempts.failed(error)
@@ -115,7 +117,7 @@ class BlobOps:
         if held is not None:
             yield held
 
-    async def _blob_from(self, repo: str, desc: Descriptor, start: int, what: str) -> AsyncIterator[bytes]:
+    async def _blob_from(self, repo: str, desc: Descriptor, start: int, what: str) -> AsyncGenerator[bytes, None]:
         """One ``GET`` of the blob from byte ``start``: the new bytes, never more than its size."""
         headers = {"Range": f"bytes={start}-"} if start else None
         url = self._blob_url(repo, desc.digest)
@@ -308,25 +310,35 @@ class BlobOps:
     async def _send_chunks(
         self, repo: str, desc: Descriptor, open_at: Opener, chunk_size: int | None, session: Session
     ) -> None:
-        """Every byte of the blob into ``session``, which follows the registry's ``Location``."""
+        """Every byte of the blob into ``session``, which follows the registry's ``Location``; the
+        source is opened again where the registry stands after a failure, and closed on the way out
+        (a stop leaves it part read)."""
         attempts = self.transport.retry.start()
         offset = 0
-        source = Slicer(aiter(watched(open_at(0))), f"upload {desc.digest}", desc.size)
         while offset < desc.size:
-            stopping.check()  # the session is deleted on the way out
-            length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
+            source = Slicer(aiter(watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
             try:
-                response = await self._patch(repo, session.location, source, offset, length, chunk_size is None)
+                offset = await self._send_from(repo, source, offset, desc.size, chunk_size, session)
             except SourceFailed:
                 raise
             except FerryError as exc:
                 session.location, offset = await self._chunk_failed(repo, session.location, exc, attempts)
                 log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
-                source = Slicer(aiter(watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
-                continue
+            finally:
+                await source.aclose()
+
+    async def _send_from(
+        self, repo: str, source: Slicer, offset: int, size: int, chunk_size: int | None, session: Session
+    ) -> int:
+        """Chunks from ``source`` until the blob is sent; returns the offset reached."""
+        while offset < size:
+            stopping.check()  # the session is deleted on the way out
+            length = size - offset if chunk_size is None else min(chunk_size, size - offset)
+            response = await self._patch(repo, session.location, source, offset, length, chunk_size is None)
             session.location = self._location(response)
             stopping.check()  # the body ended early, as asked: the session is deleted on the way out
             offset += length
+        return offset
 
     async def _patch(
         self, repo: str, location: httpx.URL, source: Slicer, offset: int, length: int, streamed: bool

@@ -5,6 +5,7 @@ into consecutive slices, each its own request body, that a stop ends at once
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import httpx
@@ -25,11 +26,16 @@ class SourceFailed(Exception):
 
 
 async def watched(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """``stream`` with its failures told apart; closing this closes ``stream`` too."""
     try:
         async for piece in stream:
             yield piece
     except FerryError as exc:
         raise SourceFailed(exc) from exc
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
@@ -65,6 +71,13 @@ class Slicer:
         self._what = what
         self._size = size
         self._read = 0
+
+    async def aclose(self) -> None:
+        """Close the source (its connection with it) when the slices stop before its end."""
+        close = getattr(self._source, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
     async def take(self, length: int, *, stoppable: bool = False) -> AsyncIterator[bytes]:
         """The next ``length`` bytes; ``stoppable``: ends early, between pieces, when a stop is
