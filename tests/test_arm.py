@@ -23,8 +23,8 @@ from shared.errors import (
     PermissionDeniedError,
 )
 from shared.importing.arm import arm_body
+from shared.importing.engines import arm_source, choose_engine
 from shared.importing.request import ImportRequest
-from shared.service.engines import arm_source, choose_engine
 from shared.service.jobs import Worker
 from shared.service.wiring import Services
 from tests.conftest import FAST, Reg
@@ -133,7 +133,8 @@ def test_request_body_for_each_seed_scenario(
 @pytest.mark.parametrize(
     ("extra", "configured", "engine", "why"),
     [
-        ({}, False, "oci", "requested"),
+        ({}, False, "oci", "the default: oci streams through Ferry"),
+        ({"engine": "oci"}, False, "oci", "requested"),
         ({"engine": "auto"}, False, "oci", "no resource ID is configured"),
         ({"engine": "auto"}, True, "arm", "needs nothing only the OCI engine does"),
         ({"engine": "auto", "platforms": ["linux/amd64"]}, True, "oci", "needs the OCI engine"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shared.errors import ConfigurationError
 from shared.importing.arm import ArmSource
+from shared.importing.launch import Engine
 from shared.importing.request import ImportRequest
 
 OCI_ONLY = ("platforms", "includeReferrers", "dryRun")
@@ -24,7 +25,13 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
     target_id = registries.get(request.targetRegistry)
     needs_oci = oci_only_options(request)
     if request.engine == "oci":
-        return "oci", "requested"
+        if "engine" in request.model_fields_set:
+            return "oci", "requested"
+        return (
+            "oci",
+            "the default: oci streams through Ferry between any two registries"
+            ' ("engine": "auto" or "arm" for ACR\'s import)',
+        )
     if request.engine == "arm":
         if target_id is None:
             raise ConfigurationError(
@@ -48,3 +55,11 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
 def arm_source(request: ImportRequest) -> ArmSource:
     """The request's source as the ARM engine takes it."""
     return ArmSource(request.source.sourceImage, request.source.resourceId)
+
+
+def engine_for(request: ImportRequest, registries: dict[str, str]) -> Engine:
+    """The engine ``request`` runs on with these target resource IDs (``FERRY_REGISTRIES``)."""
+    name, why = choose_engine(request, registries)
+    if name == "arm":
+        return Engine(name, why, registries[request.targetRegistry], arm_source(request))
+    return Engine(name, why)
