@@ -296,12 +296,13 @@ def _worker(args: argparse.Namespace) -> int:
     from shared import environment, logs
     from shared.errors import ConfigurationError
     from shared.service.localworker import serve
-    from shared.service.wiring import build
+    from shared.service.wiring import build, observe
     from shared.settings import Settings
 
     try:
         logs.configure(environment.log_level(os.environ))
         services = build(Settings.from_env(os.environ))
+        observe(services, os.environ)
     except ConfigurationError as exc:
         print(f"ferry worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
