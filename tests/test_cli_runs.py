@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import Reg
 from tests.harness.images import make_image, seed
-from tests.test_cli_service import Service, ferry, service  # noqa: F401 - the fixture
+from tests.harness.live import LiveService as Service
+from tests.test_cli_service import ferry, service  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.process
 

@@ -4,9 +4,11 @@ function app's composition root and by ``python -m shared.cli worker``."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared import telemetry
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
 from shared.azure_storage.runs import RunStore
 from shared.events.publish import Publisher
@@ -78,3 +80,16 @@ def event_sender(services: Services) -> EventSender:
 
     publisher = Publisher(settings.transport, timeout=settings.events.timeout, identity=identity)
     return EventSender(services.runs.records, settings.events, publisher)
+
+
+def observe(services: Services, env: Mapping[str, str]) -> str:
+    """Telemetry for this process, as ``env`` configures it (:func:`shared.telemetry.configure`:
+    Application Insights, an OTLP collector, or nothing), with the queue's depth as a gauge.
+    Returns the mode."""
+    mode = telemetry.configure(env)
+    if mode != "off":
+        queue = services.queue.queue
+        telemetry.watch_queue(
+            services.settings.queue_name, lambda: int(queue.get_queue_properties().approximate_message_count or 0)
+        )
+    return mode
