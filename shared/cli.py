@@ -192,9 +192,8 @@ def _remote(args: argparse.Namespace) -> int:
     command line has them (by name with ``--credential``, else inline: sealed by the service)."""
     from shared import cli_service
 
-    docs, login = [], None
-    if not args.credential and (args.username or args.password or args.password_stdin or args.env.source_password):
-        login = _source_login(args)  # read once (from stdin too), sent with each source
+    asks = args.username or args.password or args.password_stdin or args.env.source_password
+    docs, login = [], (_source_login(args) if asks and not args.credential else None)  # read once, sent with each
     for source in args.sources:
         args.source = source
         doc = _request_doc(args)
@@ -333,6 +332,19 @@ def _rules(args: argparse.Namespace) -> int:
     return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
 
 
+def _through_service(args: argparse.Namespace) -> int | None:
+    """``jobs``, ``runs``, and an import a service runs; None for an import run here."""
+    if args.command in ("jobs", "runs"):
+        from shared import cli_runs, cli_service
+
+        return cli_service.jobs(args) if args.command == "jobs" else cli_runs.runs(args)
+    if len(args.sources) > 1 and not (args.service or args.env.service_url):
+        raise ValueError("several --source make one run in a Ferry service: give --service URL")
+    if args.service or args.env.service_url or args.no_wait or args.credential:
+        return _remote(args)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.command == "worker":
@@ -346,18 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.env = CommandLine.from_env(os.environ)  # every setting checked before any work
-        if args.command == "jobs":
-            from shared import cli_service
-
-            return cli_service.jobs(args)
-        if args.command == "runs":
-            from shared import cli_runs
-
-            return cli_runs.runs(args)
-        if len(args.sources) > 1 and not (args.service or args.env.service_url):
-            raise ValueError("several --source make one run in a Ferry service: give --service URL")
-        if args.service or args.env.service_url or args.no_wait or args.credential:
-            return _remote(args)
+        if (done := _through_service(args)) is not None:
+            return done
         result = asyncio.run(_interruptible(args)).document()
     except KeyboardInterrupt as exc:
         # The import stopped before its commit (a stop after it waits for the last tag): open
