@@ -1,13 +1,15 @@
 """One import, start to end, with ``az acr import``'s policy around the engine:
 
 1. resolve the source once (``HEAD``); everything after works by digest, and ``name:tag@digest``
-   fails unless the tag still points at that digest;
+   fails unless the tag still points at that digest; a verification policy is applied to THAT
+   digest (:mod:`shared.verify`), and in ``enforce`` mode a failure stops the import here;
 2. plan the graph (limits, platform filter, referrers) — nothing is copied yet;
 3. ``NoForce``: every target tag is checked before any byte moves; one that points elsewhere
    fails the import with ``Tag REPO:TAG already exists in target registry``;
 4. copy the graph into each target repository (the first streams from the source, the others
    mount from it);
-5. tag last, so a tag points at a fully copied image or does not move.
+5. tag last, so a tag points at a fully copied image or does not move (the signatures that
+   verified it are copied just before).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
 from shared.registry.store import RegistryRepository, RegistryTargets
+from shared.verify.carry import carry
+from shared.verify.policy import Policy
+from shared.verify.verifier import Verdict, enforce, verify
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
@@ -131,9 +136,11 @@ async def _copy(
     concurrency: int,
     reporter: Reporter,
     may_tag: MayTag | None = None,
+    verdict: Verdict | None = None,
 ) -> list[str]:
-    """Copy the graph into each target repository (later ones mount from the first), then tag;
-    returns the tags a newer job asked for, which were not moved."""
+    """Copy the graph into each target repository (later ones mount from the first), and the
+    signatures that verified it, then tag; returns the tags a newer job asked for, which were
+    not moved."""
     superseded: list[str] = []
     progress = reporter.progress
     totals(plan, progress)
@@ -149,6 +156,8 @@ async def _copy(
             root_present=root_present(current, repository, plan.root),
         )
         await copy_graph(src, targets(repository), plan, options, reporter)
+        if verdict is not None and verdict.evidence and not plan.filtered:
+            await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
         first = first or repository
     data = plan.data[plan.root.digest]
     moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
@@ -188,18 +197,24 @@ async def run_import(
     progress_interval: float = 0.5,
     source_anonymous: bool | None = None,
     may_tag: MayTag | None = None,
+    verification: Policy | None = None,
 ) -> dict[str, Any]:
-    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
+    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document. With
+    ``verification``, the resolved digest is verified before anything else is read or copied."""
     started = time.monotonic()
     # The engine's roles: the source repository, and the target registry's repositories.
     src = RegistryRepository(source, spec.source.repository)
     targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
     root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+    verdict = None
+    if verification is not None:
+        verdict = await verify(verification, source, spec.source.repository, root)
+        enforce(verdict)  # before any byte moves
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
         result.update({"upToDate": True, "bytes": 0, "seconds": round(time.monotonic() - started, 3)})
-        return result
+        return _verified(result, verdict)
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
     plan, current = await _plan(spec, src, root, targets, current, _plan_options(spec, source_anonymous, concurrency))
@@ -209,11 +224,18 @@ async def run_import(
         result["plan"] = await _dry_run(spec, plan, targets, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
-        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag)
+        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag, verdict)
         result.update(_counts(plan, reporter.progress))
         if superseded:
             result["superseded"] = superseded  # a newer job asked for these tags: not moved
     result["seconds"] = round(time.monotonic() - started, 3)
+    return _verified(result, verdict)
+
+
+def _verified(result: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
+    """The result says what verified what (or, in ``warn`` mode, what did not)."""
+    if verdict is not None:
+        result["verification"] = verdict.to_json()
     return result
 
 

@@ -71,9 +71,7 @@ def _check(
     for notes, payload in evidence.layers:
         try:
             if evidence.kind == COSIGN:
-                found = cosign.check_layer(
-                    payload, notes, subject.digest, repository, keyed, evidence.manifest.digest
-                )
+                found = cosign.check_layer(payload, notes, subject.digest, repository, keyed, evidence.manifest.digest)
             elif evidence.kind == BUNDLE:
                 found = bundle.check_bundle(payload, subject.digest, keyed, evidence.manifest.digest)
             else:
