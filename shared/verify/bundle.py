@@ -170,5 +170,13 @@ def _bound(entry: keyless.LogEntry, leaf: x509.Certificate, content: _Content) -
         raise Unusable("transparency log entry is not a DSSE entry")
     inner = spec.get("content", spec) if body.get("kind") == "intoto" else spec
     payload_hash = inner.get("payloadHash", {}).get("value") if isinstance(inner, dict) else None
+    proposed = spec.get("proposedContent")
+    if payload_hash is None and isinstance(proposed, dict):
+        # the entry as proposed (what a log that stores the request returns): the envelope whole
+        envelope = json_object(str(proposed.get("envelope", "")).encode(), "logged envelope")
+        payload_hash = hashlib.sha256(b64(envelope.get("payload"), "logged payload")).hexdigest()
+        logged = [s.get("sig") for s in envelope.get("signatures") or [] if isinstance(s, dict)]
+        if not any(b64(sig, "logged signature") in content.signatures for sig in logged):
+            raise Unusable("transparency log entry is for another signature")
     if payload_hash != content.payload_sha256:
         raise Unusable("transparency log entry is for another payload")

@@ -33,6 +33,8 @@ class Checked:
     reasons: list[str] = field(default_factory=list)
     used: dict[Digest, Evidence] = field(default_factory=dict)
     candidates: int = 0
+    #: Candidates that proved only attestations (they are no signature).
+    attestations_only: int = 0
 
 
 @dataclass
@@ -81,6 +83,8 @@ def _check(
             continue
         out.findings += found
         out.used[evidence.manifest.digest] = evidence
+        if all(f.predicate_type for f in found):
+            out.attestations_only += 1
 
 
 def _notary(
@@ -114,7 +118,7 @@ def _signatures(policy: Policy, checked: Checked) -> SignatureRequiredError | Si
     if len(signers) >= policy.count:
         return None
     where = f"{checked.subject.digest}"
-    if checked.candidates == 0:
+    if checked.candidates == checked.attestations_only:
         return SignatureRequiredError(f"{where} is not signed (policy {policy.name!r} needs a signature)")
     have = f"{len(signers)} of {policy.count} required authorities verified" if signers else "no signature verified"
     reason = "; ".join(checked.reasons) or "signatures were found, none by a trusted authority"
