@@ -16,7 +16,8 @@ from shared.errors import SignatureInvalidError, SignatureRequiredError
 from shared.oci import mediatypes as mt
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
-from shared.verify.policy import Policy, parse_policies
+from shared.verify.load import parse_policies
+from shared.verify.policy import Policy
 from shared.verify.verifier import Verdict, enforce, verify
 from tests.conftest import Reg
 from tests.harness.images import Blob, Image, make_image, make_multiarch, push_image, seed

@@ -13,7 +13,8 @@ from shared.importing.run import run_import
 from shared.importing.spec import build_spec
 from shared.oci.manifest import Descriptor
 from shared.registry import RegistryClient
-from shared.verify.policy import Policy, parse_policies
+from shared.verify.load import parse_policies
+from shared.verify.policy import Policy
 from shared.verify.verifier import enforce, verify
 from tests.conftest import FAST, Reg
 from tests.harness.images import make_image, seed

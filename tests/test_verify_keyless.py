@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from shared.errors import SignatureInvalidError
-from shared.verify.policy import Policy, parse_policies
+from shared.verify.load import parse_policies
+from shared.verify.policy import Policy
 from shared.verify.verifier import Verdict, enforce, verify
 from tests.conftest import Reg
 from tests.harness.images import make_image, seed

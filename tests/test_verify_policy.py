@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.verify.policy import Condition, PolicyError, parse_policies
+from shared.verify.load import parse_policies
+from shared.verify.policy import Condition, PolicyError
 from tests.harness.signing import Key, NotaryCA
 
 KEY = Key()

@@ -138,9 +138,8 @@ async def _copy(
     may_tag: MayTag | None = None,
     verdict: Verdict | None = None,
 ) -> list[str]:
-    """Copy the graph into each target repository (later ones mount from the first), and the
-    signatures that verified it, then tag; returns the tags a newer job asked for, which were
-    not moved."""
+    """Copy the graph and its proof (:mod:`shared.verify.carry`) into each target repository
+    (later ones mount from the first), then tag; returns the tags a newer job wanted, not moved."""
     superseded: list[str] = []
     progress = reporter.progress
     totals(plan, progress)
@@ -156,7 +155,7 @@ async def _copy(
             root_present=root_present(current, repository, plan.root),
         )
         await copy_graph(src, targets(repository), plan, options, reporter)
-        if verdict is not None and verdict.evidence and not plan.filtered:
+        if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
             await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
         first = first or repository
     data = plan.data[plan.root.digest]
@@ -199,18 +198,14 @@ async def run_import(
     may_tag: MayTag | None = None,
     verification: Policy | None = None,
 ) -> dict[str, Any]:
-    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document. With
-    ``verification``, the resolved digest is verified before anything else is read or copied."""
+    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
     started = time.monotonic()
     # The engine's roles: the source repository, and the target registry's repositories.
     src = RegistryRepository(source, spec.source.repository)
     targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
     root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
-    verdict = None
-    if verification is not None:
-        verdict = await verify(verification, source, spec.source.repository, root)
-        enforce(verdict)  # before any byte moves
+    verdict = await _verify(verification, source, spec, root)
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
         result.update({"upToDate": True, "bytes": 0, "seconds": round(time.monotonic() - started, 3)})
@@ -230,6 +225,15 @@ async def run_import(
             result["superseded"] = superseded  # a newer job asked for these tags: not moved
     result["seconds"] = round(time.monotonic() - started, 3)
     return _verified(result, verdict)
+
+
+async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpec, root: Descriptor) -> Verdict | None:
+    """The resolved digest, verified before anything else is read or copied (``enforce`` raises)."""
+    if policy is None:
+        return None
+    verdict = await verify(policy, source, spec.source.repository, root)
+    enforce(verdict)
+    return verdict
 
 
 def _verified(result: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
