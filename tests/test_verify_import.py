@@ -65,7 +65,7 @@ async def signed_image(reg: Reg, repo: str, *, attest: bool = True) -> Descripto
 async def promote(src: Reg, dst: Reg, repo: str, policy: Policy) -> dict[str, Any]:
     spec = build_spec(f"{src.host}/{repo}:1.0", dst.host, [f"{repo}:1.0"])
     async with RegistryClient(src.host, src.credential, FAST) as s, RegistryClient(dst.host, dst.credential, FAST) as d:
-        return await run_import(spec, s, d, verification=policy)
+        return (await run_import(spec, s, d, verification=policy)).document()
 
 
 async def nothing_landed(dst: Reg, repo: str, root: Descriptor) -> None:

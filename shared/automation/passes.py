@@ -22,10 +22,10 @@ from typing import Any
 from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
 from shared.errors import FerryError, RateLimitedError
+from shared.importing.request import ImportRequest, Source
 from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
-from shared.service.models import ImportRequest, Source
 from shared.service.submit import Submitted
 
 log = logging.getLogger(__name__)
