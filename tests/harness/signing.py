@@ -279,3 +279,17 @@ def notary_referrer(subject: Descriptor, envelope: bytes, ca: NotaryCA) -> Image
         "annotations": {"io.cncf.notary.x509chain.thumbprint#S256": json.dumps(thumbs)},
     }
     return Image(json.dumps(doc).encode(), mt.OCI_MANIFEST, [empty, layer], artifact_type=NOTARY)
+
+
+def sigstore_verify(jobs: list[dict[str, Any]]) -> list[str]:
+    """``@sigstore/verify``'s answer for each bundle (see sigstore_verify.js): ``ok`` or the error."""
+    done = subprocess.run(
+        ["node", str(ROOT / "tests" / "harness" / "sigstore_verify.js")],
+        input=json.dumps(jobs).encode(),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    answers: list[str] = json.loads(done.stdout)
+    return answers
