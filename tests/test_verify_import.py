@@ -26,6 +26,7 @@ from tests.harness.signing import (
     cosign_layer,
     cosign_manifest,
     dsse_bundle,
+    message_bundle,
     push_cosign,
     simple_signing,
     statement,
@@ -59,6 +60,8 @@ async def signed_image(reg: Reg, repo: str, *, attest: bool = True) -> Descripto
         if attest:
             bundle = dsse_bundle(CI, statement(root.digest, SLSA, PROVENANCE))
             await attach(client, repo, root.digest, bundle_referrer(root, bundle, SLSA))
+            # a second referrer: both must land in the target's referrers index
+            await attach(client, repo, root.digest, bundle_referrer(root, message_bundle(RELEASE, img.manifest)))
     return root
 
 
@@ -93,6 +96,7 @@ async def test_a_verified_promotion_copies_the_image_and_its_proof(
     verified = result["verification"]["verified"]
     assert {(v["authority"], v["format"], v.get("predicateType")) for v in verified} == {
         ("release", "cosign", None),
+        ("release", "sigstore-bundle", None),
         ("ci", "sigstore-bundle", SLSA),
     }
     assert all(v["subject"] == str(root.digest) for v in verified)
