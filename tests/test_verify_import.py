@@ -153,3 +153,27 @@ async def test_warn_mode_copies_and_records_the_warning(
     assert result["verification"]["warning"]["code"] == "SIGNATURE_REQUIRED"
     async with target_reg.client() as client:
         assert (await client.resolve(repo, "1.0")).digest == img.digest
+
+
+async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
+    open_reg: Reg, target_reg: Reg, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolve once, verify that digest, copy that digest: the source tag moved to an unsigned
+    image right after the check (containers/skopeo#560) changes nothing that is copied."""
+    import shared.importing.run as run
+
+    root = await signed_image(open_reg, repo)
+    swapped = make_image(seed=f"{repo}-swap")
+    checked = run.verify
+
+    async def verify_then_move_the_tag(*args: Any, **kwargs: Any) -> Any:
+        verdict = await checked(*args, **kwargs)
+        await seed(open_reg, repo, swapped, "1.0")  # the attacker's push, after the check
+        return verdict
+
+    monkeypatch.setattr(run, "verify", verify_then_move_the_tag)
+    result = await promote(open_reg, target_reg, repo, prod_policy(tmp_path))
+    assert result["digest"] == str(root.digest)
+    async with target_reg.client() as client:
+        assert (await client.resolve(repo, "1.0")).digest == root.digest
+        assert await client.blob_exists(repo, swapped.blobs[-1].descriptor.digest) is None

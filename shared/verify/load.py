@@ -254,3 +254,28 @@ def _condition(spec: Any, where: str) -> Condition:
     if not isinstance(value, str | int | float | bool):
         raise PolicyError(f"{where}.equals", "must be a string, number or boolean")
     return Condition(path, equals=value)
+
+
+def load_policies_file(path: str | Path) -> Policies:
+    """The ``authorities`` and ``policies`` of a rules file (YAML or JSON; its other sections are
+    the automation's): what a worker or the CLI needs to apply a policy a request names."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise PolicyError(f"rules file {file}", exc.strerror or str(exc)) from None
+    try:
+        if text.lstrip().startswith("{"):
+            import json  # noqa: PLC0415
+
+            doc = json.loads(text)
+        else:
+            import yaml  # noqa: PLC0415 - only where a rules file is read
+
+            doc = yaml.safe_load(text)
+    except Exception as exc:
+        raise PolicyError(f"rules file {file}", f"not valid YAML or JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        return Policies()
+    part = {k: doc[k] for k in ("authorities", "policies") if k in doc}
+    return parse_policies(part, file.parent)
