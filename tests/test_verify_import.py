@@ -160,7 +160,7 @@ async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
 ) -> None:
     """Resolve once, verify that digest, copy that digest: the source tag moved to an unsigned
     image right after the check (containers/skopeo#560) changes nothing that is copied."""
-    import shared.importing.run as run
+    from shared.importing import run
 
     root = await signed_image(open_reg, repo)
     swapped = make_image(seed=f"{repo}-swap")
