@@ -164,7 +164,7 @@ async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
 
     root = await signed_image(open_reg, repo)
     swapped = make_image(seed=f"{repo}-swap")
-    checked = run.verify
+    checked = verify  # the function run_import calls, by this name
 
     async def verify_then_move_the_tag(*args: Any, **kwargs: Any) -> Any:
         verdict = await checked(*args, **kwargs)
