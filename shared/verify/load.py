@@ -3,6 +3,7 @@ field named (:class:`PolicyError`). The shapes are described in :mod:`shared.ver
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,20 @@ def load_policies_file(path: str | Path) -> Policies:
         return Policies()
     part = {k: doc[k] for k in ("authorities", "policies") if k in doc}
     return parse_policies(part, file.parent)
+
+
+def policy_named(rules_file: str | None, name: str, where: str = "verify") -> Policy:
+    """The policy ``name`` of the rules file (read again when the file changes), or
+    :class:`PolicyError` for ``where``: no rules file, a bad one, an unknown name."""
+    if not rules_file:
+        raise PolicyError(where, f"no rules file is configured (FERRY_RULES_FILE), so there is no policy {name!r}")
+    try:
+        stamp = Path(rules_file).stat().st_mtime_ns
+    except OSError as exc:
+        raise PolicyError(where, f"rules file {rules_file}: {exc.strerror or exc}") from None
+    return _policies(rules_file, stamp).get(name, where)
+
+
+@functools.lru_cache(maxsize=4)
+def _policies(rules_file: str, stamp: int) -> Policies:
+    return load_policies_file(rules_file)
