@@ -99,6 +99,7 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
         mode=rule.mode,
         platforms=rule.platforms,
         includeReferrers=rule.includeReferrers,
+        verify=rule.verify,
     )
     key = "|".join(("promote", push.registry, push.repository, push.digest, rule.name, rule.targetRegistry, *tags))
     return request, key
@@ -202,6 +203,7 @@ async def _mirror_tag(
         mode=entry.mode,
         platforms=entry.platforms,
         includeReferrers=entry.includeReferrers,
+        verify=entry.verify,
     )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:
