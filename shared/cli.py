@@ -100,6 +100,12 @@ def _import_parser(commands: Any) -> None:
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
+    imp.add_argument(
+        "--verify",
+        metavar="POLICY",
+        help="copy only if this verification policy of the rules file holds (docs/signing.md)",
+    )
+    imp.add_argument("--rules", metavar="FILE", help="the rules file --verify reads (default FERRY_RULES_FILE)")
     remote = imp.add_argument_group("through a Ferry service")
     remote.add_argument("--service", help="submit to the Ferry service at this URL (or FERRY_SERVICE_URL)")
     remote.add_argument("--no-wait", action="store_true", help="print the job and its Location, and exit")
@@ -160,7 +166,7 @@ def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
         "targetRegistry": args.name, "source": source, "targetTags": args.image,
         "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
         "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
-        "engine": args.engine,
+        "engine": args.engine, **({"verify": args.verify} if args.verify else {}),
     }  # fmt: skip
 
 
@@ -253,7 +259,9 @@ async def _import(args: argparse.Namespace) -> ImportResult:
 async def _import_oci(args: argparse.Namespace, spec: Any) -> ImportResult:
     from shared.importing.run import run_import
     from shared.registry import RegistryClient
+    from shared.verify.load import policy_named
 
+    verification = policy_named(args.rules or args.env.rules_file, args.verify, "--verify") if args.verify else None
     options = args.env.transport
     source_credential = _source_credential(args, spec.source.registry)
     target_credential = _target_credential(args, spec.target_registry)
@@ -272,6 +280,7 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> ImportResult:
                 concurrency=args.concurrency or args.env.concurrency,
                 on_progress=line,
                 progress_interval=line.interval,
+                verification=verification,
             )
         finally:
             line.close()

@@ -34,6 +34,7 @@ FLAGS = {
     "includeReferrers": "--include-referrers",
     "dryRun": "--dry-run",
     "engine": "--engine",
+    "verify": "--verify",
 }
 
 

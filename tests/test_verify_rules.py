@@ -14,7 +14,9 @@ import pytest
 from shared.automation.passes import Push, promotion
 from shared.automation.rules import load_rules
 from shared.errors import ConfigurationError
-from tests.harness.signing import Key
+from tests.conftest import Reg
+from tests.harness.images import make_image, seed
+from tests.harness.signing import Key, cosign_layer, cosign_manifest, push_cosign, simple_signing
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = Key()
@@ -87,3 +89,34 @@ def test_rules_check_explains_the_policy(tmp_path: Path) -> None:
     assert "promotion web-to-prod:" in done.stdout and "verified by policy prod" in done.stdout
     assert "needs a valid signature from one of: release" in done.stdout
     assert "policy 'prod': enforce: an image that fails is not copied" in done.stdout
+
+
+@pytest.mark.process
+def test_ferry_import_verify(tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    """``ferry import --verify POLICY``: unsigned refused with the code and nothing copied;
+    signed copied, the JSON saying what verified it."""
+    import asyncio
+    import json
+
+    rules = write(tmp_path)
+    img = make_image(seed=repo)
+    asyncio.run(seed(open_reg, repo, img, "v1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FERRY_RULES_FILE": str(rules), "FERRY_ALLOW_LOOPBACK": "true"}
+    cmd = [sys.executable, "-m", "shared.cli", "import", "--name", target_reg.host, "--source",
+           f"{open_reg.host}/{repo}:v1", "--verify", "prod"]  # fmt: skip
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert json.loads(refused.stdout)["error"]["code"] == "SIGNATURE_REQUIRED"
+
+    async def sign() -> None:
+        async with open_reg.client() as client:
+            payload = simple_signing(f"{open_reg.host}/{repo}", img.digest)
+            await push_cosign(client, repo, img.digest, cosign_manifest([cosign_layer(payload, KEY)]))
+
+    asyncio.run(sign())
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    verified = json.loads(done.stdout)["verification"]["verified"]
+    assert [(v["authority"], v["format"]) for v in verified] == [("release", "cosign")]
+    unknown = subprocess.run([*cmd[:-1], "nope"], capture_output=True, text=True, env=env, check=False)
+    assert unknown.returncode == 2 and "--verify: unknown verification policy 'nope'" in unknown.stderr
