@@ -6,7 +6,8 @@ as the host does, then starts on 127.0.0.1, each stopped by PID on Ctrl-C:
 - Azurite (queues and tables), its data under `.ferry/` (git-ignored);
 - unless `REGISTRIES=0`: a "dev" registry with htpasswd auth (user `dev`, the named credential
   `dev`) and an open "prod" registry, on fixed ports (`FERRY_DEV_PORT` 5101, `FERRY_PROD_PORT`
-  5102), with a sample image in dev and a rules file promoting dev's pushes to prod;
+  5102), with a signed and an unsigned sample image in dev and a rules file promoting dev's
+  pushes to prod when they are signed (scripts/up_signing.py);
 - the HTTP API on `FERRY_PORT` (7071, as `func start`), with the Event Grid trigger's local route
   and the timer's mirror pass (`functions/local.py`);
 - `FERRY_WORKERS` queue workers (2).
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scripts import up_signing
 from shared.credentials import Secret, UsernamePassword
 from shared.registry import RegistryClient, TransportOptions
 from tests.harness.azurite import Azurite
@@ -60,24 +62,29 @@ def registries(env: dict[str, str]) -> tuple[RegistryProcess, RegistryProcess]:
     return dev, prod
 
 
-async def seed(dev: str) -> str:
-    """A two-platform sample image in dev, as ``team/web:1.0``; its digest."""
+async def seed(dev: str) -> tuple[str, str]:
+    """A two-platform sample image in dev, as ``team/web:1.0``, signed, and an unsigned
+    ``team/unsigned:1.0`` (scripts/up_signing.py); their digests."""
     image = make_multiarch(["linux/amd64", "linux/arm64"], layer_sizes=(200_000, 300_000), seed="up")
     async with RegistryClient(dev, UsernamePassword(DEV_USER, Secret(DEV_PASSWORD)), LOCAL) as client:
-        return str(await push_image(client, "team/web", image, "1.0"))
+        digest = str(await push_image(client, "team/web", image, "1.0"))
+        return digest, await up_signing.sign_samples(client, dev, digest, DATA / "keys")
 
 
 def local_rules(dev: str, prod: str) -> Path:
     path = DATA / "rules.local.yaml"
     path.write_text(
-        "# Made by make up: every tag pushed to the local dev registry is promoted to prod.\n"
-        "promotions:\n"
+        "# Made by make up: every tag pushed to the local dev registry is promoted to prod,\n"
+        "# if it is signed by the release key with CI's provenance (docs/signing.md).\n"
+        + up_signing.rules(DATA / "keys")
+        + "promotions:\n"
         "  - name: dev-to-prod\n"
         f"    sourceRegistry: {dev}\n"
         '    repository: "*"\n'
         f"    targetRegistry: {prod}\n"
         "    credential: dev\n"
         "    mode: Force\n"
+        "    verify: prod\n"
     )
     return path
 
@@ -95,7 +102,7 @@ def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[st
     return proc
 
 
-def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str:
+def banner(api: str, dev: str | None, prod: str | None, digest: str = "", unsigned: str = "") -> str:
     lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs"]
     if dev and prod:
         body = json.dumps({"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0",
@@ -119,6 +126,7 @@ def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str
             f'{{"target": {{"repository": "team/web", "tag": "1.0", "digest": "{digest}"}}, '
             f'"request": {{"host": "{dev}"}}}}}}]\'',
         ]
+        lines += up_signing.banner(api, dev, digest, unsigned) if unsigned else []
     return "\n".join(lines)
 
 
@@ -127,12 +135,12 @@ def main() -> int:
     procs: list[tuple[str, subprocess.Popen[str]]] = []
     azurite = Azurite(DATA / "azurite").start()
     dev = prod = None
-    digest = ""
+    digest = unsigned = ""
     try:
         env.update({"AzureWebJobsStorage": azurite.connection_string, "PYTHONPATH": str(ROOT)})
         if os.environ.get("REGISTRIES", "1") != "0":
             dev, prod = registries(env)
-            digest = asyncio.run(seed(dev.host))
+            digest, unsigned = asyncio.run(seed(dev.host))
             env.update({"FERRY_ALLOW_LOOPBACK": "true", "FERRY_CREDENTIAL_DEV_USERNAME": DEV_USER,
                         "FERRY_CREDENTIAL_DEV_PASSWORD": DEV_PASSWORD})  # fmt: skip
             rules = env.get("FERRY_RULES_FILE", "")
@@ -146,7 +154,7 @@ def main() -> int:
         for n in range(int(env.get("FERRY_WORKERS", "2"))):
             name = f"worker{n + 1}"
             procs.append((name, start([sys.executable, "-m", "shared.cli", "worker"], env, name)))
-        print(banner(api, dev.host if dev else None, prod.host if prod else None, digest), flush=True)
+        print(banner(api, dev.host if dev else None, prod.host if prod else None, digest, unsigned), flush=True)
         _wait_for_a_signal()
     finally:
         for _, proc in procs:

@@ -27,12 +27,18 @@ from tests.harness.signing import (
 PROVENANCE = {"buildDefinition": {"buildType": "https://ci.example/build/v1"}, "runDetails": {"builder": {"id": "ci"}}}
 
 
-async def sign_samples(client: RegistryClient, dev: str, digest: str, keys: Path) -> str:
-    """Sign ``team/web`` at ``digest``; push ``team/unsigned:1.0``; returns the unsigned digest."""
+def make_keys(keys: Path) -> tuple[Key, Key]:
+    """This run's release and CI keys; their public halves written under ``keys``."""
     release, ci = Key(), Key()
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "release.pub").write_text(release.public_pem)
     (keys / "ci.pub").write_text(ci.public_pem)
+    return release, ci
+
+
+async def sign_samples(client: RegistryClient, dev: str, digest: str, keys: Path) -> str:
+    """Sign ``team/web`` at ``digest``; push ``team/unsigned:1.0``; returns the unsigned digest."""
+    release, ci = make_keys(keys)
     root = await client.resolve("team/web", digest)
     payload = simple_signing(f"{dev}/team/web", root.digest)
     await push_cosign(client, "team/web", root.digest, cosign_manifest([cosign_layer(payload, release)]))
