@@ -22,6 +22,7 @@ check: lint
 	$(PY) -m pytest -m "not process" $(foreach m,$(WHOLLY_PROCESS),--ignore=tests/$(m).py)
 
 test: lint
+	@bash scripts/bootstrap.sh --test
 	$(PY) -m pytest
 
 # Ferry's local service in the foreground (Azurite, registries, the API, workers, the triggers).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
 # is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
-# pinned Python packages, and the pinned npm packages (Azurite).
+# pinned Python packages, and the pinned npm packages (Azurite; semver for a test). With --test, also
+# the npm packages only tests need (Renovate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +69,18 @@ if [ ! -f node_modules/.installed ] || [ package-lock.json -nt node_modules/.ins
   echo "bootstrap: installing npm packages (azurite)" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
   touch node_modules/.installed
+fi
+
+# Renovate, whose docker versioning tests/test_tags_renovate.py compares Ferry's tag model with:
+# ~250 MB without its optional packages, one to three minutes from scratch, so `make test` alone
+# asks for it (--test); `make up` and `make demo` never install it. --ignore-scripts: none of its
+# install scripts is needed for the one module the test loads.
+if [ "${1:-}" = "--test" ]; then
+  if [ ! -f tests/renovate/node_modules/.installed ] || [ tests/renovate/package-lock.json -nt tests/renovate/node_modules/.installed ]; then
+    echo "bootstrap: installing npm packages for the tests (renovate)" >&2
+    (cd tests/renovate && npm ci --ignore-scripts --omit=optional --no-audit --no-fund --loglevel=error >/dev/null)
+    touch tests/renovate/node_modules/.installed
+  fi
 fi
 
 compile_ferry .venv/bin/python

@@ -91,7 +91,7 @@ def test_docker_tags_as_versions() -> None:
                                ("3.13.1-alpine3.21", (3, 13, 1), "alpine3.21"), ("1.28.0-rc1", (1, 28, 0), "rc1")]:  # fmt: skip
         parsed = parse_tag(tag)
         assert parsed is not None and (parsed.parts, parsed.suffix) == (parts, suffix), tag
-    for tag in ("latest", "mainline", "stable-alpine-slim", "2024.01.15", "3.14.0a3", "1.2.3.4.5", "01.2"):
+    for tag in ("latest", "mainline", "stable-alpine-slim", "3.14.0a3", "1.2.3.4.5", "1.2.3-"):
         assert parse_tag(tag) is None, tag
     rng = parse_range(">=1.25 <2 || 3.1")
     assert in_range((1, 25, 0, 0), rng) and in_range((1, 99, 9, 0), rng) and in_range((3, 1, 5, 0), rng)

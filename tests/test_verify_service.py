@@ -57,7 +57,7 @@ def test_a_verified_import_needs_the_oci_engine() -> None:
 
     from shared.errors import ConfigurationError
     from shared.importing.request import ImportRequest
-    from shared.service.engines import choose_engine
+    from shared.importing.engines import choose_engine
 
     doc = {
         "targetRegistry": "prodacr",

@@ -14,9 +14,8 @@ from shared.automation.rules import load_rules
 from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
 from shared.errors import ConfigurationError
-from shared.settings import credential_env, named_credentials
-
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from shared.exits import EXIT_BAD_INPUT, EXIT_OK
+from shared.settings import credential_env, credential_key, named_credentials
 
 
 def plan(file: str) -> int:
@@ -30,7 +29,7 @@ def plan(file: str) -> int:
         return EXIT_BAD_INPUT
 
     def lookup(name: str) -> Credential:
-        found = named.get(name.lower().replace("_", "-"))
+        found = named.get(credential_key(name))
         if found is None:
             raise ConfigurationError(f"credential {name!r} is not configured (set {credential_env(name)}_PASSWORD)")
         return found.credential()

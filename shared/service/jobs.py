@@ -25,20 +25,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping
-from shared.arm.importer import ArmImporter, ArmOptions
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
-from shared.credentials import Anonymous, Credential
+from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
 from shared.errors import FerryError, UnexpectedError
-from shared.importing.arm import run_arm_import
+from shared.importing.engines import engine_for
+from shared.importing.launch import Access, Wiring, launch
 from shared.importing.request import ImportRequest
 from shared.importing.result import ImportResult
-from shared.importing.run import run_import
-from shared.importing.spec import ImportSpec, TargetRef
+from shared.importing.spec import TargetRef
 from shared.logs import job_fields
-from shared.registry import RegistryClient
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
-from shared.service.engines import arm_source, choose_engine
 from shared.service.models import ImportJob
 from shared.service.submit import open_sealed
 from shared.settings import Settings
@@ -79,10 +76,25 @@ class Worker:
 
         self.credentials = Resolver(settings.credential, identity)
 
-    def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
-        """Sealed inline credentials, else the named one, else the identity for an ACR."""
+    @property
+    def wiring(self) -> Wiring:
+        """How this worker reaches registries and ARM, as its settings now say."""
+        settings = self.settings
+        return Wiring(
+            settings.transport,
+            settings.concurrency,
+            lambda: self.credentials.identity().source,
+            settings.arm_endpoint,
+            settings.arm_timeout,
+        )
+
+    def source_credential(self, job: ImportJob, request: ImportRequest, registry: str) -> Credential:
+        """Sealed inline credentials, else the named one, else the identity for an ACR. Asked for
+        with no registry (the ARM engine's body), only sealed or named credentials: else anonymous."""
         given = open_sealed(self.settings.credential_key, job.id, job.sealed) if job.sealed else None
-        return self.credentials(request.source.registry or "", name=request.source.credential, given=given)
+        # the request's own registry: one named only inside sourceImage gets no identity
+        where = (request.source.registry or "") if registry else ""
+        return self.credentials(where, name=request.source.credential, given=given)
 
     def credential_for(self, registry: str, name: str | None) -> Credential:
         """A named credential, else the target's (the triggers')."""
@@ -211,66 +223,25 @@ class Worker:
         self, job: ImportJob, request: ImportRequest, progress: ProgressWriter, watch: Watch
     ) -> ImportResult:
         spec = request.spec(self.settings.limits)
-        engine, why = choose_engine(request, self.settings.registries)
-        if engine == "arm":
-            result = await self._run_arm(job, request, spec)
-        else:
-            result = await self._run_oci(job, request, spec, progress, watch)
-        result.engine, result.engineReason = engine, why
-        return result
 
-    async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> ImportResult:
-        options = ArmOptions(endpoint=self.settings.arm_endpoint, timeout=self.settings.arm_timeout)
-        identity = self.credentials.identity()
-        importer = ArmImporter(identity.source, options, self.settings.transport)
-        target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
-        )
-        try:
-            async with target:
-                return await run_arm_import(
-                    arm_source(request),
-                    spec,
-                    importer,
-                    self.settings.registries[spec.target_registry],
-                    self._arm_source_credential(job, request),
-                    target,
-                )
-        finally:
-            await importer.aclose()
-
-    def _arm_source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
-        """ARM reaches Azure sources with the caller's identity: only named or inline credentials go in the body."""
-        if job.sealed or request.source.credential:
-            return self.source_credential(job, request)
-        return Anonymous()
-
-    async def _run_oci(
-        self, job: ImportJob, request: ImportRequest, spec: ImportSpec, progress: ProgressWriter, watch: Watch
-    ) -> ImportResult:
         async def may_tag(target: TargetRef) -> bool:
             await watch.commit()  # the last moment a cancel stops the job: tags move next
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
             return newest is None or newest >= job.id  # ids sort newest first
 
-        source = RegistryClient(
-            spec.source.registry, self.source_credential(job, request), self.settings.transport, role="source"
-        )
-        target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
-        )
+        engine = engine_for(request, self.settings.registries)
+        access = Access(lambda registry: self.source_credential(job, request, registry), self.target_credential)
         try:
-            async with source, target:
-                return await run_import(
-                    spec,
-                    source,
-                    target,
-                    concurrency=self.settings.concurrency,
-                    on_progress=progress,
-                    progress_interval=PROGRESS_INTERVAL,
-                    may_tag=may_tag,
-                    verification=policy_named(self.settings.rules_file, request.verify) if request.verify else None,
-                )
+            return await launch(
+                spec,
+                engine,
+                self.wiring,
+                access,
+                on_progress=progress,
+                progress_interval=PROGRESS_INTERVAL,
+                may_tag=may_tag,
+                verification=policy_named(self.settings.rules_file, request.verify) if request.verify else None,
+            )
         finally:
             await progress.aclose()  # no progress write may land after the job's final record
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shared.errors import ConfigurationError
 from shared.importing.arm import ArmSource
+from shared.importing.launch import Engine
 from shared.importing.request import ImportRequest
 
 #: A verified import resolves, verifies and copies one digest itself: ACR's import would resolve
@@ -50,3 +51,11 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
 def arm_source(request: ImportRequest) -> ArmSource:
     """The request's source as the ARM engine takes it."""
     return ArmSource(request.source.sourceImage, request.source.resourceId)
+
+
+def engine_for(request: ImportRequest, registries: dict[str, str]) -> Engine:
+    """The engine ``request`` runs on with these target resource IDs (``FERRY_REGISTRIES``)."""
+    name, why = choose_engine(request, registries)
+    if name == "arm":
+        return Engine(name, why, registries[request.targetRegistry], arm_source(request))
+    return Engine(name, why)
