@@ -71,6 +71,13 @@ def _credential_options(imp: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
 
 
+def _verify_options(imp: Any) -> None:
+    imp.add_argument(
+        "--verify", metavar="POLICY", help="copy only if this policy of the rules file holds (docs/signing.md)"
+    )
+    imp.add_argument("--rules", metavar="FILE", help="the rules file --verify reads (default FERRY_RULES_FILE)")
+
+
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
@@ -105,10 +112,7 @@ def _import_parser(commands: Any) -> None:
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
-    imp.add_argument(
-        "--verify", metavar="POLICY", help="copy only if this policy of the rules file holds (docs/signing.md)"
-    )
-    imp.add_argument("--rules", metavar="FILE", help="the rules file --verify reads (default FERRY_RULES_FILE)")
+    _verify_options(imp)
     remote = imp.add_argument_group("through a Ferry service")
     remote.add_argument("--service", help="submit to the Ferry service at this URL (or FERRY_SERVICE_URL)")
     remote.add_argument("--no-wait", action="store_true", help="print the job and its Location, and exit")

@@ -56,8 +56,8 @@ def test_a_verified_import_needs_the_oci_engine() -> None:
     import pytest
 
     from shared.errors import ConfigurationError
-    from shared.importing.request import ImportRequest
     from shared.importing.engines import choose_engine
+    from shared.importing.request import ImportRequest
 
     doc = {
         "targetRegistry": "prodacr",
