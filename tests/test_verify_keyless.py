@@ -24,6 +24,7 @@ from tests.harness.signing import (
     ROOT,
     SIGN_PREDICATE,
     SLSA,
+    Key,
     attach,
     bundle_referrer,
     cosign_manifest,
@@ -128,6 +129,13 @@ async def place(reg: Reg, case: str, made: dict[str, Any], tamper: str | None = 
             if tamper == "payload":
                 honest = statement(IMAGE.digest, SIGN_PREDICATE, {"buildDefinition": {"buildType": "other"}})
                 bundle["dsseEnvelope"]["payload"] = base64.b64encode(honest).decode()
+            proof = bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+            if tamper == "proof":
+                proof["rootHash"] = base64.b64encode(b"\x07" * 32).decode()
+            if tamper == "checkpoint":  # the same note, signed by someone else
+                note, _, line = proof["checkpoint"]["envelope"].partition("\n\n")
+                forged = base64.b64encode(b"\x00" * 4 + Key().sign((note + "\n").encode())).decode()
+                proof["checkpoint"]["envelope"] = f"{note}\n\n{line.rsplit(' ', 1)[0]} {forged}\n"
             await attach(client, repo, IMAGE.digest, bundle_referrer(IMAGE.descriptor, bundle))
     return repo
 
@@ -169,6 +177,8 @@ async def test_keyless_provenance_attestation(open_reg: Reg, made: dict[str, Any
         ("cosign expired", None, "certificate expired"),
         ("bundle", "payload", "does not verify with its certificate"),
         ("cosign", "set", "signed timestamp does not verify"),
+        ("bundle", "proof", "inclusion proof does not lead to its root hash"),
+        ("bundle", "checkpoint", "checkpoint is not signed by the log"),
     ],
 )
 async def test_keyless_negatives(
@@ -186,3 +196,27 @@ async def test_another_trusted_root_trusts_nothing(open_reg: Reg, made: dict[str
     other["tlogs"][0]["logId"]["keyId"] = base64.b64encode(b"\x01" * 32).decode()
     with pytest.raises(SignatureInvalidError, match="a log the trusted root does not list"):
         enforce(await check(open_reg, repo, keyless_policy(tmp_path, {**made, "root": other})))
+
+
+def test_inclusion_proofs_by_rfc_9162() -> None:
+    """A tree of five leaves: every leaf's proof leads to the root; a wrong index does not."""
+    import hashlib
+
+    from shared.verify.findings import Unusable
+    from shared.verify.inclusion import root_from
+
+    def leaf(i: int) -> bytes:
+        return hashlib.sha256(b"\x00" + bytes([i])).digest()
+
+    def node(a: bytes, b: bytes) -> bytes:
+        return hashlib.sha256(b"\x01" + a + b).digest()
+
+    h = [leaf(i) for i in range(5)]
+    ab, cd = node(h[0], h[1]), node(h[2], h[3])
+    root = node(node(ab, cd), h[4])
+    proofs = {0: [h[1], cd, h[4]], 1: [h[0], cd, h[4]], 2: [h[3], ab, h[4]], 3: [h[2], ab, h[4]], 4: [node(ab, cd)]}
+    for index, path in proofs.items():
+        assert root_from(h[index], index, 5, path) == root
+    assert root_from(h[0], 1, 5, proofs[0]) != root
+    with pytest.raises(Unusable, match="wrong number of hashes"):
+        root_from(h[4], 4, 5, proofs[0])

@@ -2,8 +2,9 @@
 to a trusted CA **at the Rekor entry's integrated time**, the SignedEntryTimestamp is Rekor's
 signature over the RFC 8785 canonical JSON of ``{body, integratedTime, logIndex, logID}``, the
 entry's body binds this signature and this payload, and the certificate's issuer and subject
-match one of the authority's identities. Not checked: the certificate's SCT (CT log), the
-inclusion proof's checkpoint (the SET stands for it, as cosign's offline verification does)."""
+match one of the authority's identities. A bundle's inclusion proof, when it has one, is checked
+too, with its checkpoint signed by the same log (:mod:`.inclusion`). Not checked: the
+certificate's SCT (CT log)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from shared.strict import loads_bounded
+from shared.verify import inclusion
 from shared.verify.certs import CODE_SIGNING, check_chain, fulcio_identity, load_pem_chain
 from shared.verify.findings import Unusable, b64, json_object, signed_by
 from shared.verify.policy import Authority
@@ -26,9 +28,13 @@ from shared.verify.policy import Authority
 class LogEntry:
     """A Rekor entry as the signature carries it, with the SET that vouches for it."""
 
-    def __init__(self, body: str, integrated_time: int, log_index: int, log_id: bytes, set_: bytes) -> None:
+    def __init__(
+        self, body: str, integrated_time: int, log_index: int, log_id: bytes, set_: bytes, proof: Any = None
+    ) -> None:
         self.body, self.integrated_time, self.log_index = body, integrated_time, log_index
         self.log_id, self.signed_entry_timestamp = log_id, set_
+        #: A bundle's ``inclusionProof`` (checked with its checkpoint when present).
+        self.proof = proof
 
     def check(self, authority: Authority) -> dt.datetime:
         """The SET verifies with a Rekor key of the trusted root; returns the integrated time."""
@@ -48,6 +54,8 @@ class LogEntry:
             key.verify(self.signed_entry_timestamp, canonical, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise Unusable("transparency log entry's signed timestamp does not verify") from None
+        if self.proof is not None:
+            inclusion.check(self.proof, b64(self.body, "log entry body"), key)
         return dt.datetime.fromtimestamp(self.integrated_time, dt.UTC)
 
     def body_json(self) -> dict[str, Any]:
@@ -103,6 +111,7 @@ def bundle_entry(entry: Any) -> LogEntry:
         log_index=_int(entry.get("logIndex", 0), "logIndex"),
         log_id=b64(log_id.get("keyId") if isinstance(log_id, dict) else None, "logId"),
         set_=b64(promise.get("signedEntryTimestamp"), "signedEntryTimestamp"),
+        proof=entry.get("inclusionProof"),
     )
 
 
