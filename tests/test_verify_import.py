@@ -177,3 +177,28 @@ async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
     async with target_reg.client() as client:
         assert (await client.resolve(repo, "1.0")).digest == root.digest
         assert await client.blob_exists(repo, swapped.blobs[-1].descriptor.digest) is None
+
+
+async def test_a_platform_filter_copies_no_signature_of_the_source_index(
+    open_reg: Reg, target_reg: Reg, repo: str, tmp_path: Path
+) -> None:
+    from tests.harness.images import make_multiarch
+
+    index = make_multiarch(["linux/amd64", "linux/arm64"], (256,), (128,), seed=repo)
+    await seed(open_reg, repo, index, "1.0")
+    async with open_reg.client() as client:
+        payload = simple_signing(f"{open_reg.host}/{repo}", index.digest)
+        await push_cosign(client, repo, index.digest, cosign_manifest([cosign_layer(payload, RELEASE)]))
+    policy = parse_policies(
+        {
+            "authorities": {"release": {"key": RELEASE.public_pem}},
+            "policies": {"p": {"signatures": {"authorities": ["release"]}}},
+        },
+        tmp_path,
+    ).get("p")
+    spec = build_spec(f"{open_reg.host}/{repo}:1.0", target_reg.host, [f"{repo}:1.0"], platforms=["linux/amd64"])
+    async with open_reg.client() as s, target_reg.client() as d:
+        result = (await run_import(spec, s, d, verification=policy)).document()
+        assert "signatures not copied" in result["verification"]["note"]
+        assert await d.referrers(repo, index.digest) == []
+        assert f"sha256-{index.digest.encoded}.sig" not in await d.list_tags(repo)

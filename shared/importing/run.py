@@ -218,7 +218,7 @@ async def run_import(
         if superseded:
             result.superseded = superseded  # a newer job asked for these tags: not moved
     result.seconds = round(time.monotonic() - started, 3)
-    return _verified(result, verdict)
+    return _verified(result, verdict, plan.filtered)
 
 
 async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpec, root: Descriptor) -> Verdict | None:
@@ -230,10 +230,12 @@ async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpe
     return verdict
 
 
-def _verified(result: ImportResult, verdict: Verdict | None) -> ImportResult:
+def _verified(result: ImportResult, verdict: Verdict | None, filtered: bool = False) -> ImportResult:
     """The result says what verified what (or, in ``warn`` mode, what did not)."""
     if verdict is not None:
         result.verification = verdict.to_json()
+        if filtered and verdict.evidence:
+            result.verification["note"] = "signatures not copied: the filtered index is a new digest they do not sign"
     return result
 
 
