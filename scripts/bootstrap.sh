@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
 # is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
-# pinned Python packages, and the pinned npm packages (Azurite; semver for a test). With --test, also
-# the npm packages only tests need (Renovate).
+# pinned Python packages, and the pinned npm packages (Azurite; semver for a test). With --test
+# (make test) also what only tests need: checkov (291 MB, the infra checks) and Renovate's npm
+# packages; make up and make demo do without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,8 +58,8 @@ if [ "${1:-}" = "--runtime" ]; then
   exit 0
 fi
 
-# checkov scans infra/ in make test. It pins many packages of its own, so it lives apart.
-if [ ! -f .venv-checkov/.installed ] || [ requirements-checkov.txt -nt .venv-checkov/.installed ]; then
+# checkov scans infra/ in make test only. It pins many packages of its own, so it lives apart.
+if [ "${1:-}" = "--test" ] && { [ ! -f .venv-checkov/.installed ] || [ requirements-checkov.txt -nt .venv-checkov/.installed ]; }; then
   echo "bootstrap: installing checkov" >&2
   "$python" -m venv .venv-checkov
   .venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt

@@ -7,6 +7,7 @@ refused with ``SIGNATURE_REQUIRED``."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from shared.registry import RegistryClient
@@ -27,8 +28,9 @@ from tests.harness.signing import (
 PROVENANCE = {"buildDefinition": {"buildType": "https://ci.example/build/v1"}, "runDetails": {"builder": {"id": "ci"}}}
 
 
+@functools.cache
 def make_keys(keys: Path) -> tuple[Key, Key]:
-    """This run's release and CI keys; their public halves written under ``keys``."""
+    """This run's release and CI keys (made once a run); their public halves written under ``keys``."""
     release, ci = Key(), Key()
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "release.pub").write_text(release.public_pem)

@@ -51,6 +51,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     check.add_argument("file")
     planned = rules_commands.add_parser("plan", help="list each mirror's source tags and say what it would select")
     planned.add_argument("file")
+    match = rules_commands.add_parser(
+        "match", help="say, per promotion, whether a push of REGISTRY/REPO:TAG matches and why"
+    )
+    match.add_argument("image", metavar="REGISTRY/REPO:TAG")
+    match.add_argument("--rules", help="the rules file (default: FERRY_RULES_FILE, else rules.yaml)")
     from shared import cli_service
 
     cli_service.add_parser(commands)
@@ -334,6 +339,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from shared.automation import commands
 
+    if args.rules_command == "match":
+        return commands.match(args.image, args.rules)
     return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
 
 

@@ -126,7 +126,11 @@ class Settings(BaseModel):
             return Anonymous()
         found = self.credentials.get(credential_key(name))
         if found is None:
-            raise ConfigurationError(f"credential {name!r} is not configured (set {credential_env(name)}_PASSWORD)")
+            prefix = credential_env(name)
+            raise ConfigurationError(
+                f"credential {name!r} is not configured (set {prefix}_USERNAME and {prefix}_PASSWORD; "
+                "a password alone is an access token)"
+            )
         return found.credential()
 
     @classmethod

@@ -27,7 +27,13 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
     target_id = registries.get(request.targetRegistry)
     needs_oci = oci_only_options(request)
     if request.engine == "oci":
-        return "oci", "requested"
+        if "engine" in request.model_fields_set:
+            return "oci", "requested"
+        return (
+            "oci",
+            "the default: oci streams through Ferry between any two registries"
+            ' ("engine": "auto" or "arm" for ACR\'s import)',
+        )
     if request.engine == "arm":
         if target_id is None:
             raise ConfigurationError(
