@@ -113,6 +113,11 @@ class _Rule(BaseModel):
     includeReferrers: bool = False
     verify: str | None = Field(None, description="a policy of this file's policies (docs/signing.md)")
 
+    def request_options(self) -> dict[str, Any]:
+        """What each request this rule makes carries besides its source and targets."""
+        return {"mode": self.mode, "platforms": self.platforms, "includeReferrers": self.includeReferrers,
+                "verify": self.verify}  # fmt: skip
+
     @field_validator("targetRepository")
     @classmethod
     def _repository(cls, value: str) -> str:
