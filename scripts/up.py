@@ -180,7 +180,12 @@ def banner(
     rules: dict[str, Any] | None = None,
     unsigned: str = "",
 ) -> str:
-    lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs", *_rules_line(rules)]
+    lines = [
+        f"Ferry is up: {api}  (Ctrl-C stops everything)",
+        f"  API docs        {api}/api/docs",
+        f"  status page     {api}/api/control  (in Azure: add ?code=<function key>)",
+        *_rules_line(rules),
+    ]
     if dev and prod:
         body = json.dumps({"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0",
                            "credential": "dev"}, "targetTags": ["team/web:1.0"]})  # fmt: skip

@@ -83,6 +83,9 @@ def test_make_up_runs_an_import_a_promotion_and_stops_everything(tmp_path: Path)
         api, dev, prod = (f"http://127.0.0.1:{ports['FERRY_PORT']}", f"127.0.0.1:{ports['FERRY_DEV_PORT']}",
                           f"127.0.0.1:{ports['FERRY_PROD_PORT']}")  # fmt: skip
         assert f"curl -s -X POST {api}/api/imports" in "".join(seen)
+        assert f"status page     {api}/api/control" in "".join(seen)  # the control room's URL
+        page = httpx.get(f"{api}/api/control", timeout=10)
+        assert page.status_code == 200 and "<title>Ferry" in page.text
         assert f"rules file      {rules}  (1 promotions, 0 mirrors, loaded " in "".join(seen)  # the file it reads
         doc = {"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0", "credential": "dev"},
                "targetTags": ["team/web:1.0"]}  # fmt: skip

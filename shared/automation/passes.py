@@ -175,6 +175,8 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: The job for each tag that was not up to date: made by this pass, or found in flight.
+    jobs: dict[str, str] = field(default_factory=dict)
     #: A dry run's tags that a real pass would enqueue (nothing is enqueued).
     would_enqueue: list[str] = field(default_factory=list)
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
@@ -259,7 +261,7 @@ async def _mirror_tag(
         report.states[tag] = "would enqueue"
         return
     submitted = await submit(request, key)
-    report.states[tag] = submitted.note
+    report.states[tag], report.jobs[tag] = submitted.note, submitted.id
     if submitted.created:  # never "enqueued" for a job that was not
         report.enqueued[tag] = submitted.id
 

@@ -9,7 +9,9 @@
 4. copy the graph into each target repository (the first streams from the source, the others
    mount from it);
 5. tag last, so a tag points at a fully copied image or does not move (the signatures that
-   verified it are copied just before).
+   verified it are copied just before); right before the first tag moves the import commits
+   (:func:`shared.stopping.commit`): a stop asked after that waits for the last tag, so a stopped
+   import moved all its tags or none.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shared import stopping, telemetry
 from shared.content.protocols import Source, Target
 from shared.credentials import Anonymous
 from shared.engine.copy import CopyOptions, copy_graph, totals
@@ -170,7 +173,9 @@ async def _copy(
         allowed = await asyncio.gather(*(may_tag(t) for t in moving))
         superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
         moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
-    await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
+    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
+    with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
+        await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
     reporter.tick(force=True)
     return superseded
 
@@ -208,7 +213,9 @@ async def run_import(
     src = RegistryRepository(source, spec.source.repository)
     targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
-    root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+    with telemetry.phase("resolve", **{"ferry.source": str(spec.source)}) as span:
+        root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+        span.set_attribute("ferry.digest", str(root.digest))
     verdict = await _verify(verification, source, spec, root)
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
@@ -269,7 +276,9 @@ async def _plan(
     options: PlanOptions,
 ) -> tuple[Plan, dict[TargetRef, Descriptor | None]]:
     """The plan, and the target's tags as they bear on it; ``NoForce`` refuses before a byte moves."""
-    plan = await build_plan(src, root, options)
+    with telemetry.phase("plan") as span:
+        plan = await build_plan(src, root, options)
+        span.set_attributes({"ferry.manifests": len(plan.manifests), "ferry.blobs": len(plan.blobs)})
     if spec.platforms:  # the filtered index is new: look again with its digest
         current = await current_tags(targets, spec)
     clashes = conflicts(current, plan.root)

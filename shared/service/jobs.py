@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import stopping
+from shared import stopping, telemetry
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
@@ -46,6 +46,15 @@ log = logging.getLogger(__name__)
 
 #: Seconds between progress writes to the status table.
 PROGRESS_INTERVAL = 2.0
+
+
+def _observed(attempt: Attempt, result: Document | None = None, outcome: str | None = None) -> None:
+    """The attempt's end on the job's span and in the metrics (nothing when telemetry is off)."""
+    outcome = outcome or attempt.outcome
+    seconds = (now() - attempt.startedAt).total_seconds()
+    telemetry.ended(telemetry.current(), outcome, result, attempt.code)
+    nbytes, engine = int(attempt.bytes or 0), (result or {}).get("engine")
+    telemetry.record_job(outcome, seconds, attempt.code, nbytes, engine)
 
 
 class RetryLater(Exception):
@@ -113,21 +122,28 @@ class Worker:
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
+        attributes = {"ferry.attempt": dequeue_count, "messaging.destination.name": self.settings.queue_name}
+        with telemetry.job_span(job.id, job.traceContext, attributes):  # continues the trace that made the job
+            await self._handle(job, dequeue_count)
+
+    async def _handle(self, job: ImportJob, dequeue_count: int) -> None:
         request, attempt, earlier = job.request, new_attempt(dequeue_count), list[Attempt]()
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
         if record is None or record.state != "running":  # only this delivery's change makes it running
+            telemetry.ended(telemetry.current(), "not run")
             not_run(job.id, record)
             return
+        telemetry.current().set_attributes({"ferry.source": record.source, "ferry.targets": record.targets})
         fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
         progress = ProgressWriter(self.statuses, job.id)
         try:
             result = await self._watched(job, request, progress)
-        except JobCancelled:
-            await self._cancelled(job.id, attempt, progress)
+        except JobCancelled as cancelled:
+            await self._cancelled(job.id, attempt, progress, cancelled.left)
             return
         except FerryError as exc:
             await self._failed(job.id, exc, attempt, progress)
@@ -170,14 +186,21 @@ class Worker:
         if result.verification is not None:  # what verified what, kept with the job (docs/signing.md)
             change.verification = [result.verification]
         await self._ended(job_id, attempt, change)
+        _observed(attempt, change.result)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
-    async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter) -> None:
-        """Stopped on request: open uploads were cancelled on the way out and no tag moved."""
+    async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter, left: list[str]) -> None:
+        """Stopped on request: open uploads were cancelled on the way out (``left``: those the
+        target would not delete, said in the record) and no tag moved."""
         await progress.aclose()
         copied = progress.now()
         attempt.outcome, attempt.bytes = "cancelled", (copied or {}).get("bytesMoved", 0)
-        await self._ended(job_id, attempt, JobChange(state="cancelled", progress=copied))
+        change = JobChange(state="cancelled", progress=copied)
+        if left:
+            attempt.message = f"the target would not delete {len(left)} upload session(s): {', '.join(left)}"
+            change.result = {"uploadSessionsLeft": left}
+        await self._ended(job_id, attempt, change)
+        _observed(attempt)
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
     async def _failed(self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter) -> None:
@@ -188,7 +211,9 @@ class Worker:
         attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
         number = attempt.number
         if exc.retryable and number < self.settings.max_dequeue_count:
-            if await self._ended(job_id, attempt, JobChange(state="queued", error=error)) == "queued":
+            state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))
+            _observed(attempt, outcome="retrying" if state == "queued" else "cancelled")
+            if state == "queued":
                 log.warning(
                     "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
                     self.settings.retry_delay, extra=job_fields(job_id),
@@ -197,6 +222,7 @@ class Worker:
             log.info("job %s cancelled after attempt %d failed", job_id, number, extra=job_fields(job_id))
             return
         await self._ended(job_id, attempt, JobChange(state="failed", error=error))
+        _observed(attempt)
         log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
@@ -210,11 +236,11 @@ class Worker:
         try:
             return await engine
         except stopping.Stopped:
-            raise JobCancelled from None
+            raise JobCancelled(watch.stop.left) from None
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if watch.stop.asked and not (current is not None and current.cancelling()):
-                raise JobCancelled from None
+                raise JobCancelled(watch.stop.left) from None
             raise
         finally:
             watcher.cancel()

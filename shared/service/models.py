@@ -22,6 +22,9 @@ class ImportJob(BaseModel):
     request: ImportRequest
     sealed: str | None = None
     createdAt: datetime = Field(default_factory=now)
+    #: The W3C trace context (``traceparent``, ``tracestate``) of what made the job, so the job's
+    #: trace continues it; absent when telemetry is off (the message is then as it always was).
+    traceContext: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
 
     @field_serializer("request")
     def _request(self, request: ImportRequest) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
+from shared import telemetry
 from shared.azure_storage.records import JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Secret
 from shared.errors import (
@@ -230,7 +231,8 @@ class Submitter:
         """The job's message (inline credentials sealed), kept for a retry; a job that cannot be
         enqueued is recorded ``failed`` rather than left ``queued`` for ever."""
         job_id = status.id
-        message = ImportJob(id=job_id, request=request, sealed=sealed, createdAt=status.createdAt)
+        trace = telemetry.carrier() or None  # the request's (or event's) trace, continued by the job
+        message = ImportJob(id=job_id, request=request, sealed=sealed, createdAt=status.createdAt, traceContext=trace)
         content = message.model_dump_json()
         try:
             self.statuses.keep_message(job_id, content)
