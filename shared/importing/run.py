@@ -154,6 +154,32 @@ async def _copy(
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
     progress.blobs_total *= len(spec.repositories)
+    await _copy_graphs(spec, src, targets, plan, current, concurrency, reporter, verdict)
+    data = plan.data[plan.root.digest]
+    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
+    if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
+        allowed = await asyncio.gather(*(may_tag(t) for t in moving))
+        superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
+        moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
+    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
+    with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
+        await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
+    reporter.tick(force=True)
+    return superseded
+
+
+async def _copy_graphs(
+    spec: ImportSpec,
+    src: Source,
+    targets: Targets,
+    plan: Plan,
+    current: dict[TargetRef, Descriptor | None],
+    concurrency: int,
+    reporter: Reporter,
+    verdict: Verdict | None,
+) -> None:
+    """The graph into each target repository, the first streamed, the others mounted from it;
+    with a verdict, the signatures that verified it after it."""
     first: str | None = None
     tagged = {t.repository for t in spec.tagged}
     for repository in spec.repositories:
@@ -167,17 +193,6 @@ async def _copy(
         if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
             await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
         first = first or repository
-    data = plan.data[plan.root.digest]
-    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
-    if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
-        allowed = await asyncio.gather(*(may_tag(t) for t in moving))
-        superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
-        moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
-    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
-    with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
-        await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
-    reporter.tick(force=True)
-    return superseded
 
 
 def _counts(result: ImportResult, plan: Plan, progress: Progress) -> None:
@@ -213,10 +228,7 @@ async def run_import(
     src = RegistryRepository(source, spec.source.repository)
     targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
-    with telemetry.phase("resolve", **{"ferry.source": str(spec.source)}) as span:
-        root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
-        span.set_attribute("ferry.digest", str(root.digest))
-    verdict = await _verify(verification, source, spec, root)
+    root, current, verdict = await _resolve(spec, src, targets, source, verification)
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
         result.upToDate, result.bytes, result.seconds = True, 0, round(time.monotonic() - started, 3)
@@ -236,6 +248,16 @@ async def run_import(
             result.superseded = superseded  # a newer job asked for these tags: not moved
     result.seconds = round(time.monotonic() - started, 3)
     return _verified(result, verdict, plan.filtered)
+
+
+async def _resolve(
+    spec: ImportSpec, src: Source, targets: Targets, source: RegistryClient, verification: Policy | None
+) -> tuple[Descriptor, dict[TargetRef, Descriptor | None], Verdict | None]:
+    """The source resolved once (the target's tags looked up meanwhile), and that digest verified."""
+    with telemetry.phase("resolve", **{"ferry.source": str(spec.source)}) as span:
+        root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+        span.set_attribute("ferry.digest", str(root.digest))
+    return root, current, await _verify(verification, source, spec, root)
 
 
 async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpec, root: Descriptor) -> Verdict | None:
