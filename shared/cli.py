@@ -81,6 +81,13 @@ def _credential_options(imp: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
 
 
+def _verify_options(imp: Any) -> None:
+    imp.add_argument(
+        "--verify", metavar="POLICY", help="copy only if this policy of the rules file holds (docs/signing.md)"
+    )
+    imp.add_argument("--rules", metavar="FILE", help="the rules file --verify reads (default FERRY_RULES_FILE)")
+
+
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
@@ -116,6 +123,7 @@ def _import_parser(commands: Any) -> None:
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
+    _verify_options(imp)
     remote = imp.add_argument_group("through a Ferry service")
     remote.add_argument("--service", help="submit to the Ferry service at this URL (or FERRY_SERVICE_URL)")
     remote.add_argument("--no-wait", action="store_true", help="print the job and its Location, and exit")
@@ -176,7 +184,7 @@ def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
         "targetRegistry": args.name, "source": source, "targetTags": args.image,
         "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
         "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
-        "engine": args.engine,
+        "engine": args.engine, **({"verify": args.verify} if args.verify else {}),
     }  # fmt: skip
 
 
@@ -277,11 +285,24 @@ async def _import(args: argparse.Namespace) -> ImportResult:
         return await launch(spec, engine, wiring, _access(args))
     from shared.progressline import ProgressLine
 
+    verification = _verification(args)  # a bad or unknown policy is refused before the progress line
     line = ProgressLine(sys.stderr)
     try:
-        return await launch(spec, engine, wiring, _access(args), on_progress=line, progress_interval=line.interval)
+        return await launch(
+            spec, engine, wiring, _access(args), on_progress=line, progress_interval=line.interval,
+            verification=verification,
+        )  # fmt: skip
     finally:
         line.close()
+
+
+def _verification(args: argparse.Namespace) -> Any:
+    """``--verify POLICY``: the policy of the rules file (``--rules``, else ``FERRY_RULES_FILE``)."""
+    if not args.verify:
+        return None
+    from shared.verify.load import policy_named
+
+    return policy_named(args.rules or args.env.rules_file, args.verify, "--verify")
 
 
 async def _interruptible(args: argparse.Namespace) -> ImportResult:

@@ -102,9 +102,7 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
             registryUri=push.registry, sourceImage=f"{push.repository}@{push.digest}", credential=rule.credential
         ),
         targetTags=tags,
-        mode=rule.mode,
-        platforms=rule.platforms,
-        includeReferrers=rule.includeReferrers,
+        **rule.request_options(),
     )
     key = "|".join(("promote", push.registry, push.repository, push.digest, rule.name, rule.targetRegistry, *tags))
     return request, key
@@ -271,9 +269,7 @@ async def _mirror_tag(
             credential=entry.credential,
         ),
         targetTags=[f"{target_repo}:{tag}"],
-        mode=entry.mode,
-        platforms=entry.platforms,
-        includeReferrers=entry.includeReferrers,
+        **entry.request_options(),
     )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:

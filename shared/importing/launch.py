@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from shared.arm import ARM_ENDPOINT
 from shared.credentials import Credential
 from shared.engine.progress import Progress
+from shared.errors import ConfigurationError
 from shared.http.policy import TransportOptions
 from shared.importing.result import ImportResult
 from shared.importing.run import MayTag, run_import
 from shared.importing.spec import ImportSpec
 from shared.registry import RegistryClient
+from shared.verify.policy import Policy
 
 if TYPE_CHECKING:  # the ARM engine's modules only when it runs
     from shared.importing.arm import ArmSource
@@ -77,9 +79,13 @@ async def launch(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval: float = 0.5,
     may_tag: MayTag | None = None,
+    verification: Policy | None = None,
 ) -> ImportResult:
-    """Run ``spec`` on ``engine``; returns what it came to."""
+    """Run ``spec`` on ``engine``; returns what it came to. ``verification``: the digest is
+    verified before a byte moves (the OCI engine only: ACR's import would resolve the tag again)."""
     if engine.name == "arm":
+        if verification is not None:
+            raise ConfigurationError("engine arm: verify needs the OCI engine")
         result = await _arm(spec, engine, wiring, access)
     else:
         source = RegistryClient(
@@ -97,6 +103,7 @@ async def launch(
                 on_progress=on_progress,
                 progress_interval=progress_interval,
                 may_tag=may_tag,
+                verification=verification,
             )
     result.engine, result.engineReason = engine.name, engine.reason
     return result

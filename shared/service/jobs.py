@@ -41,6 +41,7 @@ from shared.service.runs import Runs
 from shared.service.submit import open_sealed
 from shared.settings import Settings
 from shared.text import clean, shorten
+from shared.verify.load import policy_named
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,8 @@ class Worker:
     ) -> None:
         attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
         change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)
+        if result.verification is not None:  # what verified what, kept with the job (docs/signing.md)
+            change.verification = [result.verification]
         await self._ended(job_id, attempt, change)
         _observed(attempt, change.result)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
@@ -288,6 +291,7 @@ class Worker:
                 on_progress=progress,
                 progress_interval=PROGRESS_INTERVAL,
                 may_tag=may_tag,
+                verification=policy_named(self.settings.rules_file, request.verify) if request.verify else None,
             )
         finally:
             await progress.aclose()  # no progress write may land after the job's final record

@@ -34,6 +34,8 @@ from shared.logs import job_fields
 from shared.service.models import ImportJob, ImportStatus, status_of, targets_of
 from shared.service.runs import Runs, RunSlot, trigger
 from shared.settings import Settings
+from shared.verify.load import policy_named
+from shared.verify.policy import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,11 @@ class Submitter:
             except ConfigurationError as exc:
                 raise BadRequest("source.credential", str(exc)) from None
         self._check_destinations(request)
+        if request.verify is not None:
+            try:
+                policy_named(self.settings.rules_file, request.verify)
+            except PolicyError as exc:
+                raise BadRequest("verify", exc.reason) from None
         try:
             choose_engine(request, self.settings.registries)
         except ConfigurationError as exc:
