@@ -195,28 +195,6 @@ def _request(args: argparse.Namespace) -> Any:
     return ImportRequest.model_validate(_request_doc(args))
 
 
-def _remote(args: argparse.Namespace) -> int:
-    """``import --service``: the request to the service, with the source's credentials as the
-    command line has them (by name with ``--credential``, else inline: sealed by the service)."""
-    from shared import cli_service
-
-    asks = args.username or args.password or args.password_stdin or args.env.source_password
-    docs, login = [], (_source_login(args) if asks and not args.credential else None)  # read once, sent with each
-    for source in args.sources:
-        args.source = source
-        doc = _request_doc(args)
-        if args.credential:
-            doc["source"]["credential"] = args.credential
-        elif login is not None:
-            doc["source"]["credentials"] = {"username": login[0], "password": login[1]}
-        docs.append(doc)
-    if len(docs) > 1:
-        from shared import cli_runs
-
-        return cli_runs.submit_sources(args, docs)
-    return cli_service.submit(args, docs[0])
-
-
 def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str]:
     """``FERRY_REGISTRIES``, and the target's resource ID made from ``--resource-group`` and
     ``AZURE_SUBSCRIPTION_ID`` when it lacks one (as ``az acr import -g`` names the target)."""
@@ -354,16 +332,10 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _through_service(args: argparse.Namespace) -> int | None:
-    """``jobs``, ``runs``, and an import a service runs; None for an import run here."""
-    if args.command in ("jobs", "runs"):
-        from shared import cli_runs, cli_service
+    """``jobs``, ``runs``, and an import a service runs (shared/cli_runs.py); None for one run here."""
+    from shared import cli_runs
 
-        return cli_service.jobs(args) if args.command == "jobs" else cli_runs.runs(args)
-    if len(args.sources) > 1 and not (args.service or args.env.service_url):
-        raise ValueError("several --source make one run in a Ferry service: give --service URL")
-    if args.service or args.env.service_url or args.no_wait or args.credential:
-        return _remote(args)
-    return None
+    return cli_runs.through_service(args, _request_doc, _source_login)
 
 
 def main(argv: list[str] | None = None) -> int:

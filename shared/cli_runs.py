@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.cli_service import _refused, client_of
@@ -26,6 +27,36 @@ if TYPE_CHECKING:
     from shared.service.client import ServiceClient
 
 ENDED = ("succeeded", "failed", "partial", "cancelled")
+
+
+def through_service(
+    args: argparse.Namespace,
+    request_doc: Callable[[argparse.Namespace], dict[str, Any]],
+    source_login: Callable[[argparse.Namespace], tuple[str | None, str | None]],
+) -> int | None:
+    """``jobs``, ``runs``, and ``import`` for a service (``--service``, ``FERRY_SERVICE_URL``);
+    None when the import runs here."""
+    from shared import cli_service  # noqa: PLC0415
+
+    if args.command in ("jobs", "runs"):
+        return cli_service.jobs(args) if args.command == "jobs" else runs(args)
+    if len(args.sources) > 1 and not (args.service or args.env.service_url):
+        raise ValueError("several --source make one run in a Ferry service: give --service URL")
+    if not (args.service or args.env.service_url or args.no_wait or args.credential):
+        return None
+    # The source's credentials as the command line has them: by name (--credential), else inline
+    # (sealed by the service); read once (from stdin too) and sent with each source.
+    asks = args.username or args.password or args.password_stdin or args.env.source_password
+    docs, login = [], (source_login(args) if asks and not args.credential else None)
+    for source in args.sources:
+        args.source = source
+        doc = request_doc(args)
+        if args.credential:
+            doc["source"]["credential"] = args.credential
+        elif login is not None:
+            doc["source"]["credentials"] = {"username": login[0], "password": login[1]}
+        docs.append(doc)
+    return submit_sources(args, docs) if len(docs) > 1 else cli_service.submit(args, docs[0])
 
 
 def submit_sources(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
