@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from typing import Any
 
 from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
-from shared.errors import FerryError, RateLimitedError
+from shared.errors import FerryError, NotFoundError, PullBudgetSpent, RateLimitedError
 from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
@@ -142,12 +143,21 @@ class MirrorReport:
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
     states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
+    #: Selected tags not looked at, left for the next pass (the budget, a 429, the floor).
+    deferred_tags: list[str] = field(default_factory=list)
+    #: Per source registry: requests sent and pulls (manifest ``GET``s) among them.
+    cost: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
             "enqueued": self.enqueued, "states": self.states, "deferred": self.deferred,
+            "deferredTags": self.deferred_tags, "cost": self.cost,
         }  # fmt: skip
+
+
+#: ``HEAD``s in flight per source during a mirror pass (each tag also ``HEAD``s the target).
+MIRROR_CONCURRENCY = 16
 
 
 async def _mirror_one(
@@ -161,15 +171,65 @@ async def _mirror_one(
     ):
         try:
             report.selected = entry.select(await src.list_tags(source.repository))
-            for tag in report.selected:
-                remaining = src.transport.ratelimit_remaining
-                if remaining is not None and remaining < floor:
-                    report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
-                    break
-                await _mirror_tag(entry, source, tag, src, dst, submit, report)
-        except RateLimitedError as exc:
-            report.deferred = f"rate limited ({exc.retry_after or '?'} s): {exc}"
+            await _mirror_tags(entry, source, src, dst, submit, report, floor)
+        except (RateLimitedError, PullBudgetSpent) as exc:
+            report.deferred = f"rate limited ({getattr(exc, 'retry_after', None) or '?'} s): {exc}"
+        finally:
+            report.cost = {source.registry: {"requests": src.transport.requests, "pulls": src.transport.pulls}}
+    order = {t: i for i, t in enumerate(report.selected)}
+    report.unchanged.sort(key=order.__getitem__)
+    report.states = {t: report.states[t] for t in report.selected if t in report.states}
+    report.deferred_tags = [t for t in report.selected if t not in report.states]
     return report
+
+
+async def _mirror_tags(
+    entry: Mirror,
+    source: Reference,
+    src: RegistryClient,
+    dst: RegistryClient,
+    submit: Submit | None,
+    report: MirrorReport,
+    floor: int,
+) -> None:
+    """Every selected tag, :data:`MIRROR_CONCURRENCY` at a time; none started once the source's
+    ``ratelimit-remaining`` is under the floor or it answered 429 (the rest is deferred)."""
+    gate, stop = asyncio.Semaphore(MIRROR_CONCURRENCY), asyncio.Event()
+    existing = await _target_tags(entry, source, dst)
+
+    async def one(tag: str) -> None:
+        async with gate:
+            remaining = src.transport.ratelimit_remaining
+            if remaining is not None and remaining < floor and not stop.is_set():
+                report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
+                stop.set()
+            if stop.is_set():
+                return
+            try:
+                await _mirror_tag(entry, source, tag, src, dst, submit, report, existing)
+            except (RateLimitedError, PullBudgetSpent):
+                stop.set()
+                raise
+
+    results = await asyncio.gather(*(one(t) for t in report.selected), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _target_tags(entry: Mirror, source: Reference, dst: RegistryClient) -> set[str] | None:
+    """The tags of the one target repository every selected tag goes to (one list instead of a
+    ``HEAD`` per missing tag); None when the repository depends on the tag or the list fails."""
+    if "{tag}" in entry.targetRepository or "{digest}" in entry.targetRepository:
+        return None
+    repository = render(entry.targetRepository, repository=source.repository, tag="", digest="")
+    try:
+        return set(await dst.list_tags(repository))
+    except NotFoundError:
+        return set()  # no such repository yet: every tag is missing
+    except FerryError as exc:
+        log.info("mirror %s: could not list the target's tags (%s); looking at each", entry.name, exc)
+        return None
 
 
 async def _mirror_tag(
@@ -180,13 +240,17 @@ async def _mirror_tag(
     dst: RegistryClient,
     submit: Submit | None,
     report: MirrorReport,
+    existing: set[str] | None = None,
 ) -> None:
-    """One selected tag: unchanged when the target tag has the source's digest, else enqueued."""
+    """One selected tag: unchanged when the target tag has the source's digest, else enqueued.
+    ``existing``: the target repository's tags, when one list holds them all."""
     desc = await src.resolve(source.repository, tag)
     target_repo = render(
         entry.targetRepository, repository=source.repository, tag=tag, digest=str(desc.digest).replace(":", "-")
     )
-    current = await RegistryRepository(dst, target_repo).lookup(tag)
+    current = None
+    if existing is None or tag in existing:  # a tag the target's list lacks needs no HEAD
+        current = await RegistryRepository(dst, target_repo).lookup(tag)
     if current is not None and current.digest == desc.digest:
         report.unchanged.append(tag)
         report.states[tag] = "up to date"
@@ -223,13 +287,15 @@ async def mirror_pass(
             report = await _mirror_one(entry, credentials, options, submit, floor)
         except FerryError as exc:  # one entry's trouble does not stop the others
             report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
+        cost = ", ".join(f"{r}: {c['requests']} requests, {c['pulls']} pulls" for r, c in report.cost.items())
         log.info(
-            "mirror %s: %d selected, %d unchanged, %d enqueued%s",
+            "mirror %s: %d selected, %d unchanged, %d enqueued (%s)%s",
             entry.name,
             len(report.selected),
             len(report.unchanged),
             len(report.enqueued),
-            f", deferred: {report.deferred}" if report.deferred else "",
+            cost or "no requests",
+            f", deferred ({len(report.deferred_tags)} tags): {report.deferred}" if report.deferred else "",
         )
         reports.append(report)
     return reports

@@ -133,8 +133,8 @@ class Ledger:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "limit": self.limit, "window": self.window, "buckets": [list(b) for b in self.buckets], "blockedUntil": self.blocked_until,
-            "source": self.source, "taken": self.taken, "refused": self.refused,
+            "limit": self.limit, "window": self.window, "buckets": [list(b) for b in self.buckets],
+            "blockedUntil": self.blocked_until, "source": self.source, "taken": self.taken, "refused": self.refused,
         }  # fmt: skip
 
     @classmethod
@@ -217,20 +217,25 @@ class PullBudget:
             return
         while True:
             now = self._clock()
-            granted: list[bool] = []
-
-            def take(ledger: Ledger) -> bool:
-                granted.append(ledger.take(pulls, now, self.reserve))
-                return granted[-1]
-
-            ledger = await self._change(key, take)
-            if granted[-1]:
+            granted, ledger = await self._take_once(key, pulls, now)
+            if granted:
                 return
             until = ledger.frees_at(pulls, now, self.reserve)
             if not self.wait:
                 raise PullBudgetSpent(key, until, self.describe(ledger))
             log.info("%s: waiting: rate limit (until %s)", key, when(until))
             await self._sleep(max(0.05, until - now))
+
+    async def _take_once(self, key: str, pulls: int, now: float) -> tuple[bool, Ledger]:
+        granted = False
+
+        def take(ledger: Ledger) -> bool:
+            nonlocal granted
+            granted = ledger.take(pulls, now, self.reserve)
+            return granted
+
+        ledger = await self._change(key, take)
+        return granted, ledger
 
     async def note(self, key: str, said: RateLimit) -> None:
         """Learn from an answer of ``key``'s registry. Written only when it changes the ledger
