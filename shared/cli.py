@@ -253,11 +253,13 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     options = args.env.transport
     source_credential = _source_credential(args, spec.source.registry)
     target_credential = _target_credential(args, spec.target_registry)
+    from shared.http.budget import PullBudget
     from shared.progressline import ProgressLine
 
     line = ProgressLine(sys.stderr)
+    budget = PullBudget(wait=True)  # a registry's pull limit: wait for its window rather than fail
     async with (
-        RegistryClient(spec.source.registry, source_credential, options, role="source") as source,
+        RegistryClient(spec.source.registry, source_credential, options, role="source", budget=budget) as source,
         RegistryClient(spec.target_registry, target_credential, options, role="target") as target,
     ):
         try:

@@ -23,6 +23,7 @@ from typing import Any
 from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
 from shared.errors import FerryError, NotFoundError, PullBudgetSpent, RateLimitedError
+from shared.http.budget import PullBudget
 from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
@@ -161,12 +162,20 @@ MIRROR_CONCURRENCY = 16
 
 
 async def _mirror_one(
-    entry: Mirror, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int
+    entry: Mirror,
+    credentials: Credentials,
+    options: TransportOptions,
+    submit: Submit | None,
+    floor: int,
+    budget: PullBudget | None = None,
 ) -> MirrorReport:
     report = MirrorReport(entry.name)
     source = parse_reference(entry.source)
+    credential = credentials(source.registry, entry.credential)
     async with (
-        RegistryClient(source.registry, credentials(source.registry, entry.credential), options, role="source") as src,
+        RegistryClient(
+            source.registry, credential, options, role="source", budget=budget, budget_name=entry.credential
+        ) as src,
         RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options, role="target") as dst,
     ):
         try:
@@ -278,13 +287,19 @@ async def _mirror_tag(
 
 
 async def mirror_pass(
-    rules: Rules, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int = 10
+    rules: Rules,
+    credentials: Credentials,
+    options: TransportOptions,
+    submit: Submit | None,
+    floor: int = 10,
+    budget: PullBudget | None = None,
 ) -> list[MirrorReport]:
-    """One pass over every mirror entry; ``submit=None`` is a dry run (nothing enqueued)."""
+    """One pass over every mirror entry; ``submit=None`` is a dry run (nothing enqueued).
+    ``budget``: the shared pull budget, told what each source says of its limit."""
     reports = []
     for entry in rules.mirrors:
         try:
-            report = await _mirror_one(entry, credentials, options, submit, floor)
+            report = await _mirror_one(entry, credentials, options, submit, floor, budget)
         except FerryError as exc:  # one entry's trouble does not stop the others
             report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
         cost = ", ".join(f"{r}: {c['requests']} requests, {c['pulls']} pulls" for r, c in report.cost.items())
