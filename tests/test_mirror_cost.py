@@ -19,8 +19,8 @@ from shared.http.budget import PullBudget
 from shared.registry import RegistryClient
 from shared.service.submit import Submitted
 from tests.conftest import FAST, Reg
-from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.fakehub import FakeHub
+from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import make_image, push_image
 
 TAGS = [f"1.{i}.0" for i in range(30)]
