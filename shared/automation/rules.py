@@ -180,10 +180,14 @@ class Mirror(_Rule):
         of the rule that left it out, and the named tags that do not exist."""
         selected = self.select(available)
         chosen = set(selected)
-        skipped = {t: self._why_not(t, available) for t in available if t not in chosen}
+        longest: dict[str, int] = {}  # per suffix, the most parts a version has: once, not per tag
+        for t in available:
+            if (v := tag_version(t)) is not None:
+                longest[v.suffix] = max(longest.get(v.suffix, 0), len(v.parts))
+        skipped = {t: self._why_not(t, longest) for t in available if t not in chosen}
         return {"selected": selected, "skipped": skipped, "missing": [t for t in self.tags if t not in available]}
 
-    def _why_not(self, tag: str, available: list[str]) -> str:
+    def _why_not(self, tag: str, longest: dict[str, int]) -> str:
         if self.tagRegex is not None and not re.fullmatch(self.tagRegex, tag):
             return "tagRegex"
         if not (self.range or self.newest or self.extract):
@@ -199,8 +203,7 @@ class Mirror(_Rule):
             return "suffix"
         if self.range and not in_range(parsed.version, parse_range(self.range)):
             return "range"
-        same = [v for t in available if (v := tag_version(t)) is not None and v.suffix == parsed.suffix]
-        if len(parsed.parts) < max(len(v.parts) for v in same):
+        if len(parsed.parts) < longest[parsed.suffix]:
             return "floating"
         return "newest"
 
