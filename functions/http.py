@@ -32,8 +32,9 @@ from functions.bodies import BoundedBodies
 from functions.root import Services, services
 from shared.automation.calls import run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
+from shared.importing.request import ImportRequest
 from shared.service import control
-from shared.service.models import ImportRequest, ImportStatus, status_of
+from shared.service.models import ImportStatus, status_of
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.credentials import Credential
+    from shared.importing.result import ImportResult
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -165,7 +166,7 @@ def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
 
 def _request(args: argparse.Namespace) -> Any:
     """The CLI's arguments as the API's request (for engine choice and the ARM engine)."""
-    from shared.service.models import ImportRequest
+    from shared.importing.request import ImportRequest
 
     return ImportRequest.model_validate(_request_doc(args))
 
@@ -184,7 +185,7 @@ def _remote(args: argparse.Namespace) -> int:
     return cli_service.submit(args, doc)
 
 
-async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) -> dict[str, Any]:
+async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) -> ImportResult:
     from azure.identity import DefaultAzureCredential
 
     from shared.arm.importer import ArmImporter, ArmOptions
@@ -218,7 +219,7 @@ def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str
     return registries
 
 
-async def _import(args: argparse.Namespace) -> dict[str, Any]:
+async def _import(args: argparse.Namespace) -> ImportResult:
     from shared.importing.spec import build_spec
 
     if args.engine != "oci":
@@ -230,7 +231,8 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         engine, why = choose_engine(request, registries)
         if engine == "arm":
             result = await _import_arm(args, request, registries[request.targetRegistry])
-            return {**result, "engine": engine, "engineReason": why}
+            result.engine, result.engineReason = engine, why
+            return result
     spec = build_spec(
         args.source,
         args.name,
@@ -243,10 +245,12 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
         dry_run=args.dry_run,
         limits=args.env.limits,
     )
-    return {**await _import_oci(args, spec), "engine": "oci", "engineReason": "requested"}
+    result = await _import_oci(args, spec)
+    result.engine, result.engineReason = "oci", "requested"
+    return result
 
 
-async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+async def _import_oci(args: argparse.Namespace, spec: Any) -> ImportResult:
     from shared.importing.run import run_import
     from shared.registry import RegistryClient
 
@@ -275,7 +279,7 @@ async def _import_oci(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
             line.close()
 
 
-async def _interruptible(args: argparse.Namespace) -> dict[str, Any]:
+async def _interruptible(args: argparse.Namespace) -> ImportResult:
     """The import; Ctrl-C stops it at the engine's next safe point (so a streamed upload's session
     can be deleted), a second Ctrl-C, or ``stopping.GRACE`` seconds later, at once."""
     import asyncio
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli_service.jobs(args)
         if args.service or args.env.service_url or args.no_wait or args.credential:
             return _remote(args)
-        result = asyncio.run(_interruptible(args))
+        result = asyncio.run(_interruptible(args)).document()
     except KeyboardInterrupt:
         # The import stopped at a safe point (or was cancelled): open upload sessions were
         # deleted on the way out, and tags move last, so none moved.

@@ -239,7 +239,7 @@ def test_rules_file_never_crashes(text: str) -> None:
 @PROPERTY
 @given(json_values)
 def test_request_model_only_raises_validation_errors(doc: object) -> None:
-    from shared.service.models import ImportRequest
+    from shared.importing.request import ImportRequest
 
     with contextlib.suppress(ValidationError):
         ImportRequest.model_validate(doc)

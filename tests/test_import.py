@@ -51,7 +51,7 @@ async def do_import(
     dst_cred = dst_credential or (dst.credential if isinstance(dst, Reg) else dst_reg.credential if dst_reg else None)
     spec = build_spec(f"{src_host}/{source}", dst_host, images, repositories, **kwargs)
     async with RegistryClient(src_host, src_cred, FAST) as s, RegistryClient(dst_host, dst_cred, FAST) as d:
-        return await run_import(spec, s, d)
+        return (await run_import(spec, s, d)).document()
 
 
 def skopeo_raw(reg: Reg, ref: str) -> bytes:
@@ -400,7 +400,7 @@ async def test_https_registry_with_a_private_ca(
             await push_image(client, repo, image, "v1")
         spec = build_spec(f"{name}/{repo}:v1", target_reg.host, [f"{repo}:from-tls"])
         async with RegistryClient(name, Anonymous(), options) as s, target_reg.client() as d:
-            result = await run_import(spec, s, d)
+            result = (await run_import(spec, s, d)).document()
         assert result["digest"] == str(image.digest)
         assert skopeo_raw(target_reg, f"{repo}:from-tls") == image.manifest
     finally:

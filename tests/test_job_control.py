@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http import create_app
+from shared.azure_storage.records import JobChange, JobRecord
 from shared.service.wiring import Services
 from tests.conftest import BASIC_USERS, FAST, Reg
 from tests.harness.azurite import Azurite
@@ -26,7 +28,7 @@ from tests.harness.figures import record
 from tests.harness.hostile import hostile_server
 from tests.harness.images import make_image, make_multiarch, seed
 from tests.harness.relay import Relay
-from tests.harness.service import drain, environment, make_services
+from tests.harness.service import drain, environment, make_services, record_json
 from tests.harness.uploads import trickling_source, upload_path, upload_session
 
 KEY = base64.b64encode(b"c" * 32).decode()
@@ -169,7 +171,7 @@ def test_a_failed_job_retried_succeeds_once_the_fault_is_gone(
     assert api.get(first["location"]).json() == failed  # the old job is left as it was
     old, new = (json.loads(inline.statuses.message(j["id"]) or "{}") for j in (first, retry))
     assert old["sealed"] and new["sealed"] and old["sealed"] != new["sealed"]
-    stored = json.dumps([inline.statuses.get(j["id"]) for j in (first, retry)]) + answer.text + json.dumps(done)
+    stored = json.dumps([record_json(inline, j["id"]) for j in (first, retry)]) + answer.text + json.dumps(done)
     assert password not in stored and "credentials" not in json.dumps(new["request"])
 
 
@@ -231,7 +233,7 @@ def test_an_attempt_whose_worker_stopped_is_recorded_abandoned(
 
     async def shut_down_mid_job() -> None:
         task = asyncio.create_task(svc.worker.handle(message.content, 1))
-        while (svc.statuses.get(job["id"]) or {}).get("state") != "running":
+        while (record_json(svc, job["id"]) or {}).get("state") != "running":
             await asyncio.sleep(0.01)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -251,15 +253,15 @@ def test_a_cancel_and_a_start_at_once_leave_one_or_the_other(svc: Services, open
     update read again, so neither a cancel nor a start is lost."""
     statuses = svc.statuses
     job_id = "0000000000001cafe0001"
-    statuses.insert(job_id, {"state": "queued", "createdAt": "2026-12-02T00:00:00+00:00"})
+    statuses.insert(JobRecord(id=job_id, state="queued", createdAt=datetime(2026, 12, 2, tzinfo=UTC)))
     calls = []
 
-    def start(current: dict[str, Any]) -> dict[str, Any] | None:
-        calls.append(current["state"])
+    def start(current: JobRecord) -> JobChange | None:
+        calls.append(current.state)
         if len(calls) == 1:  # the API cancels it between this read and the write below
-            statuses.update(job_id, {"state": "cancelled"})
-        return None if current["state"] == "cancelled" else {"state": "running"}
+            statuses.update(job_id, JobChange(state="cancelled"))
+        return None if current.state == "cancelled" else JobChange(state="running")
 
-    assert statuses.transition(job_id, start)["state"] == "cancelled"  # type: ignore[index]
+    assert statuses.transition(job_id, start).state == "cancelled"  # type: ignore[union-attr]
     assert calls == ["queued", "cancelled"]
-    assert statuses.get(job_id)["state"] == "cancelled"  # type: ignore[index]
+    assert statuses.get(job_id).state == "cancelled"  # type: ignore[union-attr]

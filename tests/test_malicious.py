@@ -303,7 +303,7 @@ def test_no_content_coding_comes_between_the_bytes_and_their_digest(target_reg: 
                 RegistryClient(source, Anonymous(), OPTIONS) as src,
                 RegistryClient(target_reg.host, Anonymous(), OPTIONS) as dst,
             ):
-                return await run_import(spec, src, dst)
+                return (await run_import(spec, src, dst)).document()
 
         result = asyncio.run(go())
     assert result["digest"] == str(IMAGE.digest)

@@ -27,7 +27,7 @@ from tests.conftest import BASIC_USERS, FAST, Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import make_multiarch, seed
-from tests.harness.service import drain, environment, make_services
+from tests.harness.service import drain, environment, make_services, record_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "PLANTED-svc-s3cret-91ab"
@@ -283,7 +283,7 @@ def test_asgi_function_and_queue_trigger(
                 QueueMessageWithMeta(id=message.id, body=message.content.encode(), dequeue_count=1)  # type: ignore[no-untyped-call]
             )
         )
-        status = services.statuses.get(job_id)
+        status = record_json(services, job_id)
         assert status is not None and status["state"] == "succeeded"
     finally:
         root.services.cache_clear()
@@ -358,7 +358,7 @@ def test_no_secret_in_queue_status_or_logs(
     drain(svc)
     states = [api.get(j["location"]).json() for j in jobs]
     assert [s["state"] for s in states] == ["succeeded", "failed", "failed"], states
-    records = json.dumps([svc.statuses.get(j["id"]) for j in jobs])
+    records = json.dumps([record_json(svc, j["id"]) for j in jobs])
     logs = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
     for secret in (PLANTED, BASIC_USERS["alice"], KEY):
         for text in (*raw, records, logs):
@@ -390,7 +390,7 @@ def test_local_worker_releases_its_message_on_sigterm(
     )
     try:
         deadline = time.monotonic() + 30
-        while (svc.statuses.get(job["id"]) or {}).get("state") != "running":
+        while (record_json(svc, job["id"]) or {}).get("state") != "running":
             assert time.monotonic() < deadline, "the worker never started the job"
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)

@@ -16,12 +16,13 @@ from fastapi.testclient import TestClient
 from functions.events import as_dict
 from functions.http import create_app
 from shared.automation.calls import _rules, on_event, run_mirrors
+from shared.azure_storage.records import JobChange, JobError
 from shared.service.wiring import Services
 from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import make_image, make_multiarch, push_image
-from tests.harness.service import drain, environment, make_services
+from tests.harness.service import drain, environment, make_services, record_json
 
 TOPIC = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/devacr"
 
@@ -119,7 +120,7 @@ def test_tagged_push_promotes_once_and_lands(promo: Services, basic_reg: Reg, ta
     assert call(promo, eg(tagged)) == jobs
     assert call(promo, cloud({**tagged, "id": "t1-dup"})) == jobs
     drain(promo)
-    status = promo.statuses.get(jobs[0])
+    status = record_json(promo, jobs[0])
     assert status is not None and status["state"] == "succeeded", status
     assert status["targets"] == [
         f"{target_reg.host}/prod/{team_repo}:v1.2",
@@ -236,7 +237,7 @@ def test_mirror_pass_enqueues_only_changed_semver_tags(
     first = asyncio.run(run_mirrors(svc))[0]
     assert first["selected"] == 2 and sorted(first["enqueued"]) == ["1.25.0", "1.26.1"] and first["unchanged"] == 0
     drain(svc)
-    assert all(svc.statuses.get(j)["state"] == "succeeded" for j in first["enqueued"].values())  # type: ignore[index]
+    assert all(record_json(svc, j)["state"] == "succeeded" for j in first["enqueued"].values())  # type: ignore[index]
     second = asyncio.run(run_mirrors(svc))[0]
     assert second["enqueued"] == {} and second["unchanged"] == 2  # nothing changed, nothing to do
 
@@ -311,26 +312,26 @@ def test_a_failed_mirror_job_is_retried_after_its_back_off_and_a_permanent_failu
     svc = make_services(environment(azurite, FERRY_RULES_FILE=str(path)))
     first = asyncio.run(run_mirrors(svc))[0]
     assert first["states"] == {"3.12": "enqueued", "3.13": "enqueued"}
-    just_now = datetime.now(UTC).isoformat()
+    just_now = datetime.now(UTC)
     svc.statuses.update(
         first["enqueued"]["3.12"],
-        {"state": "failed", "finishedAt": just_now, "error": {"code": "UNAVAILABLE", "message": "injected"}},
+        JobChange(state="failed", finishedAt=just_now, error=JobError(code="UNAVAILABLE", message="injected")),
     )
-    svc.statuses.update(first["enqueued"]["3.13"], {"state": "failed", "finishedAt": just_now,
-                                                   "error": {"code": "DIGEST_INVALID", "message": "injected"}})  # fmt: skip
+    svc.statuses.update(first["enqueued"]["3.13"], JobChange(state="failed", finishedAt=just_now,
+                                                   error=JobError(code="DIGEST_INVALID", message="injected")))  # fmt: skip
     while svc.queue.receive(1) is not None:  # the failed jobs' messages are gone, as after a failure
         pass
     waiting = asyncio.run(run_mirrors(svc))[0]
     assert waiting["enqueued"] == {}  # never "enqueued" for a job that was not
     assert waiting["states"]["3.12"].startswith("failed: UNAVAILABLE; retrying after")
     assert waiting["states"]["3.13"] == "failed: DIGEST_INVALID"  # permanent: left alone
-    long_ago = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    svc.statuses.update(first["enqueued"]["3.12"], {"finishedAt": long_ago})
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    svc.statuses.update(first["enqueued"]["3.12"], JobChange(finishedAt=long_ago))
     retried = asyncio.run(run_mirrors(svc))[0]
     assert retried["states"]["3.12"] == "retrying (attempt 2)" and list(retried["enqueued"]) == ["3.12"]
     assert retried["enqueued"]["3.12"] != first["enqueued"]["3.12"]
     drain(svc)
-    assert svc.statuses.get(retried["enqueued"]["3.12"])["state"] == "succeeded"  # type: ignore[index]
+    assert record_json(svc, retried["enqueued"]["3.12"])["state"] == "succeeded"  # type: ignore[index]
     after = asyncio.run(run_mirrors(svc))[0]
     assert after["states"]["3.12"] == "up to date" and after["enqueued"] == {}
 

@@ -9,7 +9,7 @@ from typing import Any
 from shared.automation.passes import mirror_pass, promote
 from shared.automation.rules import Rules, load_rules
 from shared.errors import ConfigurationError
-from shared.service.models import ImportRequest
+from shared.importing.request import ImportRequest
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
 

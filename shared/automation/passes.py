@@ -24,10 +24,10 @@ from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
 from shared.errors import FerryError, NotFoundError, PullBudgetSpent, RateLimitedError
 from shared.http.budget import PullBudget
+from shared.importing.request import ImportRequest, Source
 from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
 from shared.registry.store import RegistryRepository
-from shared.service.models import ImportRequest, Source
 from shared.service.submit import Submitted
 
 log = logging.getLogger(__name__)

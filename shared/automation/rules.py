@@ -35,8 +35,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from shared.automation.tags import Selection, in_range, parse_range
 from shared.automation.tags import parse_tag as tag_version
 from shared.errors import ConfigurationError
+from shared.importing.request import Platforms, RegistryName
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
-from shared.service.models import Platforms, RegistryName
 
 _TEMPLATE_FIELDS = {"repository", "tag", "digest"}
 _FIELD = re.compile(r"\{(\w+)\}")

@@ -15,9 +15,8 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -30,6 +29,8 @@ from azure.storage.queue import (
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
 )
+
+from shared.azure_storage.records import Attempt, JobChange, JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,17 @@ def _received(message: QueueMessage) -> Received:
 
 
 #: Nested values are stored as JSON text (table properties are flat).
-NESTED = ("progress", "result", "error", "targets", "request", "lastAttempt")
+NESTED = ("progress", "result", "error", "targets", "request", "lastAttempt", "requestedBy", "verification", "waiting")
+_KEYS = ("PartitionKey", "RowKey", "Timestamp")
+#: An attempt's nested value (the worker instance), stored as JSON text.
+_ATTEMPT_NESTED = ("worker",)
 
 
-def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+# -- the row format: the one mapping between a record and a table row ---------------------------
+
+
+def row_of(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields (plain JSON values, :meth:`JobChange.fields`) as the row to merge."""
     entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": job_id}
     for key, value in fields.items():
         if key == "id":
@@ -159,23 +167,11 @@ def _encode(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
             if key in NESTED:
                 entity[key] = ""
             continue
-        entity[key] = _plain(value)
+        entity[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return entity
 
 
-_KEYS = ("PartitionKey", "RowKey", "Timestamp")
-#: An attempt's nested value (the worker instance), stored as JSON text.
-_ATTEMPT_NESTED = ("worker",)
-
-
-def _plain(value: Any) -> Any:
-    """A value as a table property holds it: times as ISO text, nested values as JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return json.dumps(value) if isinstance(value, (dict, list)) else value
-
-
-def _decode(entity: dict[str, Any], nested: tuple[str, ...] = NESTED) -> dict[str, Any]:
+def _decode(entity: Mapping[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": entity["RowKey"]}
     for key, value in entity.items():
         if key in _KEYS or key.startswith("odata"):
@@ -185,6 +181,27 @@ def _decode(entity: dict[str, Any], nested: tuple[str, ...] = NESTED) -> dict[st
         else:
             doc[key] = value
     return doc
+
+
+def record_of(entity: Mapping[str, Any]) -> JobRecord:
+    """The record a job's row holds (rows from before attempts were kept: the count alone)."""
+    doc = _decode(entity, NESTED)
+    old = doc.pop("attempts", 0)
+    if doc.get("attemptCount") is None:
+        doc["attemptCount"] = old if isinstance(old, int) else 0
+    return JobRecord.model_validate(doc)
+
+
+def attempt_row(job_id: str, attempt: Attempt) -> dict[str, Any]:
+    doc = attempt.model_dump(mode="json", exclude_none=True)
+    row = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in doc.items()}
+    return {"PartitionKey": ATTEMPTS, "RowKey": f"{job_id}:{attempt.number:04d}", **row}
+
+
+def attempt_of(entity: Mapping[str, Any]) -> Attempt:
+    doc = _decode(entity, _ATTEMPT_NESTED)
+    doc.pop("id")
+    return Attempt.model_validate(doc)
 
 
 class StatusStore:
@@ -197,22 +214,20 @@ class StatusStore:
         with contextlib.suppress(ResourceExistsError):
             self.table.create_table()
 
-    def insert(self, job_id: str, fields: dict[str, Any]) -> None:
-        self.table.create_entity(_encode(job_id, fields))
+    def insert(self, record: JobRecord) -> None:
+        self.table.create_entity(row_of(record.id, record.model_dump(mode="json")))
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         try:
-            return _decode(dict(self.table.get_entity(PARTITION, job_id)))
+            return record_of(self.table.get_entity(PARTITION, job_id))
         except ResourceNotFoundError:
             return None
 
-    def update(self, job_id: str, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` into the record."""
-        self.table.update_entity(_encode(job_id, fields), mode=UpdateMode.MERGE)
+    def update(self, job_id: str, change: JobChange) -> None:
+        """Merge ``change`` into the record."""
+        self.table.update_entity(row_of(job_id, change.fields()), mode=UpdateMode.MERGE)
 
-    def transition(
-        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> dict[str, Any] | None:
+    def transition(self, job_id: str, change: Callable[[JobRecord], JobChange | None]) -> JobRecord | None:
         """Change the record by what ``change`` makes of it as it stands (the fields to merge, or
         None to leave it), under its ETag: when another writer got there first, the record is read
         again and ``change`` asked again. Returns the record as it then stands (None if none)."""
@@ -221,34 +236,31 @@ class StatusStore:
                 entity = self.table.get_entity(PARTITION, job_id)
             except ResourceNotFoundError:
                 return None
-            current = _decode(dict(entity))
+            current = record_of(entity)
             fields = change(current)
             if fields is None:
                 return current
             try:
                 self.table.update_entity(
-                    _encode(job_id, fields),
+                    row_of(job_id, fields.fields()),
                     mode=UpdateMode.MERGE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
                 )
             except ResourceModifiedError:
                 continue
-            return {**current, **_decode(_encode(job_id, fields))}
+            return current.merged(fields)
         raise RuntimeError(f"job {job_id}: the record kept changing under 50 attempts to update it")
 
-    def record_attempt(self, job_id: str, number: int, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` (plain values) into attempt ``number`` of the job, made when new."""
-        row = {k: _plain(v) for k, v in fields.items() if v is not None}
-        entity = {"PartitionKey": ATTEMPTS, "RowKey": f"{job_id}:{number:04d}", "number": number, **row}
-        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+    def record_attempt(self, job_id: str, attempt: Attempt) -> None:
+        """Merge ``attempt`` into its row of the job, made when new."""
+        self.table.upsert_entity(attempt_row(job_id, attempt), mode=UpdateMode.MERGE)
 
-    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+    def attempts(self, job_id: str) -> list[Attempt]:
         """Every recorded attempt of the job, first first (``;`` sorts right after ``:``)."""
         query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
         found = self.table.query_entities(query, parameters={"p": ATTEMPTS, "lo": f"{job_id}:", "hi": f"{job_id};"})
-        rows = sorted(found, key=lambda e: str(e["RowKey"]))
-        return [{k: v for k, v in _decode(e, _ATTEMPT_NESTED).items() if k != "id"} for e in rows]
+        return [attempt_of(e) for e in sorted(found, key=lambda e: str(e["RowKey"]))]
 
     def keep_message(self, job_id: str, content: str) -> None:
         """Keep the job's queue message (compressed, in parts of a binary property's size)."""
@@ -268,7 +280,7 @@ class StatusStore:
             i += 1
         return zlib.decompress(b"".join(parts)).decode()
 
-    def list(self, state: str | None, limit: int, continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list(self, state: str | None, limit: int, continuation: str | None) -> tuple[list[JobRecord], str | None]:
         query = f"PartitionKey eq '{PARTITION}'"
         parameters: dict[str, Any] = {}
         if state:
@@ -278,7 +290,7 @@ class StatusStore:
             continuation_token=json.loads(continuation) if continuation else None
         )
         page: Iterator[dict[str, Any]] = next(pages, iter(()))
-        items = [_decode(dict(e)) for e in page]
+        items = [record_of(e) for e in page]
         token = getattr(pages, "continuation_token", None)
         return items, json.dumps(token) if token else None
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.arm.importer import ArmImporter, import_body
 from shared.credentials import Credential
+from shared.importing.result import ImportResult
 from shared.importing.spec import ImportSpec
 from shared.oci.reference import parse_image_path
 from shared.registry import RegistryClient
@@ -54,22 +55,22 @@ async def run_arm_import(
     target_resource_id: str,
     source_credential: Credential,
     target: RegistryClient,
-) -> dict[str, Any]:
+) -> ImportResult:
     """Import server-side, then read what landed through the data plane, so that both engines
     report the same fields."""
     arm = await importer.run(target_resource_id, arm_body(source, spec, source_credential))
-    result: dict[str, Any] = {"source": str(spec.source)}
+    result = ImportResult(source=str(spec.source))
     first = (spec.tagged or spec.targets)[0]
     reference = first.tag or str(parse_image_path(source.image).digest or "")
     landed = await RegistryRepository(target, first.repository).lookup(reference) if reference else None
     if landed is not None:
-        result.update({"digest": str(landed.digest), "mediaType": landed.media_type, "size": landed.size})
-        result["targets"] = [
+        result.digest, result.mediaType, result.size = str(landed.digest), landed.media_type, landed.size
+        result.targets = [
             f"{spec.target_registry}/{t.repository}:{t.tag}"
             if t.tag
             else f"{spec.target_registry}/{t.repository}@{landed.digest}"
             for t in spec.targets
         ]
-    result["arm"] = arm
-    result["seconds"] = arm["seconds"]
+    result.arm = arm
+    result.seconds = arm["seconds"]
     return result

@@ -23,6 +23,7 @@ from shared.engine.copy import CopyOptions, copy_graph, totals
 from shared.engine.plan import Plan, PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
 from shared.errors import DigestMismatchError, TagExistsError
+from shared.importing.result import BlobCounts, ImportResult
 from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
@@ -93,18 +94,13 @@ async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry
     }
 
 
-def _describe(spec: ImportSpec, root: Descriptor, plan: Plan | None) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "source": str(spec.source),
-        "digest": str(root.digest),
-        "mediaType": root.media_type,
-        "size": root.size,
-    }
+def _describe(spec: ImportSpec, root: Descriptor, plan: Plan | None) -> ImportResult:
+    result = ImportResult(source=str(spec.source), digest=str(root.digest), mediaType=root.media_type, size=root.size)
     if plan is not None and plan.source_root is not None:
-        result["sourceDigest"] = str(plan.source_root.digest)
-        result["platforms"] = [str(p) for p in spec.platforms]
-        result["note"] = "the index was filtered to the requested platforms, so its digest differs from the source's"
-    result["targets"] = [
+        result.sourceDigest = str(plan.source_root.digest)
+        result.platforms = [str(p) for p in spec.platforms]
+        result.note = "the index was filtered to the requested platforms, so its digest differs from the source's"
+    result.targets = [
         f"{spec.target_registry}/{t.repository}:{t.tag}"
         if t.tag
         else f"{spec.target_registry}/{t.repository}@{root.digest}"
@@ -161,21 +157,19 @@ async def _copy(
     return superseded
 
 
-def _counts(plan: Plan, progress: Progress) -> dict[str, Any]:
-    return {
-        "manifests": len(plan.manifests),
-        "manifestsPresent": progress.manifests_present,
-        "blobs": {
-            "total": len(plan.blobs),
-            "copied": progress.blobs_copied,
-            "mounted": progress.blobs_mounted,
-            "present": progress.blobs_present,
-            "foreign": progress.blobs_foreign,
-        },
-        "bytes": progress.bytes_moved,
-        "uniqueBytes": plan.unique_bytes,
-        "referrers": [str(r.digest) for r, _ in plan.referrers],
-    }
+def _counts(result: ImportResult, plan: Plan, progress: Progress) -> None:
+    result.manifests = len(plan.manifests)
+    result.manifestsPresent = progress.manifests_present
+    result.blobs = BlobCounts(
+        total=len(plan.blobs),
+        copied=progress.blobs_copied,
+        mounted=progress.blobs_mounted,
+        present=progress.blobs_present,
+        foreign=progress.blobs_foreign,
+    )
+    result.bytes = progress.bytes_moved
+    result.uniqueBytes = plan.unique_bytes
+    result.referrers = [str(r.digest) for r, _ in plan.referrers]
 
 
 async def run_import(
@@ -188,8 +182,8 @@ async def run_import(
     progress_interval: float = 0.5,
     source_anonymous: bool | None = None,
     may_tag: MayTag | None = None,
-) -> dict[str, Any]:
-    """Run ``spec`` from ``source`` into ``target``; returns the JSON result document."""
+) -> ImportResult:
+    """Run ``spec`` from ``source`` into ``target``; returns what it came to."""
     started = time.monotonic()
     # The engine's roles: the source repository, and the target registry's repositories.
     src = RegistryRepository(source, spec.source.repository)
@@ -198,22 +192,22 @@ async def run_import(
     root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
-        result.update({"upToDate": True, "bytes": 0, "seconds": round(time.monotonic() - started, 3)})
+        result.upToDate, result.bytes, result.seconds = True, 0, round(time.monotonic() - started, 3)
         return result
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
     plan, current = await _plan(spec, src, root, targets, current, _plan_options(spec, source_anonymous, concurrency))
     result = _describe(spec, plan.root, plan)
     if spec.dry_run:
-        result["dryRun"] = True
-        result["plan"] = await _dry_run(spec, plan, targets, source.registry == target.registry)
+        result.dryRun = True
+        result.plan = await _dry_run(spec, plan, targets, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
         superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag)
-        result.update(_counts(plan, reporter.progress))
+        _counts(result, plan, reporter.progress)
         if superseded:
-            result["superseded"] = superseded  # a newer job asked for these tags: not moved
-    result["seconds"] = round(time.monotonic() - started, 3)
+            result.superseded = superseded  # a newer job asked for these tags: not moved
+    result.seconds = round(time.monotonic() - started, 3)
     return result
 
 

@@ -10,10 +10,9 @@ import socket
 from typing import Any
 
 from shared import stopping
+from shared.azure_storage.records import FINISHED, Attempt, JobChange, JobRecord, Statuses, WorkerInstance, now
 from shared.engine.progress import Progress
 from shared.logs import job_fields
-from shared.service.models import FINISHED, now
-from shared.service.submit import Statuses
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +25,42 @@ class JobCancelled(Exception):
     """A cancel was asked for while the job ran: it stopped before any tag moved."""
 
 
-def new_attempt(number: int) -> dict[str, Any]:
-    """A new attempt as its row and the job record keep it: plain JSON values."""
-    return {
-        "number": number,
-        "startedAt": now().isoformat(),
-        "outcome": "running",
-        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
-    }
+def new_attempt(number: int) -> Attempt:
+    """A new attempt, running on this worker instance."""
+    return Attempt(number=number, startedAt=now(), worker=WorkerInstance(host=socket.gethostname(), pid=os.getpid()))
 
 
-def begin(current: dict[str, Any], attempt: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any] | None:
+def begin(current: JobRecord, attempt: Attempt, earlier: list[Attempt]) -> JobChange | None:
     """How a delivery changes the record: a finished job stays as it is (None); a job whose
     cancel was asked for is ``cancelled`` without running; else it is ``running`` this attempt.
     An earlier attempt the record still shows running ended unrecorded: it goes to ``earlier``."""
-    if current.get("state") in FINISHED:
+    if current.state in FINISHED:
         return None
     at = now()
-    if current.get("cancelRequestedAt"):
-        return {"state": "cancelled", "finishedAt": at, "updatedAt": at}
+    if current.cancelRequestedAt:
+        return JobChange(state="cancelled", finishedAt=at, updatedAt=at)
     earlier.clear()
-    last = current.get("lastAttempt") or {}
-    if last.get("outcome") == "running" and last.get("number", attempt["number"]) < attempt["number"]:
-        earlier.append({**last, "outcome": "abandoned", "message": "the worker stopped before the attempt ended"})
-    return {
-        "state": "running",
-        "attemptCount": attempt["number"],
-        "startedAt": current.get("startedAt") or at,
-        "updatedAt": at,
-        "lastAttempt": attempt,
-    }
+    last = current.lastAttempt
+    if last is not None and last.outcome == "running" and last.number < attempt.number:
+        message = "the worker stopped before the attempt ended"
+        earlier.append(last.model_copy(update={"outcome": "abandoned", "message": message}))
+    return JobChange(
+        state="running",
+        attemptCount=attempt.number,
+        startedAt=current.startedAt or at,
+        updatedAt=at,
+        lastAttempt=attempt,
+    )
 
 
-def not_run(job_id: str, record: dict[str, Any] | None) -> None:
+def not_run(job_id: str, record: JobRecord | None) -> None:
     """Say why a delivered job was not run; its message is consumed."""
     if record is None:
         log.error("job %s has no status record; its message is dropped", job_id)
-    elif record["state"] == "cancelled":
+    elif record.state == "cancelled":
         log.info("job %s is cancelled; its message is consumed without running", job_id, extra=job_fields(job_id))
     else:
-        log.info("job %s is already %s; redelivery ignored", job_id, record["state"], extra=job_fields(job_id))
+        log.info("job %s is already %s; redelivery ignored", job_id, record.state, extra=job_fields(job_id))
 
 
 class Watch:
@@ -88,7 +83,7 @@ class Watch:
         except Exception:  # the table did not answer: look again next time
             log.warning("job %s: could not look for a cancel request", self._job_id)
             return False
-        return bool(record and record.get("cancelRequestedAt"))
+        return bool(record and record.cancelRequestedAt)
 
     async def run(self, engine: asyncio.Task[Any]) -> None:
         while not self.committed:
@@ -114,7 +109,7 @@ class ProgressWriter:
     the Functions host several messages share one loop): one write at a time in a thread; the
     engine's :class:`~shared.engine.progress.Reporter` alone throttles."""
 
-    def __init__(self, statuses: Any, job_id: str) -> None:
+    def __init__(self, statuses: Statuses, job_id: str) -> None:
         self._statuses = statuses
         self._job_id = job_id
         self._task: asyncio.Task[None] | None = None
@@ -133,7 +128,8 @@ class ProgressWriter:
 
     async def _write(self, snapshot: dict[str, Any]) -> None:
         try:
-            await asyncio.to_thread(self._statuses.update, self._job_id, {"progress": snapshot, "updatedAt": now()})
+            change = JobChange(progress=snapshot, updatedAt=now())
+            await asyncio.to_thread(self._statuses.update, self._job_id, change)
         except Exception:  # progress is best effort: never fail an import over it
             log.warning("job %s: could not record progress", self._job_id)
 

@@ -10,17 +10,16 @@ the job at the same moment sees one or the other, never neither.
 
 from __future__ import annotations
 
-from typing import Any
-
+from shared.azure_storage.records import JobChange, JobRecord, Statuses, now
 from shared.errors import JobStateError, UnknownJobError
-from shared.service.models import ImportStatus, now, status_of
-from shared.service.submit import Statuses, job_record
+from shared.service.models import ImportStatus, status_of
+from shared.service.submit import job_record
 
 
 def show(statuses: Statuses, job_id: str) -> ImportStatus:
     """The job with every attempt it made."""
     record = job_record(statuses, job_id)
-    return status_of(record, statuses.attempts(job_id) if record.get("attemptCount") else [])
+    return status_of(record, statuses.attempts(job_id) if record.attemptCount else [])
 
 
 def cancel(statuses: Statuses, job_id: str) -> ImportStatus:
@@ -28,20 +27,18 @@ def cancel(statuses: Statuses, job_id: str) -> ImportStatus:
     failed raises :class:`JobStateError` with its state."""
     at = now()
 
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        state = current["state"]
-        if state == "queued":
-            return {"state": "cancelled", "cancelRequestedAt": at, "finishedAt": at, "updatedAt": at}
-        if state == "running" and not current.get("cancelRequestedAt"):
-            return {"cancelRequestedAt": at, "updatedAt": at}
+    def change(current: JobRecord) -> JobChange | None:
+        if current.state == "queued":
+            return JobChange(state="cancelled", cancelRequestedAt=at, finishedAt=at, updatedAt=at)
+        if current.state == "running" and not current.cancelRequestedAt:
+            return JobChange(cancelRequestedAt=at, updatedAt=at)
         return None
 
     record = statuses.transition(job_id, change) if job_id.isalnum() else None
     if record is None:
         raise UnknownJobError(f"no import job {job_id!r}")
-    if record["state"] in ("succeeded", "failed"):
+    if record.state in ("succeeded", "failed"):
         raise JobStateError(
-            f"job {job_id} already {record['state']}: only a queued or running job can be cancelled",
-            state=record["state"],
+            f"job {job_id} already {record.state}: only a queued or running job can be cancelled", state=record.state
         )
     return status_of(record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.errors import ConfigurationError
 from shared.importing.arm import ArmSource
-from shared.service.models import ImportRequest
+from shared.importing.request import ImportRequest
 
 OCI_ONLY = ("platforms", "includeReferrers", "dryRun")
 

@@ -26,18 +26,21 @@ from pydantic import ValidationError
 
 from shared import stopping
 from shared.arm.importer import ArmImporter, ArmOptions
+from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
-from shared.errors import BadRequest, FerryError, UnexpectedError
+from shared.errors import FerryError, UnexpectedError
 from shared.importing.arm import run_arm_import
+from shared.importing.request import ImportRequest
+from shared.importing.result import ImportResult
 from shared.importing.run import run_import
 from shared.importing.spec import ImportSpec, TargetRef
 from shared.logs import job_fields
 from shared.registry import RegistryClient
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
 from shared.service.engines import arm_source, choose_engine
-from shared.service.models import FINISHED, ImportJob, ImportRequest, now
-from shared.service.submit import Statuses, Submitter, open_sealed, seal, unseal
+from shared.service.models import ImportJob
+from shared.service.submit import open_sealed
 from shared.settings import Settings
 from shared.text import clean, shorten
 
@@ -49,14 +52,6 @@ PROGRESS_INTERVAL = 2.0
 
 class RetryLater(Exception):
     """The job failed in a way worth another delivery; the message must not be consumed."""
-
-
-def _summary(result: dict[str, Any]) -> str:
-    """``source -> targets (N bytes, B blobs copied, S s)``, for the job's success line."""
-    blobs = result.get("blobs") or {}
-    copied = blobs.get("copied", 0) if isinstance(blobs, dict) else 0
-    moved = f"{result.get('bytes', 0)} bytes, {copied} blobs copied, {result.get('seconds', 0)} s"
-    return f"{result.get('source')} -> {', '.join(result.get('targets', []))} ({moved})"
 
 
 class Worker:
@@ -102,18 +97,17 @@ class Worker:
         :class:`RetryLater` when it must come back."""
         try:
             job = ImportJob.model_validate_json(content)
-            request = ImportRequest.model_validate(job.request)
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
-        attempt, earlier = new_attempt(dequeue_count), list[dict[str, Any]]()
+        request, attempt, earlier = job.request, new_attempt(dequeue_count), list[Attempt]()
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
-        if record is None or record["state"] != "running":  # only this delivery's change makes it running
+        if record is None or record.state != "running":  # only this delivery's change makes it running
             not_run(job.id, record)
             return
-        fields = job_fields(job.id, str(record.get("source", "")), record.get("targets"))
+        fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
         progress = ProgressWriter(self.statuses, job.id)
@@ -129,62 +123,57 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.id)
             await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress)
             return
-        await self._succeeded(job.id, result, attempt, fields)
+        await self._succeeded(job.id, result, progress.latest, attempt, fields)
 
-    async def _attempt_rows(self, job_id: str, attempt: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+    async def _attempt_rows(self, job_id: str, attempt: Attempt, earlier: list[Attempt]) -> None:
         """This attempt's row, and the one an earlier attempt left ``running`` marked abandoned."""
-        await asyncio.gather(
-            *(asyncio.to_thread(self.statuses.record_attempt, job_id, a["number"], a) for a in [attempt, *earlier])
-        )
+        await asyncio.gather(*(asyncio.to_thread(self.statuses.record_attempt, job_id, a) for a in [attempt, *earlier]))
 
-    async def _ended(self, job_id: str, attempt: dict[str, Any], fields: dict[str, Any]) -> str:
+    async def _ended(self, job_id: str, attempt: Attempt, fields: JobChange) -> str:
         """Record the job's new state and how this attempt ended, in the job and in its row;
         returns the state recorded. Back to ``queued`` is made under the record's ETag: a cancel
         asked for meanwhile makes it ``cancelled`` instead (the message is then consumed)."""
         at = now()
-        fields.update(updatedAt=at, lastAttempt=attempt)
-        attempt["finishedAt"] = at.isoformat()
+        attempt.finishedAt = at
+        fields.updatedAt, fields.lastAttempt = at, attempt
 
-        def change(current: dict[str, Any]) -> dict[str, Any]:
-            if fields["state"] == "queued" and current.get("cancelRequestedAt"):
-                return {**fields, "state": "cancelled", "finishedAt": at}
-            return {**fields, "finishedAt": at} if fields["state"] in FINISHED else fields
+        def change(current: JobRecord | None) -> JobChange:
+            if fields.state == "queued" and current is not None and current.cancelRequestedAt:
+                return fields.model_copy(update={"state": "cancelled", "finishedAt": at})
+            return fields.model_copy(update={"finishedAt": at}) if fields.state in FINISHED else fields
 
-        if fields["state"] == "queued":
+        if fields.state == "queued":
             write = asyncio.to_thread(self.statuses.transition, job_id, change)
         else:  # nothing else changes a running job's state: a plain merge
-            write = asyncio.to_thread(self.statuses.update, job_id, change({}))
-        record, _ = await asyncio.gather(
-            write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt["number"], attempt)
-        )
-        return str(record["state"]) if record else str(fields["state"])
+            write = asyncio.to_thread(self.statuses.update, job_id, change(None))
+        record, _ = await asyncio.gather(write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt))
+        return str(record.state) if record else str(fields.state)
 
     async def _succeeded(
-        self, job_id: str, result: dict[str, Any], attempt: dict[str, Any], fields: dict[str, Any]
+        self, job_id: str, result: ImportResult, final: Document | None, attempt: Attempt, fields: Document
     ) -> None:
-        final = result.pop("progress", None)
-        attempt.update(outcome="succeeded", bytes=int(result.get("bytes") or 0))
-        await self._ended(job_id, attempt, {"state": "succeeded", "result": result, "progress": final, "error": None})
-        log.info("job %s succeeded: %s", job_id, _summary(result), extra=fields)
+        attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
+        change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)
+        await self._ended(job_id, attempt, change)
+        log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
-    async def _cancelled(self, job_id: str, attempt: dict[str, Any], progress: ProgressWriter) -> None:
+    async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter) -> None:
         """Stopped on request: open uploads were cancelled on the way out and no tag moved."""
         await progress.aclose()
         copied = progress.now()
-        attempt.update(outcome="cancelled", bytes=(copied or {}).get("bytesMoved", 0))
-        await self._ended(job_id, attempt, {"state": "cancelled", "progress": copied})
+        attempt.outcome, attempt.bytes = "cancelled", (copied or {}).get("bytesMoved", 0)
+        await self._ended(job_id, attempt, JobChange(state="cancelled", progress=copied))
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
-    async def _failed(self, job_id: str, exc: FerryError, attempt: dict[str, Any], progress: ProgressWriter) -> None:
+    async def _failed(self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter) -> None:
         await progress.aclose()
-        error = {"code": exc.code, "message": str(exc)}
-        if exc.detail:
-            error["detail"] = clean(exc.detail)  # what lies under the message: the HTTP exchange
-        attempt.update(outcome="failed", code=exc.code, message=shorten(str(exc), 2000))
-        attempt["bytes"] = (progress.now() or {}).get("bytesMoved", 0)
-        number = attempt["number"]
+        # detail: what lies under the message (the HTTP exchange)
+        error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
+        attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
+        attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
+        number = attempt.number
         if exc.retryable and number < self.settings.max_dequeue_count:
-            if await self._ended(job_id, attempt, {"state": "queued", "error": error}) == "queued":
+            if await self._ended(job_id, attempt, JobChange(state="queued", error=error)) == "queued":
                 log.warning(
                     "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
                     self.settings.retry_delay, extra=job_fields(job_id),
@@ -192,12 +181,12 @@ class Worker:
                 raise RetryLater(str(exc))
             log.info("job %s cancelled after attempt %d failed", job_id, number, extra=job_fields(job_id))
             return
-        await self._ended(job_id, attempt, {"state": "failed", "error": error})
+        await self._ended(job_id, attempt, JobChange(state="failed", error=error))
         log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
 
-    async def _watched(self, job: ImportJob, request: ImportRequest, progress: ProgressWriter) -> dict[str, Any]:
+    async def _watched(self, job: ImportJob, request: ImportRequest, progress: ProgressWriter) -> ImportResult:
         """The job, stopped when a cancel is asked for (:class:`JobCancelled`)."""
         watch = Watch(self.statuses, job.id)
         with stopping.scope(watch.stop):  # the engine's task, and every task it starts, sees it
@@ -217,17 +206,17 @@ class Worker:
 
     async def _run(
         self, job: ImportJob, request: ImportRequest, progress: ProgressWriter, watch: Watch
-    ) -> dict[str, Any]:
+    ) -> ImportResult:
         spec = request.spec(self.settings.limits)
         engine, why = choose_engine(request, self.settings.registries)
         if engine == "arm":
             result = await self._run_arm(job, request, spec)
         else:
             result = await self._run_oci(job, request, spec, progress, watch)
-        result.update({"engine": engine, "engineReason": why})
+        result.engine, result.engineReason = engine, why
         return result
 
-    async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> dict[str, Any]:
+    async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> ImportResult:
         options = ArmOptions(endpoint=self.settings.arm_endpoint, timeout=self.settings.arm_timeout)
         identity = self.credentials.identity()
         importer = ArmImporter(identity.source, options, self.settings.transport)
@@ -255,7 +244,7 @@ class Worker:
 
     async def _run_oci(
         self, job: ImportJob, request: ImportRequest, spec: ImportSpec, progress: ProgressWriter, watch: Watch
-    ) -> dict[str, Any]:
+    ) -> ImportResult:
         async def may_tag(target: TargetRef) -> bool:
             await watch.commit()  # the last moment a cancel stops the job: tags move next
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
@@ -269,7 +258,7 @@ class Worker:
         )
         try:
             async with source, target:
-                result = await run_import(
+                return await run_import(
                     spec,
                     source,
                     target,
@@ -280,9 +269,6 @@ class Worker:
                 )
         finally:
             await progress.aclose()  # no progress write may land after the job's final record
-        if progress.latest is not None:
-            result["progress"] = progress.latest
-        return result
 
 
-__all__ = ["BadRequest", "RetryLater", "Submitter", "Worker", "seal", "unseal"]
+__all__ = ["RetryLater", "Worker"]

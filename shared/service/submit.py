@@ -15,8 +15,9 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
+from shared.azure_storage.records import JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Secret
 from shared.errors import (
     BadRequest,
@@ -26,9 +27,10 @@ from shared.errors import (
     JobStateError,
     UnknownJobError,
 )
+from shared.importing.request import ImportRequest
 from shared.logs import job_fields
 from shared.service.engines import choose_engine
-from shared.service.models import ImportJob, ImportRequest, ImportStatus, now, status_of, targets_of
+from shared.service.models import ImportJob, ImportStatus, status_of, targets_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,26 +63,7 @@ class Submitted(NamedTuple):
     note: str
 
 
-class Statuses(Protocol):
-    def insert(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def transition(
-        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> dict[str, Any] | None: ...
-    def record_attempt(self, job_id: str, number: int, fields: dict[str, Any]) -> None: ...
-    def attempts(self, job_id: str) -> list[dict[str, Any]]: ...
-    def keep_message(self, job_id: str, content: str) -> None: ...
-    def message(self, job_id: str) -> str | None: ...
-    def list(
-        self, state: str | None, limit: int, continuation: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-    def claim_idempotency_key(self, key: str, job_id: str, fingerprint: str) -> tuple[str, str]: ...
-    def claim_tag(self, tag: str, job_id: str) -> None: ...
-    def newest_for_tag(self, tag: str) -> str | None: ...
-
-
-def job_record(statuses: Statuses, job_id: str) -> dict[str, Any]:
+def job_record(statuses: Statuses, job_id: str) -> JobRecord:
     """The job's status record; :class:`UnknownJobError` when no job has the id (ids are
     alphanumeric: anything else never reaches the table)."""
     record = statuses.get(job_id) if job_id.isalnum() else None
@@ -188,16 +171,15 @@ class Submitter:
         ``cancelled`` one, ``retryOf`` naming it. Its sealed credentials are opened and sealed
         again for the new job, in memory only; nothing secret is read back."""
         record = job_record(self.statuses, job_id)
-        if record["state"] not in ("failed", "cancelled"):
+        if record.state not in ("failed", "cancelled"):
             raise JobStateError(
-                f"job {job_id} is {record['state']}: only a failed or cancelled job can be retried",
-                state=record["state"],
+                f"job {job_id} is {record.state}: only a failed or cancelled job can be retried", state=record.state
             )
         kept = self.statuses.message(job_id)
         if kept is None:
-            raise JobStateError(f"job {job_id} kept no request to retry (it predates retries)", state=record["state"])
+            raise JobStateError(f"job {job_id} kept no request to retry (it predates retries)", state=record.state)
         old = ImportJob.model_validate_json(kept)
-        request = ImportRequest.model_validate(old.request)
+        request = old.request
         self.check(request)
         if old.sealed and not self.settings.allow_inline_credentials:
             raise BadRequest("source.credentials", "inline credentials are turned off: the job cannot be retried")
@@ -227,28 +209,28 @@ class Submitter:
             job_id = first  # new, or claimed but its record never landed: make it now
         spec = request.spec(self.settings.limits)
         at = now()
-        status = ImportStatus(
+        record = JobRecord(
             id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec),
             retryOf=retry_of,
         )  # fmt: skip
-        self.statuses.insert(job_id, status.model_dump(mode="json", exclude={"attempts"}))
+        self.statuses.insert(record)
         for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
             self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
-        self._enqueue(request, status, sealer(job_id))
-        return status, True
+        self._enqueue(request, record, sealer(job_id))
+        return status_of(record), True
 
-    def _enqueue(self, request: ImportRequest, status: ImportStatus, sealed: str | None) -> None:
+    def _enqueue(self, request: ImportRequest, status: JobRecord, sealed: str | None) -> None:
         """The job's message (inline credentials sealed), kept for a retry; a job that cannot be
         enqueued is recorded ``failed`` rather than left ``queued`` for ever."""
         job_id = status.id
-        message = ImportJob(id=job_id, request=_without_secrets(request), sealed=sealed, createdAt=status.createdAt)
+        message = ImportJob(id=job_id, request=request, sealed=sealed, createdAt=status.createdAt)
         content = message.model_dump_json()
         try:
             self.statuses.keep_message(job_id, content)
             self.queue.send(content)
         except Exception:
-            error = {"code": "ENQUEUE_FAILED", "message": "the job could not be put on the queue"}
-            self.statuses.update(job_id, {"state": "failed", "updatedAt": now(), "error": error})
+            error = JobError(code="ENQUEUE_FAILED", message="the job could not be put on the queue")
+            self.statuses.update(job_id, JobChange(state="failed", updatedAt=now(), error=error))
             raise
         log.info(
             "job %s queued: %s -> %s", job_id, status.source, ", ".join(status.targets),
@@ -290,12 +272,6 @@ class Submitter:
                     status.id, False, f"failed: {code}; retrying after {finished + timedelta(seconds=wait):%H:%M:%S}Z"
                 )
             key, attempt = f"{key}|after:{status.id}", attempt + 1
-
-
-def _without_secrets(request: ImportRequest) -> dict[str, Any]:
-    doc = request.model_dump(mode="json", exclude_none=True)
-    doc["source"].pop("credentials", None)
-    return doc
 
 
 def _fingerprint(request: ImportRequest) -> str:

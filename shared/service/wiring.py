@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
-from shared.service.jobs import Submitter, Worker
+from shared.service.jobs import Worker
+from shared.service.submit import Submitter
 from shared.settings import Settings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from shared.service.localworker import serve
 from shared.service.wiring import Services, build
@@ -38,3 +39,9 @@ def make_services(env: dict[str, str]) -> Services:
 def drain(svc: Services) -> None:
     """Run jobs until the queue is empty, as the local worker does."""
     asyncio.run(serve(svc, once=True, idle=0.05))
+
+
+def record_json(svc: Services, job_id: str) -> dict[str, Any] | None:
+    """The job's record as JSON (None when there is none)."""
+    found = svc.statuses.get(job_id)
+    return None if found is None else found.model_dump(mode="json")

@@ -1,0 +1,59 @@
+"""What an import came to, typed: both engines (``run_import``, ``run_arm_import``) return an
+:class:`ImportResult`; :meth:`ImportResult.document` is the JSON the CLI prints and the job's
+record keeps (fields in this order, those not set left out). A dataclass, not pydantic: a local
+``ferry import`` does not pay for pydantic's import."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class BlobCounts:
+    total: int
+    copied: int
+    mounted: int
+    present: int
+    foreign: int
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """The import's outcome: the image (``digest``...), where it landed (``targets``), what moved
+    (a copy), what would (a dry run's ``plan``), or ACR's operation (``arm``)."""
+
+    source: str
+    digest: str | None = None
+    mediaType: str | None = None
+    size: int | None = None
+    sourceDigest: str | None = None
+    platforms: list[str] | None = None
+    note: str | None = None
+    targets: list[str] | None = None
+    upToDate: bool | None = None
+    dryRun: bool | None = None
+    plan: dict[str, Any] | None = None
+    manifests: int | None = None
+    manifestsPresent: int | None = None
+    blobs: BlobCounts | None = None
+    bytes: int | None = None
+    uniqueBytes: int | None = None
+    referrers: list[str] | None = None
+    #: Tags a newer job asked for: not moved.
+    superseded: list[str] | None = None
+    arm: dict[str, Any] | None = None
+    seconds: int | float = 0
+    #: Which engine ran it, and why (set by whoever chose the engine).
+    engine: str | None = None
+    engineReason: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The result as JSON: the fields set, in order."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def summary(self) -> str:
+        """``source -> targets (N bytes, B blobs copied, S s)``, for a job's success line."""
+        copied = self.blobs.copied if self.blobs else 0
+        moved = f"{self.bytes or 0} bytes, {copied} blobs copied, {self.seconds} s"
+        return f"{self.source} -> {', '.join(self.targets or [])} ({moved})"
