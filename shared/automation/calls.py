@@ -43,5 +43,6 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
         services.settings.transport,
         None if dry_run else _submit(services),
         services.settings.ratelimit_floor,
+        services.budget,
     )
     return [r.summary() for r in reports]

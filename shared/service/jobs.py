@@ -29,7 +29,7 @@ from shared.arm.importer import ArmImporter, ArmOptions
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
-from shared.errors import FerryError, UnexpectedError
+from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
 from shared.importing.arm import run_arm_import
 from shared.importing.request import ImportRequest
 from shared.importing.result import ImportResult
@@ -41,6 +41,7 @@ from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, 
 from shared.service.engines import arm_source, choose_engine
 from shared.service.models import ImportJob
 from shared.service.submit import open_sealed
+from shared.service.waiting import Waits, budget_name
 from shared.settings import Settings
 from shared.text import clean, shorten
 
@@ -64,9 +65,12 @@ class Worker:
         statuses: Statuses,
         target_credential: Callable[[str], Credential] | None = None,
         identity: Callable[[], Any] | None = None,
+        waits: Waits | None = None,
     ) -> None:
         self.settings = settings
         self.statuses = statuses
+        #: The shared pull budget and how a job waits for it (None: no budget is kept).
+        self.waits = waits
         self._target_credential = target_credential
         if identity is None and settings.client_id:
             client_id = settings.client_id
@@ -87,6 +91,14 @@ class Worker:
         """A named credential, else the target's (the triggers')."""
         return self.credentials(registry, name=name) if name else self.target_credential(registry)
 
+    def _source_for_budget(self, job: ImportJob) -> Credential:
+        """The source credential, to name the budget by; anonymous when it cannot be had (the
+        job then fails on it as it would)."""
+        try:
+            return self.source_credential(job, job.request)
+        except FerryError:
+            return Anonymous()
+
     def target_credential(self, registry: str) -> Credential:
         if self._target_credential is not None:
             return self._target_credential(registry)
@@ -100,7 +112,11 @@ class Worker:
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
-        request, attempt, earlier = job.request, new_attempt(dequeue_count), list[Attempt]()
+        if self.waits is not None and (spent := await self.waits.admit(job, self._source_for_budget(job))):
+            await self.waits.wait(job, dequeue_count, spent, None)
+            return
+        number, failures = job.attemptsBefore + dequeue_count, job.failuresBefore + dequeue_count
+        request, attempt, earlier = job.request, new_attempt(number), list[Attempt]()
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
@@ -108,7 +124,7 @@ class Worker:
             not_run(job.id, record)
             return
         fields = job_fields(job.id, record.source, record.targets)
-        log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
+        log.info("job %s started (attempt %d): %s", job.id, number, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
         progress = ProgressWriter(self.statuses, job.id)
         try:
@@ -116,12 +132,17 @@ class Worker:
         except JobCancelled:
             await self._cancelled(job.id, attempt, progress)
             return
+        except PullBudgetSpent as spent:
+            await progress.aclose()
+            assert self.waits is not None  # only a budget raises it
+            await self.waits.wait(job, dequeue_count, spent, attempt)
+            return
         except FerryError as exc:
-            await self._failed(job.id, exc, attempt, progress)
+            await self._failed(job.id, exc, attempt, progress, failures)
             return
         except Exception as exc:  # a bug or an unexpected library error: retry, then poison
             log.exception("job %s failed unexpectedly", job.id)
-            await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress)
+            await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress, failures)
             return
         await self._succeeded(job.id, result, progress.latest, attempt, fields)
 
@@ -165,14 +186,17 @@ class Worker:
         await self._ended(job_id, attempt, JobChange(state="cancelled", progress=copied))
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
-    async def _failed(self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter) -> None:
+    async def _failed(
+        self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter, failures: int
+    ) -> None:
+        """``failures``: deliveries that failed, this one included (waits for the budget are not)."""
         await progress.aclose()
         # detail: what lies under the message (the HTTP exchange)
         error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
         attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
         attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
         number = attempt.number
-        if exc.retryable and number < self.settings.max_dequeue_count:
+        if exc.retryable and failures < self.settings.max_dequeue_count:
             if await self._ended(job_id, attempt, JobChange(state="queued", error=error)) == "queued":
                 log.warning(
                     "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
@@ -250,8 +274,14 @@ class Worker:
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
             return newest is None or newest >= job.id  # ids sort newest first
 
+        credential = self.source_credential(job, request)
         source = RegistryClient(
-            spec.source.registry, self.source_credential(job, request), self.settings.transport, role="source"
+            spec.source.registry,
+            credential,
+            self.settings.transport,
+            role="source",
+            budget=self.waits.budget if self.waits is not None else None,
+            budget_name=budget_name(job, credential),
         )
         target = RegistryClient(
             spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"

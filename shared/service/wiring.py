@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
+from shared.azure_storage.budget import TableLedgers
+from shared.http.budget import PullBudget
 from shared.service.jobs import Worker
 from shared.service.submit import Submitter
+from shared.service.waiting import Waits
 from shared.settings import Settings
 
 
@@ -18,6 +21,8 @@ class Services:
     queue: JobQueue
     submitter: Submitter
     worker: Worker
+    #: The pull budgets every worker shares (in the status table).
+    budget: PullBudget
 
 
 def storage_config(settings: Settings) -> StorageConfig:
@@ -40,10 +45,12 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
     if ensure if ensure is not None else bool(settings.storage_connection_string):
         statuses.ensure()
         queue.ensure()
+    budget = PullBudget(TableLedgers(statuses.table), reserve=settings.ratelimit_floor)
     return Services(
         settings,
         statuses,
         queue,
         Submitter(settings, statuses, queue, new_job_id),
-        worker or Worker(settings, statuses),
+        worker or Worker(settings, statuses, waits=Waits(budget, queue.send, statuses)),
+        budget,
     )

@@ -1,0 +1,99 @@
+"""A job that waits for its source's pull budget instead of failing.
+
+Before a job starts, and whenever a pull it needs is refused by the shared budget
+(:class:`~shared.errors.PullBudgetSpent`), the worker records it ``queued`` with ``waiting:
+{reason: "rate limit", until: ...}`` and puts its message back on the queue as a new message,
+hidden until the budget's window frees (a little jitter so that waiting jobs do not all wake in
+the same second). The delivery it came in is consumed: a wait is not a failed attempt and does
+not count toward the poison queue — the new message carries the attempts and the failures so far
+(``attemptsBefore``, ``failuresBefore``), so attempt numbers go on and ``FERRY_MAX_DEQUEUE_COUNT``
+counts failures only. When it is delivered again the job runs as any other (``waiting`` cleared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.azure_storage.records import Attempt, JobChange, JobRecord, Statuses, Waiting, now
+from shared.credentials import Credential
+from shared.errors import PullBudgetSpent
+from shared.http.budget import PullBudget, budget_key
+from shared.logs import job_fields
+from shared.service.models import ImportJob
+
+log = logging.getLogger(__name__)
+
+#: (message content, seconds hidden) -> None: the queue's send, with a visibility delay.
+Requeue = Callable[[str, float], None]
+#: Seconds of jitter added to a wait.
+JITTER = 1.0
+
+
+def budget_name(job: ImportJob, credential: Credential) -> str:
+    """The budget a job's source pulls count against: its named credential, else the credential
+    as it describes itself (an inline user, the identity, anonymous)."""
+    return job.request.source.credential or credential.describe()
+
+
+class Waits:
+    """The worker's side of the pull budget: may a job start, and how it waits."""
+
+    def __init__(self, budget: PullBudget, requeue: Requeue, statuses: Statuses) -> None:
+        self.budget = budget
+        self._requeue = requeue
+        self._statuses = statuses
+
+    async def admit(self, job: ImportJob, credential: Credential) -> PullBudgetSpent | None:
+        """None when the job's source has a pull to spare (or announced no limit), else why not."""
+        registry = job.request.source.registry
+        if registry is None:
+            return None
+        key = budget_key(registry, budget_name(job, credential))
+        room, frees_at = await self.budget.room(key)
+        if room >= 1:
+            return None
+        return PullBudgetSpent(key, frees_at, self.budget.describe(self.budget.seen[key]))
+
+    async def wait(self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt | None) -> None:
+        """Record the job waiting and put it back on the queue until the budget frees. ``attempt``:
+        the attempt the budget stopped (recorded ``waiting``), None when it was not started."""
+        at = now()
+        waiting = Waiting(reason="rate limit", until=datetime.fromtimestamp(spent.until, UTC))
+        if attempt is not None:
+            attempt.outcome, attempt.finishedAt = "waiting", at
+            attempt.code, attempt.message = spent.code, str(spent)
+
+        def change(current: JobRecord) -> JobChange | None:
+            if current.state in ("succeeded", "failed", "cancelled"):
+                return None
+            if current.cancelRequestedAt:
+                return JobChange(state="cancelled", finishedAt=at, updatedAt=at, waiting=None)
+            fields = JobChange(state="queued", updatedAt=at, waiting=waiting)
+            if attempt is not None:
+                fields.lastAttempt = attempt
+            return fields
+
+        record = await asyncio.to_thread(self._statuses.transition, job.id, change)
+        if attempt is not None:
+            await asyncio.to_thread(self._statuses.record_attempt, job.id, attempt)
+        if record is None or record.state != "queued":
+            log.info("job %s is %s; not waiting for the budget", job.id, record.state if record else "gone")
+            return
+        number = job.attemptsBefore + dequeue_count
+        again = job.model_copy(
+            update={
+                "attemptsBefore": number if attempt is not None else number - 1,
+                "failuresBefore": job.failuresBefore + dequeue_count - 1,
+            }
+        )
+        delay = max(1.0, math.ceil(spent.until - time.time())) + random.uniform(0, JITTER)  # noqa: S311 - jitter
+        await asyncio.to_thread(self._requeue, again.model_dump_json(), delay)
+        log.info(
+            "job %s waiting: %s (%s)", job.id, spent.waiting, spent.budget, extra=job_fields(job.id)
+        )  # fmt: skip
