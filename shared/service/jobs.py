@@ -112,11 +112,11 @@ class Worker:
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
-        if self.waits is not None and (spent := await self.waits.admit(job, self._source_for_budget(job))):
-            await self.waits.wait(job, dequeue_count, spent, None)
-            return
         number, failures = job.attemptsBefore + dequeue_count, job.failuresBefore + dequeue_count
         request, attempt, earlier = job.request, new_attempt(number), list[Attempt]()
+        if self.waits is not None and (spent := await self.waits.admit(job, self._source_for_budget(job))):
+            await self.waits.wait(job, dequeue_count, spent, attempt)
+            return
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )

@@ -60,37 +60,33 @@ class Waits:
             return None
         return PullBudgetSpent(key, frees_at, self.budget.describe(self.budget.seen[key]))
 
-    async def wait(self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt | None) -> None:
-        """Record the job waiting and put it back on the queue until the budget frees. ``attempt``:
-        the attempt the budget stopped (recorded ``waiting``), None when it was not started."""
+    async def wait(self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt) -> None:
+        """Record the job waiting and put it back on the queue until the budget frees. ``attempt``
+        (the delivery, started or stopped by the budget) is recorded with outcome ``waiting``: the
+        job's attempts say when and why it waited."""
         at = now()
         waiting = Waiting(reason="rate limit", until=datetime.fromtimestamp(spent.until, UTC))
-        if attempt is not None:
-            attempt.outcome, attempt.finishedAt = "waiting", at
-            attempt.code, attempt.message = spent.code, str(spent)
+        attempt.outcome, attempt.finishedAt = "waiting", at
+        attempt.code, attempt.message = spent.code, f"waiting: {spent.waiting}; {spent}"
 
         def change(current: JobRecord) -> JobChange | None:
             if current.state in ("succeeded", "failed", "cancelled"):
                 return None
             if current.cancelRequestedAt:
                 return JobChange(state="cancelled", finishedAt=at, updatedAt=at, waiting=None)
-            fields = JobChange(state="queued", updatedAt=at, waiting=waiting)
-            if attempt is not None:
-                fields.lastAttempt = attempt
-            return fields
+            return JobChange(
+                state="queued", updatedAt=at, waiting=waiting, lastAttempt=attempt, attemptCount=attempt.number
+            )
 
-        record = await asyncio.to_thread(self._statuses.transition, job.id, change)
-        if attempt is not None:
-            await asyncio.to_thread(self._statuses.record_attempt, job.id, attempt)
+        record, _ = await asyncio.gather(
+            asyncio.to_thread(self._statuses.transition, job.id, change),
+            asyncio.to_thread(self._statuses.record_attempt, job.id, attempt),
+        )
         if record is None or record.state != "queued":
             log.info("job %s is %s; not waiting for the budget", job.id, record.state if record else "gone")
             return
-        number = job.attemptsBefore + dequeue_count
         again = job.model_copy(
-            update={
-                "attemptsBefore": number if attempt is not None else number - 1,
-                "failuresBefore": job.failuresBefore + dequeue_count - 1,
-            }
+            update={"attemptsBefore": attempt.number, "failuresBefore": job.failuresBefore + dequeue_count - 1}
         )
         delay = max(1.0, math.ceil(spent.until - time.time())) + random.uniform(0, JITTER)  # noqa: S311 - jitter
         await asyncio.to_thread(self._requeue, again.model_dump_json(), delay)
