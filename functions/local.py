@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from functions.events import event_grid_shape
 from functions.http import create_app
 from functions.root import services
 from shared import environment, logs
@@ -83,8 +84,7 @@ def _events(body: Any, request: Request) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             continue
         if "specversion" in item:  # CloudEvents 1.0
-            out.append({"id": item.get("id"), "eventType": item.get("type"), "topic": item.get("source"),
-                        "subject": item.get("subject"), "data": item.get("data")})  # fmt: skip
+            out.append(event_grid_shape(*(item.get(k) for k in ("id", "type", "source", "subject", "data"))))
         else:
             out.append(item)
     return out

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.credentials import Credential
+    from shared.importing.engines import Engine
+    from shared.importing.launch import Access
     from shared.importing.result import ImportResult
+    from shared.importing.spec import ImportSpec
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
 
 
 def _concurrency(text: str) -> int:
@@ -185,26 +188,6 @@ def _remote(args: argparse.Namespace) -> int:
     return cli_service.submit(args, doc)
 
 
-async def _import_arm(args: argparse.Namespace, request: Any, target_id: str) -> ImportResult:
-    from azure.identity import DefaultAzureCredential
-
-    from shared.arm.importer import ArmImporter, ArmOptions
-    from shared.importing.arm import run_arm_import
-    from shared.registry import RegistryClient
-    from shared.service.engines import arm_source
-
-    spec = request.spec(args.env.limits)
-    options = args.env.transport
-    credential = _source_credential(args, "")  # no registry name: anonymous unless given
-    importer = ArmImporter(DefaultAzureCredential(), ArmOptions(endpoint=args.env.arm_endpoint), options)
-    try:
-        target_credential = _target_credential(args, spec.target_registry)
-        async with RegistryClient(spec.target_registry, target_credential, options, role="target") as target:
-            return await run_arm_import(arm_source(request), spec, importer, target_id, credential, target)
-    finally:
-        await importer.aclose()
-
-
 def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str]:
     """``FERRY_REGISTRIES``, and the target's resource ID made from ``--resource-group`` and
     ``AZURE_SUBSCRIPTION_ID`` when it lacks one (as ``az acr import -g`` names the target)."""
@@ -219,20 +202,35 @@ def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str
     return registries
 
 
-async def _import(args: argparse.Namespace) -> ImportResult:
+def _access(args: argparse.Namespace) -> Access:
+    """The command line's credentials: ``--username``/``--password`` (or the environment's) for
+    the source, ``FERRY_TARGET_*`` for the target, else the Entra identity for an ACR."""
+    from shared.importing.launch import Access
+
+    return Access(
+        lambda registry: _source_credential(args, registry), lambda registry: _target_credential(args, registry)
+    )
+
+
+def _identity() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def _spec_and_engine(args: argparse.Namespace) -> tuple[ImportSpec, Engine]:
+    """The import the arguments ask for, and its engine (the OCI engine unless ``--engine`` asks
+    for a choice and ARM is chosen: the choice's modules and pydantic, 0.3 s of imports, only then)."""
+    from shared.importing.engines import OCI
     from shared.importing.spec import build_spec
 
     if args.engine != "oci":
-        # The ARM engine's modules (and pydantic, 0.3 s of imports) only when it may be chosen.
-        from shared.service.engines import choose_engine
+        from shared.importing.engines import engine_for
 
         request = _request(args)
-        registries = _with_resource_group(args, request.targetRegistry)
-        engine, why = choose_engine(request, registries)
-        if engine == "arm":
-            result = await _import_arm(args, request, registries[request.targetRegistry])
-            result.engine, result.engineReason = engine, why
-            return result
+        engine = engine_for(request, _with_resource_group(args, request.targetRegistry))
+        if engine.name == "arm":
+            return request.spec(args.env.limits), engine
     spec = build_spec(
         args.source,
         args.name,
@@ -245,38 +243,30 @@ async def _import(args: argparse.Namespace) -> ImportResult:
         dry_run=args.dry_run,
         limits=args.env.limits,
     )
-    result = await _import_oci(args, spec)
-    result.engine, result.engineReason = "oci", "requested"
-    return result
+    return spec, OCI
 
 
-async def _import_oci(args: argparse.Namespace, spec: Any) -> ImportResult:
-    from shared.importing.run import run_import
-    from shared.registry import RegistryClient
-
-    options = args.env.transport
-    source_credential = _source_credential(args, spec.source.registry)
-    target_credential = _target_credential(args, spec.target_registry)
+async def _import(args: argparse.Namespace) -> ImportResult:
+    from shared.arm.importer import ArmOptions
     from shared.http.budget import PullBudget
+    from shared.importing.launch import Wiring, launch
+
+    spec, engine = _spec_and_engine(args)
+    env = args.env
+    # A source's pull limit (Docker Hub's): wait here for its window rather than fail.
+    budget = PullBudget(wait=True)
+    wiring = Wiring(
+        env.transport, args.concurrency or env.concurrency, _identity, ArmOptions(endpoint=env.arm_endpoint), budget
+    )
+    if engine.name == "arm":
+        return await launch(spec, engine, wiring, _access(args))
     from shared.progressline import ProgressLine
 
     line = ProgressLine(sys.stderr)
-    budget = PullBudget(wait=True)  # a registry's pull limit: wait for its window rather than fail
-    async with (
-        RegistryClient(spec.source.registry, source_credential, options, role="source", budget=budget) as source,
-        RegistryClient(spec.target_registry, target_credential, options, role="target") as target,
-    ):
-        try:
-            return await run_import(
-                spec,
-                source,
-                target,
-                concurrency=args.concurrency or args.env.concurrency,
-                on_progress=line,
-                progress_interval=line.interval,
-            )
-        finally:
-            line.close()
+    try:
+        return await launch(spec, engine, wiring, _access(args), on_progress=line, progress_interval=line.interval)
+    finally:
+        line.close()
 
 
 async def _interruptible(args: argparse.Namespace) -> ImportResult:
@@ -356,31 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         print("ferry: interrupted; open uploads were cancelled and no tag was moved", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (InvalidReferenceError, ConfigurationError, ValueError) as exc:
-        _fail(exc, "BAD_INPUT")
+        fail(exc, "BAD_INPUT")
         return EXIT_BAD_INPUT
     except FerryError as exc:
-        _fail(exc, exc.code)
+        fail(exc, exc.code)
         return EXIT_FAILED
     result["status"] = "succeeded"
     print(json.dumps(result, indent=2))
     return EXIT_OK
-
-
-def _fail(exc: Exception, code: str) -> None:
-    from shared.text import clean
-
-    code = getattr(exc, "code", code)
-    error = {"code": code, "message": clean(str(exc))}
-    if getattr(exc, "detail", ""):
-        error["detail"] = clean(str(exc.detail))  # type: ignore[attr-defined]
-    print_failed(error)
-
-
-def print_failed(error: dict[str, Any]) -> None:
-    """A failure as the command prints it, here or through a service: the JSON document on
-    stdout, its message on stderr."""
-    print(json.dumps({"status": "failed", "error": error}, indent=2))
-    print(f"ferry: {error['message']}", file=sys.stderr)
 
 
 def run() -> None:

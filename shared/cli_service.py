@@ -13,10 +13,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
-from shared.service.client import ServiceClient, ServiceError
+from shared.errors import ServiceError
+from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
+
+if TYPE_CHECKING:  # the client (and httpx) only when a command talks to a service
+    from shared.service.client import ServiceClient
 
 #: The API's request fields as the command line names them.
 FLAGS = {
@@ -58,6 +61,8 @@ def _ordinal(n: int) -> str:
 
 def client_of(args: argparse.Namespace) -> ServiceClient:
     """The service named by ``--service`` or ``FERRY_SERVICE_URL``, with its key or token."""
+    from shared.service.client import ServiceClient  # noqa: PLC0415 - not for the parser alone
+
     env = args.env
     token = None
     if env.service_scope:
@@ -76,6 +81,7 @@ def client_of(args: argparse.Namespace) -> ServiceClient:
 
 def submit(args: argparse.Namespace, request: dict[str, Any]) -> int:
     """Submit ``request``; with ``--no-wait`` print the job, else follow it to its end."""
+
     client = client_of(args)
     for option, setting in (("concurrency", "FERRY_CONCURRENCY"), ("resource_group", "FERRY_REGISTRIES")):
         if getattr(args, option, None):
@@ -164,6 +170,7 @@ def _refused(exc: ServiceError) -> int:
 
 def jobs(args: argparse.Namespace) -> int:
     """``ferry jobs list|show|cancel|retry|wait``."""
+
     client = client_of(args)
     try:
         if args.jobs_command == "wait":

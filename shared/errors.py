@@ -21,6 +21,7 @@
     ├── UnexpectedError                 retryable: a bug or an unexpected library error (INTERNAL)
     ├── ArmTimeoutError                 an ARM import still running past its timeout
     ├── PullBudgetSpent                 a pull the shared budget did not allow: wait ``until`` (not sent)
+    ├── ServiceError                    a Ferry service refused a request or was not reached (its own code)
     ├── HostNotFoundError               a registry name that does not resolve (EAI_NONAME)
     ├── TransportError                  retryable: connection refused, reset, timed out
     │   └── StalledError                a body that arrives slower than the stall floor
@@ -45,7 +46,7 @@ secret Ferry holds (also when a registry echoes one back) and escapes control ch
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.text import clean, shorten
@@ -214,6 +215,20 @@ class UnexpectedError(FerryError):
 
 class ArmTimeoutError(FerryError):
     code = "ARM_TIMEOUT"
+
+
+class ServiceError(FerryError):
+    """The service refused a request, or could not be reached. ``code`` is the service's own
+    (``BAD_REQUEST``, ``JOB_STATE``, ``NOT_FOUND``...) or ``SERVICE_UNREACHABLE``/``SERVICE_ERROR``."""
+
+    code = "SERVICE_ERROR"
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0, answer: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+        self.status = status
+        self.answer = answer or {}
 
 
 class ContentIntegrityError(FerryError):

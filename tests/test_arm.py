@@ -23,8 +23,8 @@ from shared.errors import (
     PermissionDeniedError,
 )
 from shared.importing.arm import arm_body
+from shared.importing.engines import arm_source, choose_engine
 from shared.importing.request import ImportRequest
-from shared.service.engines import arm_source, choose_engine
 from shared.service.jobs import Worker
 from shared.service.wiring import Services
 from tests.conftest import FAST, Reg

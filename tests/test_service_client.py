@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.service.client import ServiceClient, ServiceError
+from shared.errors import ServiceError
+from shared.service.client import ServiceClient
 
 
 def test_the_function_key_is_sent_and_a_refusal_says_what_to_set() -> None:

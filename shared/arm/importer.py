@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 
-from shared.credentials import Secret
 from shared.credentials.model import get_token
 from shared.errors import (
     ArmOperationError,
@@ -60,33 +59,6 @@ class ArmOptions:
     #: Poll interval when ARM sends no Retry-After (and the longest wait honoured).
     poll_default: float = 5.0
     poll_max: float = 60.0
-
-
-def import_body(
-    *,
-    source_image: str,
-    registry_uri: str | None,
-    resource_id: str | None,
-    username: str | None,
-    password: Secret | None,
-    target_tags: list[str],
-    untagged: list[str],
-    force: bool,
-) -> dict[str, Any]:
-    """``ImportImageParameters``; the only place a password is put into a request body."""
-    source: dict[str, Any] = {"sourceImage": source_image}
-    if resource_id:
-        source["resourceId"] = resource_id
-    elif registry_uri:
-        source["registryUri"] = registry_uri
-    if password is not None:
-        source["credentials"] = {"password": password.reveal(), **({"username": username} if username else {})}
-    body: dict[str, Any] = {"source": source, "mode": "Force" if force else "NoForce"}
-    if target_tags:
-        body["targetTags"] = target_tags
-    if untagged:
-        body["untaggedTargetRepositories"] = untagged
-    return body
 
 
 class ArmImporter:

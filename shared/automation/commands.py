@@ -14,9 +14,8 @@ from shared.automation.rules import load_rules
 from shared.credentials import Credential
 from shared.credentials.resolver import Resolver
 from shared.errors import ConfigurationError
+from shared.exits import EXIT_BAD_INPUT, EXIT_OK
 from shared.settings import credential_env, named_credentials
-
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def plan(file: str) -> int:

@@ -1,14 +1,14 @@
 """An import run by ACR itself through ARM's ``importImage`` (the ``arm`` engine): the request
 body from the spec, the long-running operation, then what landed read through the data plane,
 so that both engines report the same fields. Which engine a job gets is the service's choice
-(:mod:`shared.service.engines`)."""
+(:mod:`shared.importing.engines`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.arm.importer import ArmImporter, import_body
+from shared.arm.importer import ArmImporter
 from shared.credentials import Credential
 from shared.importing.result import ImportResult
 from shared.importing.spec import ImportSpec
@@ -33,19 +33,24 @@ def _source_image(source: ArmSource) -> str:
 
 
 def arm_body(source: ArmSource, spec: ImportSpec, credential: Credential) -> dict[str, Any]:
-    # ARM takes a username and password, or a password alone (a token); an identity sends none.
+    """ARM's ``ImportImageParameters`` for ``spec``, whole: the only place a password is put into
+    a request body. ARM takes a username and password, or a password alone (a token); an identity
+    sends none."""
+    doc: dict[str, Any] = {"sourceImage": _source_image(source)}
+    if source.resource_id:
+        doc["resourceId"] = source.resource_id
+    elif spec.source.registry:
+        doc["registryUri"] = spec.source.registry
     login = credential.login()
     username, password = login if login is not None else (None, credential.registry_token())
-    return import_body(
-        source_image=_source_image(source),
-        registry_uri=None if source.resource_id else spec.source.registry,
-        resource_id=source.resource_id,
-        username=username,
-        password=password,
-        target_tags=[f"{t.repository}:{t.tag}" for t in spec.tagged],
-        untagged=[t.repository for t in spec.targets if not t.tag],
-        force=spec.force,
-    )
+    if password is not None:
+        doc["credentials"] = {"password": password.reveal(), **({"username": username} if username else {})}
+    body: dict[str, Any] = {"source": doc, "mode": "Force" if spec.force else "NoForce"}
+    if tags := [f"{t.repository}:{t.tag}" for t in spec.tagged]:
+        body["targetTags"] = tags
+    if untagged := [t.repository for t in spec.targets if not t.tag]:
+        body["untaggedTargetRepositories"] = untagged
+    return body
 
 
 async def run_arm_import(

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from shared.errors import FerryError
+from shared.errors import ServiceError
 from shared.http.policy import is_loopback
 from shared.strict import loads_bounded
 from shared.text import register_secret, shorten
@@ -26,20 +26,6 @@ MAX_ANSWER = 4 * 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: Seconds a whole answer may take, however its bytes trickle in.
 ANSWER_SECONDS = 60.0
-
-
-class ServiceError(FerryError):
-    """The service refused a request, or could not be reached. ``code`` is the service's own
-    (``BAD_REQUEST``, ``JOB_STATE``, ``NOT_FOUND``...) or ``SERVICE_UNREACHABLE``/``SERVICE_ERROR``."""
-
-    code = "SERVICE_ERROR"
-
-    def __init__(self, message: str, *, code: str = "", status: int = 0, answer: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        if code:
-            self.code = code
-        self.status = status
-        self.answer = answer or {}
 
 
 def base_url(url: str) -> tuple[str, str | None]:

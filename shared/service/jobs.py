@@ -25,20 +25,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping
-from shared.arm.importer import ArmImporter, ArmOptions
+from shared.arm.importer import ArmOptions
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
 from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
-from shared.importing.arm import run_arm_import
+from shared.importing.engines import engine_for
+from shared.importing.launch import Access, Wiring, launch
 from shared.importing.request import ImportRequest
 from shared.importing.result import ImportResult
-from shared.importing.run import run_import
-from shared.importing.spec import ImportSpec, TargetRef
+from shared.importing.spec import TargetRef
 from shared.logs import job_fields
-from shared.registry import RegistryClient
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
-from shared.service.engines import arm_source, choose_engine
 from shared.service.models import ImportJob
 from shared.service.submit import open_sealed
 from shared.service.waiting import Waits, budget_name
@@ -82,10 +80,21 @@ class Worker:
 
         self.credentials = Resolver(settings.credential, identity)
 
-    def source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
-        """Sealed inline credentials, else the named one, else the identity for an ACR."""
+    @property
+    def wiring(self) -> Wiring:
+        """How this worker reaches registries and ARM, as its settings now say."""
+        settings = self.settings
+        arm = ArmOptions(endpoint=settings.arm_endpoint, timeout=settings.arm_timeout)
+        budget = self.waits.budget if self.waits is not None else None
+        return Wiring(settings.transport, settings.concurrency, lambda: self.credentials.identity().source, arm, budget)
+
+    def source_credential(self, job: ImportJob, request: ImportRequest, registry: str) -> Credential:
+        """Sealed inline credentials, else the named one, else the identity for an ACR. Asked for
+        with no registry (the ARM engine's body), only sealed or named credentials: else anonymous."""
         given = open_sealed(self.settings.credential_key, job.id, job.sealed) if job.sealed else None
-        return self.credentials(request.source.registry or "", name=request.source.credential, given=given)
+        # the request's own registry: one named only inside sourceImage gets no identity
+        where = (request.source.registry or "") if registry else ""
+        return self.credentials(where, name=request.source.credential, given=given)
 
     def credential_for(self, registry: str, name: str | None) -> Credential:
         """A named credential, else the target's (the triggers')."""
@@ -95,7 +104,7 @@ class Worker:
         """The source credential, to name the budget by; anonymous when it cannot be had (the
         job then fails on it as it would)."""
         try:
-            return self.source_credential(job, job.request)
+            return self.source_credential(job, job.request, job.request.source.registry or "")
         except FerryError:
             return Anonymous()
 
@@ -232,71 +241,29 @@ class Worker:
         self, job: ImportJob, request: ImportRequest, progress: ProgressWriter, watch: Watch
     ) -> ImportResult:
         spec = request.spec(self.settings.limits)
-        engine, why = choose_engine(request, self.settings.registries)
-        if engine == "arm":
-            result = await self._run_arm(job, request, spec)
-        else:
-            result = await self._run_oci(job, request, spec, progress, watch)
-        result.engine, result.engineReason = engine, why
-        return result
 
-    async def _run_arm(self, job: ImportJob, request: ImportRequest, spec: ImportSpec) -> ImportResult:
-        options = ArmOptions(endpoint=self.settings.arm_endpoint, timeout=self.settings.arm_timeout)
-        identity = self.credentials.identity()
-        importer = ArmImporter(identity.source, options, self.settings.transport)
-        target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
-        )
-        try:
-            async with target:
-                return await run_arm_import(
-                    arm_source(request),
-                    spec,
-                    importer,
-                    self.settings.registries[spec.target_registry],
-                    self._arm_source_credential(job, request),
-                    target,
-                )
-        finally:
-            await importer.aclose()
-
-    def _arm_source_credential(self, job: ImportJob, request: ImportRequest) -> Credential:
-        """ARM reaches Azure sources with the caller's identity: only named or inline credentials go in the body."""
-        if job.sealed or request.source.credential:
-            return self.source_credential(job, request)
-        return Anonymous()
-
-    async def _run_oci(
-        self, job: ImportJob, request: ImportRequest, spec: ImportSpec, progress: ProgressWriter, watch: Watch
-    ) -> ImportResult:
         async def may_tag(target: TargetRef) -> bool:
             await watch.commit()  # the last moment a cancel stops the job: tags move next
             newest = await asyncio.to_thread(self.statuses.newest_for_tag, f"{spec.target_registry}/{target}")
             return newest is None or newest >= job.id  # ids sort newest first
 
-        credential = self.source_credential(job, request)
-        source = RegistryClient(
-            spec.source.registry,
-            credential,
-            self.settings.transport,
-            role="source",
-            budget=self.waits.budget if self.waits is not None else None,
+        engine = engine_for(request, self.settings.registries)
+        credential = self.source_credential(job, request, request.source.registry or "")
+        access = Access(
+            lambda registry: self.source_credential(job, request, registry),
+            self.target_credential,
             budget_name=budget_name(job, credential),
         )
-        target = RegistryClient(
-            spec.target_registry, self.target_credential(spec.target_registry), self.settings.transport, role="target"
-        )
         try:
-            async with source, target:
-                return await run_import(
-                    spec,
-                    source,
-                    target,
-                    concurrency=self.settings.concurrency,
-                    on_progress=progress,
-                    progress_interval=PROGRESS_INTERVAL,
-                    may_tag=may_tag,
-                )
+            return await launch(
+                spec,
+                engine,
+                self.wiring,
+                access,
+                on_progress=progress,
+                progress_interval=PROGRESS_INTERVAL,
+                may_tag=may_tag,
+            )
         finally:
             await progress.aclose()  # no progress write may land after the job's final record
 

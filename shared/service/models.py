@@ -61,24 +61,12 @@ def status_of(record: JobRecord, attempts: list[Attempt] | None = None) -> Impor
     """The API's view of a job's record: with ``attempts`` (every one, for ``GET`` on one job),
     else the last one the record keeps."""
     shown = attempts if attempts is not None else [record.lastAttempt] if record.lastAttempt else []
-    return ImportStatus(
-        id=record.id,
-        state=record.state,
-        createdAt=record.createdAt,
-        updatedAt=record.updatedAt,
-        startedAt=record.startedAt,
-        finishedAt=record.finishedAt,
-        attemptCount=record.attemptCount,
-        attempts=shown,
-        retryOf=record.retryOf,
-        cancelRequestedAt=record.cancelRequestedAt,
-        source=record.source,
-        targets=record.targets,
-        progress=record.progress,
-        result=record.result,
-        error=record.error.model_dump(exclude_none=True) if record.error else None,
-        waiting=record.waiting,
-    )
+    error = record.error.model_dump(exclude_none=True) if record.error else None
+    return ImportStatus(**record.model_dump(include=_RECORDED), attempts=shown, error=error)
+
+
+#: What the API shows of a record as it is (the attempts and the error are shaped for it).
+_RECORDED = set(ImportStatus.model_fields) - {"attempts", "error"}
 
 
 def targets_of(spec: ImportSpec) -> list[str]:

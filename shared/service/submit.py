@@ -27,9 +27,9 @@ from shared.errors import (
     JobStateError,
     UnknownJobError,
 )
+from shared.importing.engines import choose_engine
 from shared.importing.request import ImportRequest
 from shared.logs import job_fields
-from shared.service.engines import choose_engine
 from shared.service.models import ImportJob, ImportStatus, status_of, targets_of
 from shared.settings import Settings
 

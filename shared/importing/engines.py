@@ -8,6 +8,8 @@ referrers, a dry run).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.errors import ConfigurationError
 from shared.importing.arm import ArmSource
 from shared.importing.request import ImportRequest
@@ -48,3 +50,26 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
 def arm_source(request: ImportRequest) -> ArmSource:
     """The request's source as the ARM engine takes it."""
     return ArmSource(request.source.sourceImage, request.source.resourceId)
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The engine an import runs on, and why; for ``arm``, the target's resource ID and the
+    source as ARM names it."""
+
+    name: str
+    reason: str
+    target_id: str | None = None
+    source: ArmSource | None = None
+
+
+#: The OCI engine, when the command line asks for it (the default): no choice to make.
+OCI = Engine("oci", "requested")
+
+
+def engine_for(request: ImportRequest, registries: dict[str, str]) -> Engine:
+    """The engine ``request`` runs on with these target resource IDs (``FERRY_REGISTRIES``)."""
+    name, why = choose_engine(request, registries)
+    if name == "arm":
+        return Engine(name, why, registries[request.targetRegistry], arm_source(request))
+    return Engine(name, why)

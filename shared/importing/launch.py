@@ -1,0 +1,106 @@
+"""One import wired, wherever it runs: ``ferry import`` on a terminal and the worker both come
+here with the import (a spec and its engine) and how to reach the registries; the clients are
+built for the engine chosen, the engine runs, and its result is made (:class:`ImportResult`,
+with the engine and why).
+
+Credentials are asked for by registry (:data:`CredentialFor`). The ARM engine's body carries
+the source credential asked for with no registry (``""``): only what was given or named, never
+an identity (ARM reaches Azure sources with its caller's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.arm.importer import ArmImporter, ArmOptions
+from shared.credentials import Credential
+from shared.engine.progress import Progress
+from shared.http.budget import PullBudget
+from shared.http.policy import TransportOptions
+from shared.importing.arm import run_arm_import
+from shared.importing.engines import Engine
+from shared.importing.result import ImportResult
+from shared.importing.run import MayTag, run_import
+from shared.importing.spec import ImportSpec
+from shared.registry import RegistryClient
+
+#: A registry's credential, by its login server.
+CredentialFor = Callable[[str], Credential]
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """How this process reaches registries and ARM: transport options, parallel transfers, and
+    the Entra token credential ARM is called with (made only when the ARM engine runs)."""
+
+    transport: TransportOptions
+    concurrency: int
+    identity: Callable[[], Any]
+    arm: ArmOptions = field(default_factory=ArmOptions)
+    #: The pull budget each source's manifest ``GET``s are taken from (None: none kept).
+    budget: PullBudget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The credentials of one import: the source's and the target's, by registry."""
+
+    source: CredentialFor
+    target: CredentialFor
+    #: The name of the source's pull budget (a named credential); None: the credential's own words.
+    budget_name: str | None = None
+
+
+async def launch(
+    spec: ImportSpec,
+    engine: Engine,
+    wiring: Wiring,
+    access: Access,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval: float = 0.5,
+    may_tag: MayTag | None = None,
+) -> ImportResult:
+    """Run ``spec`` on ``engine``; returns what it came to."""
+    if engine.name == "arm":
+        result = await _arm(spec, engine, wiring, access)
+    else:
+        source = RegistryClient(
+            spec.source.registry,
+            access.source(spec.source.registry),
+            wiring.transport,
+            role="source",
+            budget=wiring.budget,
+            budget_name=access.budget_name,
+        )
+        target = RegistryClient(
+            spec.target_registry, access.target(spec.target_registry), wiring.transport, role="target"
+        )
+        async with source, target:
+            result = await run_import(
+                spec,
+                source,
+                target,
+                concurrency=wiring.concurrency,
+                on_progress=on_progress,
+                progress_interval=progress_interval,
+                may_tag=may_tag,
+            )
+    result.engine, result.engineReason = engine.name, engine.reason
+    return result
+
+
+async def _arm(spec: ImportSpec, engine: Engine, wiring: Wiring, access: Access) -> ImportResult:
+    assert engine.target_id is not None and engine.source is not None  # engine_for sets both for arm
+    body_credential = access.source("")
+    importer = ArmImporter(wiring.identity(), wiring.arm, wiring.transport)
+    try:
+        target = RegistryClient(
+            spec.target_registry, access.target(spec.target_registry), wiring.transport, role="target"
+        )
+        async with target:
+            return await run_arm_import(engine.source, spec, importer, engine.target_id, body_credential, target)
+    finally:
+        await importer.aclose()
