@@ -102,6 +102,12 @@ def limits(env: Mapping[str, str]) -> Limits:
     )
 
 
+def ratelimit_floor(env: Mapping[str, str]) -> int:
+    """``FERRY_RATELIMIT_FLOOR``: pulls of a limited source's window kept in reserve for people (a
+    mirror pass also stops asking a source whose ``ratelimit-remaining`` falls under it); default 10."""
+    return whole(env, "FERRY_RATELIMIT_FLOOR", 10, 0, None)
+
+
 def log_level(env: Mapping[str, str]) -> str:
     """``FERRY_LOG_LEVEL``: DEBUG, INFO (the default), WARNING or ERROR."""
     level = env.get("FERRY_LOG_LEVEL", "").strip().upper() or "INFO"

@@ -24,6 +24,7 @@ def plan(file: str) -> int:
         rules = load_rules(file)
         named = named_credentials(os.environ)
         options = environment.transport(os.environ, loopback_default=True)
+        reserve = environment.ratelimit_floor(os.environ)
     except ConfigurationError as exc:
         print(f"ferry rules: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -35,7 +36,7 @@ def plan(file: str) -> int:
         return found.credential()
 
     resolver = Resolver(lookup)
-    print(json.dumps(asyncio.run(plan_mirrors(rules, resolver, options)), indent=2))
+    print(json.dumps(asyncio.run(plan_mirrors(rules, resolver, options, reserve)), indent=2))
     return EXIT_OK
 
 
