@@ -144,3 +144,41 @@ def test_an_unlimited_registry_costs_the_budget_nothing() -> None:
     budget = PullBudget(Counting())
     asyncio.run(budget.take("127.0.0.1:5000 as anonymous"))
     assert Counting.calls == 0
+
+
+def test_a_job_naming_several_accounts_pulls_as_the_one_with_room() -> None:
+    from shared.credentials import Anonymous
+    from shared.importing.request import ImportRequest
+    from shared.service.models import ImportJob
+    from shared.service.waiting import Waits
+
+    clock = Clock()
+    budget = PullBudget(reserve=0, clock=clock)
+    request = ImportRequest.model_validate({
+        "targetRegistry": "prod.example", "targetTags": ["app:1"],
+        "source": {"registryUri": "docker.io", "sourceImage": "library/app:1", "credential": "hub-a, hub-b"},
+    })  # fmt: skip
+    job = ImportJob(id="job1", request=request)
+    waits = Waits(budget, lambda content, delay: None, statuses=None)  # type: ignore[arg-type]
+
+    async def main() -> tuple[ImportJob, object, ImportJob, PullBudgetSpent | None]:
+        for name in ("hub-a", "hub-b"):
+            await budget.note(f"docker.io as {name}", RateLimit(limit=2, remaining=2, window=60.0))
+        await budget.take("docker.io as hub-a", 2)  # hub-a spent
+        chosen, spent = await waits.admit(job, Anonymous())
+        await budget.take("docker.io as hub-b", 2)  # both spent
+        again, spent_again = await waits.admit(job, Anonymous())
+        return chosen, spent, again, spent_again
+
+    chosen, spent, again, spent_again = asyncio.run(main())
+    assert spent is None and chosen.request.source.credential == "hub-b"
+    assert job.request.source.credential == "hub-a,hub-b"  # the message keeps both for next time
+    assert again is job and spent_again is not None and spent_again.until > clock.now
+
+
+def test_a_rule_may_name_several_credentials() -> None:
+    from shared.automation.rules import parse_rules
+
+    rules = parse_rules('mirrors: [{name: m, source: docker.io/library/nginx, tags: ["1"], '
+                        'credential: [hub-a, hub-b], targetRegistry: x.io}]')  # fmt: skip
+    assert rules.mirrors[0].credential == "hub-a,hub-b"

@@ -171,11 +171,10 @@ async def _mirror_one(
 ) -> MirrorReport:
     report = MirrorReport(entry.name)
     source = parse_reference(entry.source)
-    credential = credentials(source.registry, entry.credential)
+    name = entry.credential.split(",")[0] if entry.credential else None  # HEADs are free: the first account
+    credential = credentials(source.registry, name)
     async with (
-        RegistryClient(
-            source.registry, credential, options, role="source", budget=budget, budget_name=entry.credential
-        ) as src,
+        RegistryClient(source.registry, credential, options, role="source", budget=budget, budget_name=name) as src,
         RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options, role="target") as dst,
     ):
         try:
@@ -251,15 +250,12 @@ async def _mirror_tag(
     report: MirrorReport,
     existing: set[str] | None = None,
 ) -> None:
-    """One selected tag: unchanged when the target tag has the source's digest, else enqueued.
-    ``existing``: the target repository's tags, when one list holds them all."""
+    """One tag: unchanged when the target's has the source's digest, else enqueued (``existing``: the target's tags)."""
     desc = await src.resolve(source.repository, tag)
     target_repo = render(
         entry.targetRepository, repository=source.repository, tag=tag, digest=str(desc.digest).replace(":", "-")
     )
-    current = None
-    if existing is None or tag in existing:  # a tag the target's list lacks needs no HEAD
-        current = await RegistryRepository(dst, target_repo).lookup(tag)
+    current = await RegistryRepository(dst, target_repo).lookup(tag) if existing is None or tag in existing else None
     if current is not None and current.digest == desc.digest:
         report.unchanged.append(tag)
         report.states[tag] = "up to date"

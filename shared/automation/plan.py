@@ -23,7 +23,8 @@ async def plan(rules: Rules, credentials: Resolver, options: TransportOptions, r
         source = parse_reference(mirror.source)
         entry: dict[str, Any] = {"name": mirror.name, "source": mirror.source}
         try:
-            credential = credentials(source.registry, name=mirror.credential)
+            # several accounts: the first one's view of the limit (each has a budget of its own)
+            credential = credentials(source.registry, name=(mirror.credential or "").split(",")[0] or None)
             async with RegistryClient(source.registry, credential, options, role="source") as client:
                 tags = await client.list_tags(source.repository)
                 explained = mirror.explain(tags)

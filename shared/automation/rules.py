@@ -80,9 +80,15 @@ class _Rule(BaseModel):
     targetRegistry: RegistryName
     targetRepository: str = "{repository}"
     mode: Literal["NoForce", "Force"] = "NoForce"
+    #: A named credential, or several (a list, or comma-separated): accounts to spread pulls over.
     credential: str | None = None
     platforms: Platforms = Field(default_factory=list)
     includeReferrers: bool = False
+
+    @field_validator("credential", mode="before")
+    @classmethod
+    def _credentials(cls, value: Any) -> Any:
+        return ",".join(str(v) for v in value) if isinstance(value, list) else value
 
     @field_validator("targetRepository")
     @classmethod

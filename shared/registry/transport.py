@@ -147,10 +147,8 @@ class Transport:
                 method, url, headers=headers, content=content, params=params,
                 extensions=extensions(op, cap, **{SCOPES: scopes}),
             )  # fmt: skip
-            if self.budget is not None and is_pull(method, request.url.path):
-                await self.budget.take(self.budget_key)  # PullBudgetSpent: not sent, not retried
             try:
-                response = await self.http.send(request, stream=True, follow_redirects=follow_redirects)
+                response = await self._send(request, follow_redirects)
             except httpx.HTTPError as exc:  # raised by httpx itself (redirects, URLs), not the wire
                 error: FerryError = error_from_exception(op, self.side, exc)
             except FerryError as exc:
@@ -164,6 +162,13 @@ class Transport:
                     return
                 error = await self._error(op, response)
             await attempts.failed(error, retryable=error.retryable and replayable)
+
+    async def _send(self, request: httpx.Request, follow_redirects: bool) -> httpx.Response:
+        """Send ``request``; a pull is taken from the budget first (:class:`PullBudgetSpent`, not
+        retryable: the request is not sent)."""
+        if self.budget is not None and is_pull(request.method, request.url.path):
+            await self.budget.take(self.budget_key)
+        return await self.http.send(request, stream=True, follow_redirects=follow_redirects)
 
     async def _error(self, op: str, response: httpx.Response) -> RegistryError:
         try:

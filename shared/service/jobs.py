@@ -122,10 +122,10 @@ class Worker:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
         number, failures = job.attemptsBefore + dequeue_count, job.failuresBefore + dequeue_count
-        request, attempt, earlier = job.request, new_attempt(number), list[Attempt]()
-        if self.waits is not None and (spent := await self.waits.admit(job, self._source_for_budget(job))):
-            await self.waits.wait(job, dequeue_count, spent, attempt)
+        attempt, earlier, waiting_job = new_attempt(number), list[Attempt](), job
+        if (admitted := await self._admitted(job, dequeue_count, attempt)) is None:
             return
+        job, request = admitted, admitted.request
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
@@ -142,9 +142,7 @@ class Worker:
             await self._cancelled(job.id, attempt, progress)
             return
         except PullBudgetSpent as spent:
-            await progress.aclose()
-            assert self.waits is not None  # only a budget raises it
-            await self.waits.wait(job, dequeue_count, spent, attempt)
+            await self._wait_again(waiting_job, dequeue_count, spent, attempt, progress)
             return
         except FerryError as exc:
             await self._failed(job.id, exc, attempt, progress, failures)
@@ -153,7 +151,27 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.id)
             await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress, failures)
             return
+        result.credential = request.source.credential if job is not waiting_job else None  # one of several
         await self._succeeded(job.id, result, progress.latest, attempt, fields)
+
+    async def _wait_again(
+        self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt, progress: ProgressWriter
+    ) -> None:
+        """A pull the budget refused mid-job: the job waits (what it copied stays; not a failure)."""
+        await progress.aclose()
+        assert self.waits is not None  # only a budget raises it
+        await self.waits.wait(job, dequeue_count, spent, attempt)
+
+    async def _admitted(self, job: ImportJob, dequeue_count: int, attempt: Attempt) -> ImportJob | None:
+        """The job as it may start now (one credential chosen when it names several), or None when
+        it waits for the pull budget (recorded, and back on the queue)."""
+        if self.waits is None:
+            return job
+        admitted, spent = await self.waits.admit(job, self._source_for_budget(job))
+        if spent is None:
+            return admitted
+        await self.waits.wait(job, dequeue_count, spent, attempt)
+        return None
 
     async def _attempt_rows(self, job_id: str, attempt: Attempt, earlier: list[Attempt]) -> None:
         """This attempt's row, and the one an earlier attempt left ``running`` marked abandoned."""

@@ -49,16 +49,28 @@ class Waits:
         self._requeue = requeue
         self._statuses = statuses
 
-    async def admit(self, job: ImportJob, credential: Credential) -> PullBudgetSpent | None:
-        """None when the job's source has a pull to spare (or announced no limit), else why not."""
+    async def admit(self, job: ImportJob, credential: Credential) -> tuple[ImportJob, PullBudgetSpent | None]:
+        """The job as it may start, or why it may not. A source that names several credentials
+        (accounts) gets the one whose budget has the most room (any of the best, so that workers
+        spread over them): the job returned names that one only."""
         registry = job.request.source.registry
         if registry is None:
-            return None
-        key = budget_key(registry, budget_name(job, credential))
-        room, frees_at = await self.budget.room(key)
-        if room >= 1:
-            return None
-        return PullBudgetSpent(key, frees_at, self.budget.describe(self.budget.seen[key]))
+            return job, None
+        names = (job.request.source.credential or "").split(",")
+        rooms = []
+        for name in names:
+            key = budget_key(registry, name or credential.describe())
+            rooms.append((*await self.budget.room(key), key, name))
+        best = max(room for room, *_ in rooms)
+        if best < 1:
+            _, frees_at, key, _ = min(rooms, key=lambda r: r[1])
+            return job, PullBudgetSpent(key, frees_at, self.budget.describe(self.budget.seen[key]))
+        chosen = random.choice([name for room, _, _, name in rooms if room == best])  # noqa: S311 - spreading
+        if len(names) == 1:
+            return job, None
+        source = job.request.source.model_copy(update={"credential": chosen})
+        log.info("job %s pulls as credential %s (of %s)", job.id, chosen, ", ".join(names), extra=job_fields(job.id))
+        return job.model_copy(update={"request": job.request.model_copy(update={"source": source})}), None
 
     async def wait(self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt) -> None:
         """Record the job waiting and put it back on the queue until the budget frees. ``attempt``
