@@ -54,7 +54,7 @@ def test_a_job_waits_for_the_window_and_never_goes_to_poison(
         last = status["attempts"][-1]
         assert last["outcome"] == "waiting" and last["code"] == "RATE_LIMIT_WAIT"
         assert last["message"].startswith("waiting: rate limit (until ")
-    assert "waiting" not in [s for s in statuses if s["state"] == "succeeded"][0]
+    assert "waiting" not in next(s for s in statuses if s["state"] == "succeeded")
     assert svc.queue.receive(1) is None  # hidden, not lost
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(api.get(j["location"]).json()["state"] != "succeeded" for j in jobs):
@@ -72,8 +72,6 @@ def test_a_job_waits_for_the_window_and_never_goes_to_poison(
 
 
 def test_the_message_put_back_carries_the_attempts_so_far() -> None:
-    job = ImportJob.model_validate_json(
-        json.dumps({"id": "j", "request": {"targetRegistry": "x.io", "targetTags": ["a:1"],
-                                           "source": {"registryUri": "y.io", "sourceImage": "a:1"}}})  # fmt: skip
-    )
+    request = {"targetRegistry": "x.io", "targetTags": ["a:1"], "source": {"registryUri": "y.io", "sourceImage": "a:1"}}
+    job = ImportJob.model_validate_json(json.dumps({"id": "j", "request": request}))
     assert (job.attemptsBefore, job.failuresBefore) == (0, 0)  # a message from before #26 reads as ever
