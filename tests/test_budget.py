@@ -47,7 +47,7 @@ def test_limit_headers_are_read_as_docker_hub_documents_them(
 ) -> None:
     import httpx
 
-    assert read_ratelimit(status, httpx.Headers({k: v.encode() for k, v in headers.items()})) == expected
+    assert read_ratelimit(status, httpx.Headers({k.encode(): v.encode() for k, v in headers.items()})) == expected
 
 
 def test_a_pull_is_a_manifest_get() -> None:
