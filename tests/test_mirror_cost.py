@@ -65,7 +65,8 @@ def test_a_pass_heads_each_tag_once_lists_the_target_once_and_reports_its_cost(
     finally:
         target.stop()
     assert len(report.enqueued) == 30 and report.deferred is None and report.deferred_tags == []
-    assert report.cost == {hub.host: {"requests": 31, "pulls": 0}}  # one tag list, 30 HEADs
+    # one tag list and 30 HEADs; 30 imports enqueued, 20 - 5 in reserve may pull now: 15 will wait
+    assert report.cost == {hub.host: {"requests": 31, "pulls": 0, "limit": 20, "remaining": 20, "waitForBudget": 15}}
     assert hub.heads == 30 and not hub.pulls
     assert [s.method for s in target.seen] == ["GET"]  # the target's tag list, no HEAD per missing tag
     assert list(report.states) == report.selected  # in the order selected, whatever order they ended in

@@ -183,12 +183,23 @@ async def _mirror_one(
         except (RateLimitedError, PullBudgetSpent) as exc:
             report.deferred = f"rate limited ({getattr(exc, 'retry_after', None) or '?'} s): {exc}"
         finally:
-            report.cost = {source.registry: {"requests": src.transport.requests, "pulls": src.transport.pulls}}
+            report.cost = {source.registry: _cost(src, report, floor)}
     order = {t: i for i, t in enumerate(report.selected)}
     report.unchanged.sort(key=order.__getitem__)
     report.states = {t: report.states[t] for t in report.selected if t in report.states}
     report.deferred_tags = [t for t in report.selected if t not in report.states]
     return report
+
+
+def _cost(src: RegistryClient, report: MirrorReport, floor: int) -> dict[str, int]:
+    """What the pass sent the source, and, when it announces a limit, how many of the imports it
+    enqueued will wait for the pull budget (one pull each at least, ``floor`` kept in reserve)."""
+    cost = {"requests": src.transport.requests, "pulls": src.transport.pulls}
+    said = src.transport.ratelimit
+    if said is not None and said.limit is not None and said.remaining is not None:
+        room = max(0, said.remaining - min(floor, said.limit - 1))
+        cost.update(limit=said.limit, remaining=said.remaining, waitForBudget=max(0, len(report.enqueued) - room))
+    return cost
 
 
 async def _mirror_tags(
