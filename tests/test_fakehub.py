@@ -90,7 +90,7 @@ def test_a_spent_budget_sends_nothing_and_says_until_when(open_reg: Reg, hub: Fa
 
     spent = asyncio.run(main())
     assert sum(hub.pulls.values()) == 10 and sum(hub.refused.values()) == 0
-    assert 0 < spent.until - time.time() <= 2.0 + 0.2 + 0.1
+    assert 0 < spent.until - time.time() <= 2.0 + 0.5 + 0.1  # the window, the latency margin, a bucket
     assert spent.waiting.startswith("rate limit (until ")
 
 

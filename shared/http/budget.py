@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 #: Buckets per window: a pull is counted at most a sixtieth of a window longer than it must be.
 BUCKETS = 60
-#: A pull is counted this much of a window (at most 2 s) longer still: the time between taking it
-#: and the registry counting it, which on a loaded machine can pass a bucket's width.
-LATENCY_SHARE, LATENCY_MAX = 0.1, 2.0
+#: A pull is counted this much of a window (at least 0.5 s, at most 2 s) longer still: the time
+#: between taking it and the registry counting it (a table write, a connection), which on a
+#: loaded machine can pass a bucket's width.
+LATENCY_SHARE, LATENCY_MIN, LATENCY_MAX = 0.1, 0.5, 2.0
 #: Seconds to stay off a registry that answered 429 without saying how long.
 DEFAULT_BLOCK = 60.0
 
@@ -67,7 +68,7 @@ class Ledger:
     def span(self) -> float:
         """How long after its bucket ends a pull is counted: the window and the latency margin."""
         window = self.window or 0.0
-        return window + min(LATENCY_MAX, window * LATENCY_SHARE)
+        return window + min(LATENCY_MAX, max(LATENCY_MIN, window * LATENCY_SHARE)) if window else 0.0
 
     def _prune(self, now: float) -> None:
         window = self.span
@@ -216,8 +217,7 @@ class PullBudget:
         if not self.limited(key):
             return
         while True:
-            now = self._clock()
-            granted, ledger = await self._take_once(key, pulls, now)
+            granted, ledger, now = await self._take_once(key, pulls)
             if granted:
                 return
             until = ledger.frees_at(pulls, now, self.reserve)
@@ -226,16 +226,19 @@ class PullBudget:
             log.info("%s: waiting: rate limit (until %s)", key, when(until))
             await self._sleep(max(0.05, until - now))
 
-    async def _take_once(self, key: str, pulls: int, now: float) -> tuple[bool, Ledger]:
-        granted = False
+    async def _take_once(self, key: str, pulls: int) -> tuple[bool, Ledger, float]:
+        """One try: the time is read as the ledger is read (after the table's answer, the
+        nearest to the request's own sending)."""
+        granted, now = False, 0.0
 
         def take(ledger: Ledger) -> bool:
-            nonlocal granted
+            nonlocal granted, now
+            now = self._clock()
             granted = ledger.take(pulls, now, self.reserve)
             return granted
 
         ledger = await self._change(key, take)
-        return granted, ledger
+        return granted, ledger, now
 
     async def note(self, key: str, said: RateLimit) -> None:
         """Learn from an answer of ``key``'s registry. Written only when it changes the ledger
