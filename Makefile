@@ -21,7 +21,9 @@ WHOLLY_PROCESS := test_api_schema test_up test_demo test_reliability test_cli te
 check: lint
 	$(PY) -m pytest -m "not process" $(foreach m,$(WHOLLY_PROCESS),--ignore=tests/$(m).py)
 
+# make test alone needs checkov (the infra tests): make up and make demo never install it.
 test: lint
+	@bash scripts/bootstrap.sh --test
 	$(PY) -m pytest
 
 # Ferry's local service in the foreground (Azurite, registries, the API, workers, the triggers).

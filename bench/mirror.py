@@ -136,7 +136,7 @@ def main() -> int:
                 out[label] = {
                     "tags": len(tags),
                     "selected": len(best[0].selected),
-                    "enqueued": len(best[0].enqueued),
+                    "enqueued": len(best[0].enqueued) + len(best[0].would_enqueue),
                     **{k: round(v, 2) for k, v in best[1].items()},
                     "secondsEachRun": [round(r[1]["seconds"], 2) for r in runs],
                     "sourceRequests": counted(rules_for(hub.host, target.host), sink, hub),

@@ -8,7 +8,8 @@
   one is asked to stop (``202``) and stops before any tag moves; a finished one is ``409``.
 - ``POST /api/imports/{id}/retry``: a new job with a failed or cancelled job's request
   (``202``, ``Location``, ``retryOf``); ``409`` for any other state.
-- ``GET /api/health``: the queue and the table answer.
+- ``GET /api/health``: the queue and the table answer; the rules file in force, its counts,
+  when it was loaded and a refused edit (``degraded``).
 
 Bad input answers ``400`` with every bad field and why; nothing else is echoed back.
 """
@@ -29,8 +30,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
+from functions.docs import add_docs_routes
+from functions.messages import body_message
+from functions.notifications import add_notification_routes
 from functions.root import Services, services
-from shared.automation.calls import run_mirrors
+from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
 from shared.service import control
@@ -95,7 +99,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         version="0.1.0",
         description="Import container images and OCI artifacts into a registry, as `az acr import` does.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # functions/docs.py serves it, with Swagger UI's files from a package
         redoc_url=None,
     )
     app.add_middleware(BoundedBodies)
@@ -103,6 +107,8 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     _job_error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
+    add_notification_routes(app, get_services)
+    add_docs_routes(app, "/api/openapi.json")
     return app
 
 
@@ -112,12 +118,12 @@ def _allowed(app: FastAPI, path: str) -> str:
     return ", ".join(sorted(methods))
 
 
-def _invalid_fields(exc: RequestValidationError) -> list[dict[str, str]]:
+def _invalid_fields(exc: RequestValidationError, content_type: str = "") -> list[dict[str, str]]:
     """Each bad field of a request, named by its path (``targetTags[2]``), and why."""
     return [
         {
             "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e.get("loc", ()))),
-            "message": _message(e),
+            "message": body_message(e, exc.body, content_type) or _message(e),
         }
         for e in exc.errors()
     ]
@@ -129,7 +135,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _invalid_fields(exc)
+        fields = _invalid_fields(exc, request.headers.get("content-type", ""))
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             status_code=400, content=Problem(code="BAD_REQUEST", message=message, fields=fields).model_dump()
@@ -259,7 +265,13 @@ def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
         """Run the timer's mirror pass now; with ``dryRun=true`` only report what it would enqueue."""
         return {"dryRun": dry_run, "entries": await run_mirrors(get_services(), dry_run)}
 
-    @app.get("/api/health", responses={503: {"description": "The queue or the table does not answer"}})
+    @app.get(
+        "/api/health",
+        responses={
+            200: {"description": "Up; `degraded` when an edit of the rules file was refused (`rules.error`)"},
+            503: {"description": "The queue or the table does not answer"},
+        },
+    )
     async def health() -> JSONResponse:
         svc = get_services()
         checks: dict[str, str] = {}
@@ -272,7 +284,11 @@ def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
             except Exception as exc:  # report, never raise: this is the health endpoint
                 checks[name] = type(exc).__name__
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
+        rules = await asyncio.to_thread(rules_state, svc)
+        # A refused rules edit degrades the service but does not stop it: 200, the last good rules run.
+        status = "ok" if ok and not (rules and "error" in rules) else "degraded"
+        content = {"status": status, **checks, **({"rules": rules} if rules else {})}
+        return JSONResponse(status_code=200 if ok else 503, content=content)
 
 
 fast_app = create_app()

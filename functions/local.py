@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,9 @@ from functions.events import event_grid_shape
 from functions.http import create_app
 from functions.root import services
 from shared import environment, logs
-from shared.automation.calls import on_event, run_mirrors
+from shared.automation.calls import explained_event, rules_at_startup, run_mirrors
+from shared.errors import ConfigurationError
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -105,9 +108,9 @@ def add_local_routes(app: FastAPI) -> None:
         for event in events:
             if event.get("eventType") == VALIDATION:
                 return {"validationResponse": (event.get("data") or {}).get("validationCode")}
-        jobs = [job for event in events for job in await on_event(services(), event)]
-        log.info("event grid delivery: %d events, %d imports enqueued", len(events), len(jobs))
-        return {"jobs": jobs}
+        outcomes = [await explained_event(services(), event) for event in events]
+        jobs = [job for outcome in outcomes for job in outcome.jobs]
+        return {"jobs": jobs, "events": [outcome.as_dict() for outcome in outcomes]}
 
 
 @contextlib.asynccontextmanager
@@ -122,6 +125,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 logs.configure(environment.log_level(os.environ))  # this process's own log: one line per job event
+try:  # as the function app does: a bad setting or rules file stops the service here, named
+    rules_at_startup(Settings.from_env(os.environ).rules_file)
+except ConfigurationError as exc:
+    sys.exit(f"ferry: {exc}")
 app = create_app()
 app.router.lifespan_context = lifespan
 add_local_routes(app)

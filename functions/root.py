@@ -7,6 +7,7 @@ import functools
 import os
 
 from shared import environment, logs
+from shared.automation.calls import rules_at_startup
 from shared.service.wiring import Services, build
 from shared.settings import Settings
 
@@ -20,8 +21,9 @@ def services() -> Services:
 
 def check_at_startup() -> None:
     """Under the Functions host, read the settings as the app loads, so a missing or bad one
-    stops the app at start-up with a message naming it (not at the first request); the
+    stops the app at start-up with a message naming it (not at the first request), and so does a
+    bad rules file (naming the file, rule and field); the
     libraries' per-request logs are quieted (the host owns the handlers)."""
     if os.environ.get("FUNCTIONS_WORKER_RUNTIME"):
         logs.configure(environment.log_level(os.environ), handler=False)
-        Settings.from_env(os.environ)
+        rules_at_startup(Settings.from_env(os.environ).rules_file)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
 # is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
-# pinned Python packages, and the pinned npm packages (Azurite).
+# pinned Python packages, and the pinned npm packages (Azurite; semver for a test). With --test
+# (make test) also what only tests need: checkov (291 MB, the infra checks) and Renovate's npm
+# packages; make up and make demo do without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,8 +58,8 @@ if [ "${1:-}" = "--runtime" ]; then
   exit 0
 fi
 
-# checkov scans infra/ in make test. It pins many packages of its own, so it lives apart.
-if [ ! -f .venv-checkov/.installed ] || [ requirements-checkov.txt -nt .venv-checkov/.installed ]; then
+# checkov scans infra/ in make test only. It pins many packages of its own, so it lives apart.
+if [ "${1:-}" = "--test" ] && { [ ! -f .venv-checkov/.installed ] || [ requirements-checkov.txt -nt .venv-checkov/.installed ]; }; then
   echo "bootstrap: installing checkov" >&2
   "$python" -m venv .venv-checkov
   .venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
@@ -68,6 +70,18 @@ if [ ! -f node_modules/.installed ] || [ package-lock.json -nt node_modules/.ins
   echo "bootstrap: installing npm packages (azurite)" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
   touch node_modules/.installed
+fi
+
+# Renovate, whose docker versioning tests/test_tags_renovate.py compares Ferry's tag model with:
+# ~250 MB without its optional packages, one to three minutes from scratch, so `make test` alone
+# asks for it (--test); `make up` and `make demo` never install it. --ignore-scripts: none of its
+# install scripts is needed for the one module the test loads.
+if [ "${1:-}" = "--test" ]; then
+  if [ ! -f tests/renovate/node_modules/.installed ] || [ tests/renovate/package-lock.json -nt tests/renovate/node_modules/.installed ]; then
+    echo "bootstrap: installing npm packages for the tests (renovate)" >&2
+    (cd tests/renovate && npm ci --ignore-scripts --omit=optional --no-audit --no-fund --loglevel=error >/dev/null)
+    touch tests/renovate/node_modules/.installed
+  fi
 fi
 
 compile_ferry .venv/bin/python

@@ -3,17 +3,18 @@
 Reads `local.settings.json` (made from `local.settings.example.json` on first run; git-ignored)
 as the host does, then starts on 127.0.0.1, each stopped by PID on Ctrl-C:
 
-- Azurite (queues and tables), its data under `.ferry/` (git-ignored);
+- Azurite (queues and tables), its data under `.ferry/` (git-ignored; kept across restarts,
+  `rm -rf .ferry` starts clean);
 - unless `REGISTRIES=0`: a "dev" registry with htpasswd auth (user `dev`, the named credential
   `dev`) and an open "prod" registry, on fixed ports (`FERRY_DEV_PORT` 5101, `FERRY_PROD_PORT`
-  5102), with a sample image in dev and a rules file promoting dev's pushes to prod;
+  5102), with a sample image in dev; dev sends its pushes to Ferry (distribution's
+  notifications, ``POST /api/notifications``);
+- the rules file ``FERRY_RULES_FILE`` (``rules.yaml``), made promoting dev's pushes to prod when
+  it does not exist; a bad one stops make up before anything starts;
 - the HTTP API on `FERRY_PORT` (7071, as `func start`), with the Event Grid trigger's local route
   and the timer's mirror pass (`functions/local.py`);
 - `FERRY_WORKERS` queue workers (2);
-- with `FAKE_HUB=1`: a fake Docker Hub (tests/harness/fakehub.py) in front of a third registry
-  holding `library/app` under ten version tags, enforcing Docker Hub's pull limit with its headers
-  and 429s (`FAKE_HUB_LIMIT` pulls, 20, per `FAKE_HUB_WINDOW` seconds, 60), and a mirror rule that
-  copies it into prod: run a mirror pass and watch imports wait for the shared pull budget.
+- with `FAKE_HUB=1`, a fake Docker Hub with a pull limit and a mirror of it (scripts/fakehub_up.py).
 
 It prints the base URL and commands that work while it runs, then the processes' logs.
 `FERRY_LOCAL_SETTINGS` and `FERRY_DATA_DIR` move the settings file and the data folder.
@@ -30,15 +31,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from scripts import fakehub_up
+from shared.automation.live import LiveRules
+from shared.automation.rules import RulesError
 from shared.credentials import Secret, UsernamePassword
+from shared.errors import ConfigurationError
 from shared.registry import RegistryClient, TransportOptions
 from tests.harness.azurite import Azurite
-from tests.harness.fakehub import FakeHub
-from tests.harness.images import make_image, make_multiarch, push_image
-from tests.harness.registry import RegistryProcess, free_port, htpasswd_file, wait_for_http
+from tests.harness.images import make_multiarch, push_image
+from tests.harness.registry import RegistryProcess, htpasswd_file
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where Azurite's and the registries' data live (``FERRY_DATA_DIR`` to move it; git-ignored).
@@ -47,22 +54,68 @@ DEV_USER, DEV_PASSWORD = "dev", "dev-local-password"
 LOCAL = TransportOptions(allow_loopback=True)
 
 
-def settings_file() -> dict[str, str]:
+def settings_file(environ: Mapping[str, str], root: Path = ROOT) -> dict[str, str]:
     """``local.settings.json``'s ``Values``, made from the example the first time."""
-    path = Path(os.environ.get("FERRY_LOCAL_SETTINGS") or ROOT / "local.settings.json")
+    path = Path(environ.get("FERRY_LOCAL_SETTINGS") or root / "local.settings.json")
     if not path.exists():
-        shutil.copy(ROOT / "local.settings.example.json", path)
+        shutil.copy(root / "local.settings.example.json", path)
         print(f"made {path.name} from local.settings.example.json (edit it; it is git-ignored)")
     values = json.loads(path.read_text()).get("Values", {})
     return {str(k): str(v) for k, v in values.items()}
 
 
-def registries(env: dict[str, str]) -> tuple[RegistryProcess, RegistryProcess]:
+def settings(environ: Mapping[str, str], root: Path = ROOT) -> dict[str, str]:
+    """The processes' environment: ``local.settings.json`` under the variables already set, as
+    ``func start`` does (it skips a value the environment defines), the rules file made absolute."""
+    env = {**settings_file(environ, root), **environ}
+    rules = env.get("FERRY_RULES_FILE", "").strip() or "rules.yaml"
+    env["FERRY_RULES_FILE"] = str(root / rules)  # absolute stays absolute
+    return env
+
+
+def rules_file(env: dict[str, str], dev: str | None, prod: str | None) -> Path:
+    """The rules file the service reads, made when it does not exist (promoting dev's pushes to
+    prod, or empty without registries): the file the banner tells a person to edit is this one."""
+    path = Path(env["FERRY_RULES_FILE"])
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(local_rules(dev, prod))
+        print(f"made {path} (edit it: the service reads it again when it changes)")
+    try:
+        LiveRules.load(path)
+    except RulesError as exc:
+        raise SystemExit(f"make up: {exc.source}:\n" + "\n".join(f"  {p}" for p in exc.problems)) from None
+    except ConfigurationError as exc:
+        raise SystemExit(f"make up: {exc}") from None
+    return path
+
+
+def storage(data: Path) -> Azurite:
+    """Azurite with its data on disk under ``data`` (jobs outlive a restart; delete it to start clean)."""
+    return Azurite(data / "azurite", persistent=True)
+
+
+def notifications(api: str) -> dict[str, Any]:
+    """distribution's ``notifications:`` for the dev registry: each push is sent to Ferry's
+    ``/api/notifications`` (pulls and blobs are not: only a tagged manifest push promotes)."""
+    endpoint = {
+        "name": "ferry", "url": f"{api}/api/notifications", "timeout": "5s", "threshold": 3, "backoff": "1s",
+        "ignoredmediatypes": ["application/octet-stream"], "ignore": {"actions": ["pull"]},
+    }  # fmt: skip
+    return {"notifications": {"endpoints": [endpoint]}}
+
+
+def registries(env: dict[str, str], api: str) -> tuple[RegistryProcess, RegistryProcess, str]:
+    """dev (htpasswd, seeded with ``team/web:1.0``, then sending its pushes to ``api``) and prod."""
     DATA.mkdir(parents=True, exist_ok=True)
     auth = {"htpasswd": {"realm": "dev", "path": str(htpasswd_file(DATA / "htpasswd", {DEV_USER: DEV_PASSWORD}))}}
     dev = RegistryProcess("dev", int(env.get("FERRY_DEV_PORT", "5101")), DATA / "dev", auth).start()
+    digest = asyncio.run(seed(dev.host))  # before notifications: the sample is not promoted at start
+    dev.stop()
+    dev.extra = notifications(api)
+    dev.start()
     prod = RegistryProcess("prod", int(env.get("FERRY_PROD_PORT", "5102")), DATA / "prod", None).start()
-    return dev, prod
+    return dev, prod, digest
 
 
 async def seed(dev: str) -> str:
@@ -72,43 +125,22 @@ async def seed(dev: str) -> str:
         return str(await push_image(client, "team/web", image, "1.0"))
 
 
-def local_rules(dev: str, prod: str, hub: str | None = None) -> Path:
-    path = DATA / "rules.local.yaml"
-    mirror = (
-        "mirrors:\n"
-        "  - name: hub-app\n"
-        f"    source: {hub}/library/app\n"
-        '    versions: ">=1"\n'
-        f"    targetRegistry: {prod}\n"
-        '    targetRepository: "hub/{repository}"\n'
-    )
-    path.write_text(
+def local_rules(dev: str | None, prod: str | None) -> str:
+    if not (dev and prod):
+        return (
+            "# Made by make up. Your promotions and mirrors (see rules.example.yaml, docs/rules.md).\npromotions: []\n"
+        )
+    return (
         "# Made by make up: every tag pushed to the local dev registry is promoted to prod.\n"
+        "# Edit it (rules.example.yaml, docs/rules.md): the service reads it again when it changes.\n"
         "promotions:\n"
         "  - name: dev-to-prod\n"
         f"    sourceRegistry: {dev}\n"
         '    repository: "*"\n'
         f"    targetRegistry: {prod}\n"
         "    credential: dev\n"
-        "    mode: Force\n" + (mirror if hub else "")
+        "    mode: Force\n"
     )
-    return path
-
-
-def fake_hub(env: dict[str, str]) -> tuple[RegistryProcess, FakeHub]:
-    """A registry with ``library/app`` under ten tags, behind a fake Docker Hub with a pull limit."""
-    hub_registry = RegistryProcess("hub", free_port(), DATA / "hub", None).start()
-
-    async def seed_hub() -> None:
-        image = make_image((50_000,), seed="up-hub")
-        async with RegistryClient(hub_registry.host, options=LOCAL) as client:
-            await push_image(client, "library/app", image, "1.0.0")
-            for minor in range(1, 10):
-                await client.push_manifest("library/app", f"1.{minor}.0", image.manifest, image.media_type)
-
-    asyncio.run(seed_hub())
-    limit, window = int(env.get("FAKE_HUB_LIMIT", "20")), float(env.get("FAKE_HUB_WINDOW", "60"))
-    return hub_registry, FakeHub("127.0.0.1", hub_registry.port, limit=limit, window=window).start()
 
 
 def _pump(proc: subprocess.Popen[str], name: str) -> None:
@@ -124,8 +156,18 @@ def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[st
     return proc
 
 
-def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str:
-    lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs"]
+def _rules_line(rules: dict[str, Any] | None) -> list[str]:
+    if not rules:
+        return ["  rules file      none (FERRY_RULES_FILE is not set)"]
+    line = (
+        f"  rules file      {rules['file']}  ({rules.get('promotions', 0)} promotions,"
+        f" {rules.get('mirrors', 0)} mirrors, loaded {rules.get('loadedAt', '?')}; edit it: read again when it changes)"
+    )
+    return [line] + ([f"  RULES REFUSED   {rules['error']}"] if rules.get("error") else [])
+
+
+def banner(api: str, dev: str | None, prod: str | None, digest: str = "", rules: dict[str, Any] | None = None) -> str:
+    lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs", *_rules_line(rules)]
     if dev and prod:
         body = json.dumps({"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0",
                            "credential": "dev"}, "targetTags": ["team/web:1.0"]})  # fmt: skip
@@ -141,7 +183,11 @@ def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str
             "  or with the engine in the terminal itself:",
             f"    echo {DEV_PASSWORD} | .venv/bin/ferry import --name {prod} --source {dev}/team/web:1.0 "
             f"--username {DEV_USER} --password-stdin",
-            "  a promotion, as Event Grid delivers a push:",
+            "  a promotion: push into dev (the dev registry notifies Ferry, the rules file promotes it), e.g.",
+            f"    skopeo copy --all --dest-tls-verify=false --dest-creds {DEV_USER}:{DEV_PASSWORD} "
+            f"docker://docker.io/library/alpine:3.20 docker://{dev}/team/alpine:3.20",
+            f"    .venv/bin/ferry rules match {dev}/team/alpine:3.20     # which rules match a push, and why",
+            "  or as Event Grid delivers a push:",
             f"    curl -s -X POST '{api}/runtime/webhooks/eventgrid?functionName=on_image_pushed' "
             "-H 'aeg-event-type: Notification' -H 'Content-Type: application/json' "
             f'-d \'[{{"id": "1", "eventType": "Microsoft.ContainerRegistry.ImagePushed", "data": '
@@ -151,46 +197,46 @@ def banner(api: str, dev: str | None, prod: str | None, digest: str = "") -> str
     return "\n".join(lines)
 
 
-def hub_banner(api: str, hub: FakeHub) -> str:
-    return "\n".join([
-        f"  fake Docker Hub {hub.host}  ({hub.limit} pulls per {hub.window:g} s; library/app, tags 1.0.0-1.9.0)",
-        "  a mirror pass over it (mirror hub-app: every import takes a pull from the shared budget, and",
-        "  waits for the window when it is spent, FERRY_RATELIMIT_FLOOR kept in reserve):",
-        f"    curl -s -X POST {api}/api/mirror/run",
-        f"    .venv/bin/ferry rules plan {DATA / 'rules.local.yaml'}   # what a pass costs, what it would defer",
-    ])  # fmt: skip
-
-
 def main() -> int:
-    env = {**os.environ, **settings_file()}
+    env = settings(os.environ)
+    with_registries = env.get("REGISTRIES", "1") != "0"
+    port = env.get("FERRY_PORT", "7071")
+    api = f"http://127.0.0.1:{port}"
+    dev_host = f"127.0.0.1:{env.get('FERRY_DEV_PORT', '5101')}" if with_registries else None
+    prod_host = f"127.0.0.1:{env.get('FERRY_PROD_PORT', '5102')}" if with_registries else None
+    hub = None
+    if dev_host and prod_host and env.get("FAKE_HUB", "0") == "1":
+        DATA.mkdir(parents=True, exist_ok=True)
+        hub = fakehub_up.start(env, DATA, local_rules(dev_host, prod_host), prod_host)
+    try:
+        rules_file(env, dev_host, prod_host)  # a bad rules file stops make up before anything starts
+    except SystemExit:
+        if hub is not None:
+            hub.stop()
+        raise
     procs: list[tuple[str, subprocess.Popen[str]]] = []
-    azurite = Azurite(DATA / "azurite").start()
-    dev = prod = hub_registry = None
-    hub: FakeHub | None = None
+    azurite = storage(DATA).start()
+    dev = prod = None
     digest = ""
     try:
         env.update({"AzureWebJobsStorage": azurite.connection_string, "PYTHONPATH": str(ROOT)})
-        if os.environ.get("REGISTRIES", "1") != "0":
-            dev, prod = registries(env)
-            if env.get("FAKE_HUB", "0") == "1":
-                hub_registry, hub = fake_hub(env)
-            digest = asyncio.run(seed(dev.host))
+        if with_registries:
+            dev, prod, digest = registries(env, api)
             env.update({"FERRY_ALLOW_LOOPBACK": "true", "FERRY_CREDENTIAL_DEV_USERNAME": DEV_USER,
                         "FERRY_CREDENTIAL_DEV_PASSWORD": DEV_PASSWORD})  # fmt: skip
-            rules = env.get("FERRY_RULES_FILE", "")
-            if not rules or not (ROOT / rules).exists():  # no rules of the user's: promote dev to prod
-                env["FERRY_RULES_FILE"] = str(local_rules(dev.host, prod.host, hub.host if hub else None))
-        port = env.get("FERRY_PORT", "7071")
-        api = f"http://127.0.0.1:{port}"
-        procs.append(("api", start([sys.executable, "-m", "uvicorn", "functions.local:app", "--host", "127.0.0.1",
-                                    "--port", port, "--log-level", "warning"], env, "api")))  # fmt: skip
-        wait_for_http(f"{api}/api/health", timeout=30)
+        api_proc = start([sys.executable, "-m", "uvicorn", "functions.local:app", "--host", "127.0.0.1",
+                          "--port", port, "--log-level", "warning"], env, "api")  # fmt: skip
+        procs.append(("api", api_proc))
+        _wait_for_api(api, api_proc)
         for n in range(int(env.get("FERRY_WORKERS", "2"))):
             name = f"worker{n + 1}"
             procs.append((name, start([sys.executable, "-m", "shared.cli", "worker"], env, name)))
-        print(banner(api, dev.host if dev else None, prod.host if prod else None, digest), flush=True)
+        health = httpx.get(f"{api}/api/health", timeout=10).json()
+        print(
+            banner(api, dev.host if dev else None, prod.host if prod else None, digest, health.get("rules")), flush=True
+        )
         if hub is not None:
-            print(hub_banner(api, hub), flush=True)
+            print(hub.banner(api), flush=True)
         _wait_for_a_signal()
     finally:
         for _, proc in procs:
@@ -201,22 +247,30 @@ def main() -> int:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if hub is not None:
-            hub.stop()
-        for registry in (dev, prod, hub_registry):
+        for registry in (dev, prod):
             if registry is not None:
                 registry.stop()
+        if hub is not None:
+            hub.stop()
         azurite.stop()
-        print(
-            "stopped: "
-            + ", ".join(
-                [name for name, _ in procs]
-                + ["dev", "prod"] * bool(dev)
-                + ["fake hub", "hub"] * bool(hub)
-                + ["azurite"]
-            )
-        )
+        stopped = [name for name, _ in procs] + ["dev", "prod"] * bool(dev) + ["fake hub"] * bool(hub)
+        print("stopped: " + ", ".join([*stopped, "azurite"]))
     return 0
+
+
+def _wait_for_api(api: str, proc: subprocess.Popen[str]) -> None:
+    """Until the API answers; if it exits first (a bad setting or rules file), its reason."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            time.sleep(0.2)  # its last lines reach the log
+            raise SystemExit(f"make up: the API exited with {proc.returncode} (its reason is above)")
+        try:
+            httpx.get(f"{api}/api/health", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"make up: {api} did not answer within 30 s")
 
 
 def _wait_for_a_signal() -> None:

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.credentials import Credential
-    from shared.importing.engines import Engine
-    from shared.importing.launch import Access
+    from shared.importing.launch import Access, Engine
     from shared.importing.result import ImportResult
     from shared.importing.spec import ImportSpec
 
@@ -24,8 +23,11 @@ from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
 
 
 def _concurrency(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, not {text[:20]!r}")
+    from shared.environment import CONCURRENCY
+
+    low, high = int(CONCURRENCY.low or 1), int(CONCURRENCY.high or 1)
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text[:20]!r}")
     return int(text)
 
 
@@ -49,6 +51,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     check.add_argument("file")
     planned = rules_commands.add_parser("plan", help="list each mirror's source tags and say what it would select")
     planned.add_argument("file")
+    match = rules_commands.add_parser(
+        "match", help="say, per promotion, whether a push of REGISTRY/REPO:TAG matches and why"
+    )
+    match.add_argument("image", metavar="REGISTRY/REPO:TAG")
+    match.add_argument("--rules", help="the rules file (default: FERRY_RULES_FILE, else rules.yaml)")
     from shared import cli_service
 
     cli_service.add_parser(commands)
@@ -221,7 +228,7 @@ def _identity() -> Any:
 def _spec_and_engine(args: argparse.Namespace) -> tuple[ImportSpec, Engine]:
     """The import the arguments ask for, and its engine (the OCI engine unless ``--engine`` asks
     for a choice and ARM is chosen: the choice's modules and pydantic, 0.3 s of imports, only then)."""
-    from shared.importing.engines import OCI
+    from shared.importing.launch import OCI
     from shared.importing.spec import build_spec
 
     if args.engine != "oci":
@@ -247,16 +254,14 @@ def _spec_and_engine(args: argparse.Namespace) -> tuple[ImportSpec, Engine]:
 
 
 async def _import(args: argparse.Namespace) -> ImportResult:
-    from shared.arm.importer import ArmOptions
     from shared.http.budget import PullBudget
     from shared.importing.launch import Wiring, launch
 
     spec, engine = _spec_and_engine(args)
     env = args.env
     # A source's pull limit (Docker Hub's): wait here for its window rather than fail.
-    budget = PullBudget(wait=True)
     wiring = Wiring(
-        env.transport, args.concurrency or env.concurrency, _identity, ArmOptions(endpoint=env.arm_endpoint), budget
+        env.transport, args.concurrency or env.concurrency, _identity, env.arm_endpoint, budget=PullBudget(wait=True)
     )
     if engine.name == "arm":
         return await launch(spec, engine, wiring, _access(args))
@@ -317,6 +322,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from shared.automation import commands
 
+    if args.rules_command == "match":
+        return commands.match(args.image, args.rules)
     return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
 
 

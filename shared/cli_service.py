@@ -179,6 +179,9 @@ def jobs(args: argparse.Namespace) -> int:
             return _print_accepted(client, client.retry(args.id))
         if args.jobs_command == "list":
             doc = client.jobs(args.state, args.limit)
+            if (args.output or ("table" if sys.stdout.isatty() else "json")) == "table":
+                print(table(doc.get("items") or []))
+                return EXIT_OK
         elif args.jobs_command == "cancel":
             doc = client.cancel(args.id)
         else:
@@ -189,18 +192,47 @@ def jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``ferry jobs list``'s table: (heading, how a job shows in that column).
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("ID", lambda j: j.get("id", "")),
+    ("STATE", lambda j: j.get("state", "")),
+    ("CREATED", lambda j: str(j.get("createdAt", ""))[:19].replace("T", " ")),
+    ("TRIES", lambda j: str(j.get("attemptCount", 0))),
+    ("SOURCE", lambda j: j.get("source", "")),
+    ("TARGETS", lambda j: ", ".join(j.get("targets") or [])),
+    ("ERROR", lambda j: (j.get("error") or {}).get("code", "")),
+)
+
+
+def table(items: list[dict[str, Any]]) -> str:
+    """Jobs as ``az ... -o table`` shows them: one line each, columns aligned."""
+    from shared.text import printable  # noqa: PLC0415 - the list command only
+
+    rows = [[h for h, _ in _COLUMNS]] + [[printable(str(show(job))) for _, show in _COLUMNS] for job in items]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    rows.insert(1, ["-" * w for w in widths])
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
 def add_parser(commands: Any) -> None:
-    """The ``jobs`` subcommand."""
+    """The ``jobs`` subcommand. ``--service`` is taken before the subcommand or after it."""
     parser = commands.add_parser("jobs", help="list, show, cancel, retry or wait for a service's import jobs")
     parser.add_argument("--service", help="the Ferry service's URL (or FERRY_SERVICE_URL)")
     sub = parser.add_subparsers(dest="jobs_command", required=True)
     listed = sub.add_parser("list", help="recent jobs, newest first, each with its last attempt")
     listed.add_argument("--state", choices=("queued", "running", "succeeded", "failed", "cancelled"))
     listed.add_argument("--limit", type=int, default=20, choices=range(1, 101), metavar="1-100")
+    listed.add_argument(
+        "--output", "-o", choices=("json", "table"), help="table (the default on a terminal) or json (otherwise)"
+    )
+    subcommands = [listed]
     for name, help_text in (
         ("show", "one job with every attempt"),
         ("cancel", "cancel a queued job, or stop a running one before any tag moves"),
         ("retry", "a new job with the request of a failed or cancelled one"),
         ("wait", "follow a job to its end: its progress, then the JSON a local import prints"),
     ):
-        sub.add_parser(name, help=help_text).add_argument("id", help="the job's id")
+        subcommands.append(sub.add_parser(name, help=help_text))
+        subcommands[-1].add_argument("id", help="the job's id")
+    for command in subcommands:  # after the subcommand too; SUPPRESS keeps one given before it
+        command.add_argument("--service", default=argparse.SUPPRESS, help="the Ferry service's URL")

@@ -1,5 +1,6 @@
-"""Every environment variable Ferry reads, read here and nowhere else, each checked once: a bad
-value raises :class:`ConfigurationError` naming the setting. Without pydantic, so that the
+"""Every setting Ferry reads, declared once (:data:`SETTINGS`: name, default, bounds, help,
+reader), and read from a mapping the process's root hands in, each checked once: a bad value
+raises :class:`ConfigurationError` naming the setting. Without pydantic, so that the
 command line starts fast; :class:`shared.settings.Settings` builds the service's settings on
 these readers.
 
@@ -19,9 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shared.arm import ARM_ENDPOINT
 from shared.credentials import Secret
 from shared.errors import ConfigurationError
-from shared.http.policy import MAX_ATTEMPTS, RETRY_BUDGET, STALL_FLOOR, STALL_WINDOW, Proxy, TransportOptions
+from shared.http.policy import MAX_ATTEMPTS, Proxy, TransportOptions
+from shared.http.policy import RETRY_BUDGET as RETRY_BUDGET_DEFAULT
+from shared.http.policy import STALL_FLOOR as STALL_FLOOR_DEFAULT
+from shared.http.policy import STALL_WINDOW as STALL_WINDOW_DEFAULT
 from shared.importing.spec import (
     DEFAULT_MAX_DESCRIPTORS,
     DEFAULT_MAX_MANIFESTS,
@@ -31,7 +36,92 @@ from shared.importing.spec import (
 from shared.oci.reference import parse_registry
 
 N = TypeVar("N", int, float)
-ARM_ENDPOINT = "https://management.azure.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting, declared once: its name, default, bounds (``low`` inclusive unless
+    ``above``), what it is for, and who reads it (``app``: the function app and ``make up``;
+    ``cli``: the command line only). The readers below, :class:`shared.settings.Settings`, the
+    README's settings table and ``local.settings.example.json`` follow these (tests/test_docs.py)."""
+
+    name: str
+    default: int | float | str | None
+    help: str
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    reader: str = "app"
+
+    def whole(self, env: Mapping[str, str]) -> int:
+        assert isinstance(self.default, int) and self.low is not None
+        return whole(env, self.name, self.default, int(self.low), None if self.high is None else int(self.high))
+
+    def positive(self, env: Mapping[str, str], kind: type[N]) -> N:
+        assert isinstance(self.default, int | float)
+        return positive(env, self.name, kind(self.default), kind)
+
+
+CONCURRENCY = Setting("FERRY_CONCURRENCY", 8, "registry operations in flight per import", 1, 64)
+MAX_MANIFESTS = Setting("FERRY_MAX_MANIFESTS", DEFAULT_MAX_MANIFESTS, "manifests per import", 1, 10_000)
+MAX_DESCRIPTORS = Setting("FERRY_MAX_DESCRIPTORS", DEFAULT_MAX_DESCRIPTORS, "descriptors per import", 1, 10_000_000)
+MAX_PUBLIC_BLOB_BYTES = Setting(
+    "FERRY_MAX_PUBLIC_BLOB_BYTES", DEFAULT_MAX_PUBLIC_BLOB_BYTES, "bytes per blob from an anonymous source", 1
+)
+RETRY_ATTEMPTS = Setting("FERRY_RETRY_ATTEMPTS", MAX_ATTEMPTS, "attempts per registry operation", 0, above=True)
+RETRY_BUDGET = Setting(
+    "FERRY_RETRY_BUDGET_SECONDS", RETRY_BUDGET_DEFAULT, "seconds an operation's attempts may take", 0, above=True
+)
+STALL_FLOOR = Setting(
+    "FERRY_STALL_FLOOR_BYTES", STALL_FLOOR_DEFAULT, "bytes per second below which a body stalls", 0, above=True
+)
+STALL_WINDOW = Setting(
+    "FERRY_STALL_WINDOW_SECONDS", STALL_WINDOW_DEFAULT, "seconds the stall floor is measured over", 0, above=True
+)
+MAX_DEQUEUE_COUNT = Setting("FERRY_MAX_DEQUEUE_COUNT", 5, "deliveries before a message goes to poison", 1, 100)
+RETRY_DELAY = Setting("FERRY_RETRY_DELAY_SECONDS", 30.0, "seconds a failed message stays hidden", 0, 3600)
+LEASE = Setting("FERRY_LEASE_SECONDS", 60.0, "seconds a message in hand stays hidden", 5, 3600)
+MAX_POLLING = Setting("FERRY_MAX_POLLING_SECONDS", 0.5, "longest wait between looks at an empty queue", 0.1, 600)
+RATELIMIT_FLOOR = Setting(
+    "FERRY_RATELIMIT_FLOOR", 10, "pulls per window of a limited source kept in reserve (the pull budget)", 0
+)
+ARM_TIMEOUT = Setting("FERRY_ARM_TIMEOUT_SECONDS", 1800.0, "seconds an ARM import may run", 0, above=True)
+ARM_ENDPOINT_SETTING = Setting("FERRY_ARM_ENDPOINT", ARM_ENDPOINT, "Azure Resource Manager's endpoint")
+
+#: Every setting Ferry reads (named credentials aside: ``FERRY_CREDENTIAL_<NAME>_USERNAME`` /
+#: ``_PASSWORD``).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("AzureWebJobsStorage", None, "storage: a connection string (Azurite locally)"),
+    Setting("AzureWebJobsStorage__accountName", None, "storage reached by identity"),
+    Setting("AzureWebJobsStorage__queueServiceUri", None, "the queue service's URL (by identity)"),
+    Setting("AzureWebJobsStorage__tableServiceUri", None, "the table service's URL (by identity)"),
+    Setting("AzureWebJobsStorage__clientId", None, "the user-assigned identity"),
+    Setting("AZURE_CLIENT_ID", None, "the user-assigned identity (when storage names none)"),
+    Setting("FERRY_QUEUE", "imports", "the queue's name"),
+    Setting("FERRY_TABLE", "imports", "the status table's name"),
+    MAX_DEQUEUE_COUNT, RETRY_DELAY, LEASE, MAX_POLLING, CONCURRENCY,
+    MAX_MANIFESTS, MAX_DESCRIPTORS, MAX_PUBLIC_BLOB_BYTES,
+    STALL_FLOOR, STALL_WINDOW, RETRY_ATTEMPTS, RETRY_BUDGET,
+    Setting("FERRY_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("FERRY_ALLOW_LOOPBACK", "false", "loopback registries may be reached (true for the CLI)"),
+    Setting("FERRY_ALLOWED_REGISTRIES", "", "hosts that may be on a private address"),
+    Setting("FERRY_INSECURE_REGISTRIES", "", "hosts that may be reached over plain HTTP"),
+    Setting("FERRY_SOURCE_REGISTRIES", "", "when set, the only sources"),
+    Setting("FERRY_REGISTRIES", "", "registry -> ARM resource ID (JSON)"),
+    ARM_ENDPOINT_SETTING, ARM_TIMEOUT,
+    Setting("FERRY_RULES_FILE", None, "the promotion and mirror rules file"),
+    Setting("FERRY_MIRROR_SCHEDULE", None, "the timer's NCRONTAB schedule"),
+    RATELIMIT_FLOOR,
+    Setting("FERRY_ALLOW_INLINE_CREDENTIALS", "false", "accept inline credentials (sealed)"),
+    Setting("FERRY_CREDENTIAL_KEY", None, "32 bytes, base64: the sealing key"),
+    Setting("FERRY_SOURCE_USERNAME", None, "the source's username", reader="cli"),
+    Setting("FERRY_SOURCE_PASSWORD", None, "the source's password", reader="cli"),
+    Setting("FERRY_TARGET_USERNAME", None, "the target's username", reader="cli"),
+    Setting("FERRY_TARGET_PASSWORD", None, "the target's password", reader="cli"),
+    Setting("FERRY_SERVICE_URL", None, "a Ferry service to drive", reader="cli"),
+    Setting("FERRY_FUNCTION_KEY", None, "the service's function key", reader="cli"),
+    Setting("FERRY_SERVICE_SCOPE", None, "the service app's Entra scope (Easy Auth)", reader="cli"),
+)  # fmt: skip
 
 
 def positive(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
@@ -73,10 +163,10 @@ def transport(env: Mapping[str, str], *, loopback_default: bool = False) -> Tran
     loopback = env.get("FERRY_ALLOW_LOOPBACK", "").strip().lower()
     no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
     return TransportOptions(
-        max_attempts=positive(env, "FERRY_RETRY_ATTEMPTS", MAX_ATTEMPTS, int),
-        retry_budget=positive(env, "FERRY_RETRY_BUDGET_SECONDS", RETRY_BUDGET, float),
-        stall_floor=positive(env, "FERRY_STALL_FLOOR_BYTES", STALL_FLOOR, int),
-        stall_window=positive(env, "FERRY_STALL_WINDOW_SECONDS", STALL_WINDOW, float),
+        max_attempts=RETRY_ATTEMPTS.positive(env, int),
+        retry_budget=RETRY_BUDGET.positive(env, float),
+        stall_floor=STALL_FLOOR.positive(env, int),
+        stall_window=STALL_WINDOW.positive(env, float),
         insecure_registries=_hosts(env, "FERRY_INSECURE_REGISTRIES"),
         allowed_registries=_hosts(env, "FERRY_ALLOWED_REGISTRIES"),
         allow_loopback=loopback in ("1", "true", "yes") if loopback else loopback_default,
@@ -94,18 +184,10 @@ def limits(env: Mapping[str, str]) -> Limits:
     CLI alike."""
     blob = env.get("FERRY_MAX_PUBLIC_BLOB_BYTES", "").strip().lower()
     return Limits(
-        max_manifests=whole(env, "FERRY_MAX_MANIFESTS", DEFAULT_MAX_MANIFESTS, 1, 10_000),
-        max_descriptors=whole(env, "FERRY_MAX_DESCRIPTORS", DEFAULT_MAX_DESCRIPTORS, 1, 10_000_000),
-        max_public_blob_bytes=None
-        if blob in ("0", "none")
-        else whole(env, "FERRY_MAX_PUBLIC_BLOB_BYTES", DEFAULT_MAX_PUBLIC_BLOB_BYTES, 1, None),
+        max_manifests=MAX_MANIFESTS.whole(env),
+        max_descriptors=MAX_DESCRIPTORS.whole(env),
+        max_public_blob_bytes=None if blob in ("0", "none") else MAX_PUBLIC_BLOB_BYTES.whole(env),
     )
-
-
-def ratelimit_floor(env: Mapping[str, str]) -> int:
-    """``FERRY_RATELIMIT_FLOOR``: pulls of a limited source's window kept in reserve for people (a
-    mirror pass also stops asking a source whose ``ratelimit-remaining`` falls under it); default 10."""
-    return whole(env, "FERRY_RATELIMIT_FLOOR", 10, 0, None)
 
 
 def log_level(env: Mapping[str, str]) -> str:
@@ -164,7 +246,7 @@ class CommandLine:
         return cls(
             transport=transport(env, loopback_default=True),
             limits=limits(env),
-            concurrency=whole(env, "FERRY_CONCURRENCY", 8, 1, 64),
+            concurrency=CONCURRENCY.whole(env),
             registries=registries(env.get("FERRY_REGISTRIES", "")),
             arm_endpoint=env.get("FERRY_ARM_ENDPOINT") or ARM_ENDPOINT,
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID") or None,

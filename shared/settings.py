@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import environment
+from shared.arm import ARM_ENDPOINT
 from shared.credentials import Anonymous, Credential, Secret
 from shared.credentials.resolver import from_secret
 from shared.errors import ConfigurationError
@@ -45,26 +46,20 @@ ENV_NAMES = {
     "arm_timeout": "FERRY_ARM_TIMEOUT_SECONDS",
 }
 #: Every app setting Ferry's code reads (named credentials are FERRY_CREDENTIAL_<NAME>_*).
-SETTING_NAMES = frozenset(
-    {
-        *ENV_NAMES.values(),
-        "AZURE_CLIENT_ID",
-        "FERRY_CREDENTIAL_KEY",
-        "FERRY_REGISTRIES",
-        "FERRY_INSECURE_REGISTRIES",
-        "FERRY_ALLOWED_REGISTRIES",
-        "FERRY_ALLOW_LOOPBACK",
-        "FERRY_SOURCE_REGISTRIES",
-        "FERRY_MAX_MANIFESTS",
-        "FERRY_MAX_PUBLIC_BLOB_BYTES",
-        "FERRY_MAX_DESCRIPTORS",
-        "FERRY_STALL_FLOOR_BYTES",
-        "FERRY_STALL_WINDOW_SECONDS",
-        "FERRY_RETRY_ATTEMPTS",
-        "FERRY_RETRY_BUDGET_SECONDS",
-        "FERRY_LOG_LEVEL",
-    }
-)
+SETTING_NAMES = frozenset(s.name for s in environment.SETTINGS if s.reader == "app")
+
+
+def _bounded(setting: environment.Setting) -> Any:
+    """A field with the setting's declared default and bounds."""
+    if setting.above:
+        return Field(setting.default, gt=setting.low, le=setting.high)
+    return Field(setting.default, ge=setting.low, le=setting.high)
+
+
+def credential_key(name: str) -> str:
+    """A credential's name as its settings and a request may spell it (``DOCKER_HUB``,
+    ``docker-hub``), as one key."""
+    return name.lower().replace("_", "-")
 
 
 def credential_env(name: str) -> str:
@@ -98,15 +93,15 @@ class Settings(BaseModel):
     queue_name: str = Field("imports", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     table_name: str = Field("imports", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     #: As host.json's ``maxDequeueCount``: deliveries before a message goes to ``<queue>-poison``.
-    max_dequeue_count: int = Field(5, ge=1, le=100)
+    max_dequeue_count: int = _bounded(environment.MAX_DEQUEUE_COUNT)
     #: Seconds a failed message stays invisible before its next delivery (host.json ``visibilityTimeout``).
-    retry_delay: float = Field(30.0, ge=0, le=3600)
+    retry_delay: float = _bounded(environment.RETRY_DELAY)
     #: Seconds a message is hidden from other workers while one works on it (renewed while it runs).
-    lease: float = Field(60.0, ge=5, le=3600)
+    lease: float = _bounded(environment.LEASE)
     #: Local worker: the longest wait between looks at an empty queue (host.json
     #: ``maxPollingInterval``; the host's minimum is 100 ms).
-    max_polling: float = Field(0.5, ge=0.1, le=600)
-    concurrency: int = Field(8, ge=1, le=64)
+    max_polling: float = _bounded(environment.MAX_POLLING)
+    concurrency: int = _bounded(environment.CONCURRENCY)
     #: ``FERRY_MAX_MANIFESTS``, ``FERRY_MAX_PUBLIC_BLOB_BYTES``, ``FERRY_MAX_DESCRIPTORS`` (read by
     #: :func:`shared.environment.limits`).
     limits: Limits = Field(default_factory=Limits)
@@ -116,13 +111,13 @@ class Settings(BaseModel):
     #: Pulls of a limited source's window kept in reserve for people: the shared pull budget
     #: never spends them, and a mirror pass stops asking a source whose ``ratelimit-remaining``
     #: falls under this.
-    ratelimit_floor: int = Field(10, ge=0)
+    ratelimit_floor: int = _bounded(environment.RATELIMIT_FLOOR)
     #: ``FERRY_REGISTRIES``: JSON object, ACR name or login server -> ARM resource ID (ARM engine).
     registries: dict[str, str] = Field(default_factory=dict)
     #: ``FERRY_SOURCE_REGISTRIES``: when set, the only registries imports may come from.
     source_registries: frozenset[str] = frozenset()
-    arm_endpoint: str = "https://management.azure.com"
-    arm_timeout: float = Field(1800.0, gt=0)
+    arm_endpoint: str = ARM_ENDPOINT
+    arm_timeout: float = _bounded(environment.ARM_TIMEOUT)
     #: ``FERRY_CREDENTIAL_KEY``: 32 bytes, base64, for sealing inline credentials in queue messages.
     credential_key: Secret | None = None
     credentials: dict[str, NamedCredential] = Field(default_factory=dict)
@@ -131,9 +126,13 @@ class Settings(BaseModel):
     def credential(self, name: str | None) -> Credential:
         if name is None:
             return Anonymous()
-        found = self.credentials.get(name.lower().replace("_", "-"))
+        found = self.credentials.get(credential_key(name))
         if found is None:
-            raise ConfigurationError(f"credential {name!r} is not configured (set {credential_env(name)}_PASSWORD)")
+            prefix = credential_env(name)
+            raise ConfigurationError(
+                f"credential {name!r} is not configured (set {prefix}_USERNAME and {prefix}_PASSWORD; "
+                "a password alone is an access token)"
+            )
         return found.credential()
 
     @classmethod
@@ -190,7 +189,7 @@ def named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:
     for key, value in env.items():
         match = _CREDENTIAL.fullmatch(key)
         if match and value:
-            parts.setdefault(match.group(1).lower().replace("_", "-"), {})[match.group(2).lower()] = value
+            parts.setdefault(credential_key(match.group(1)), {})[match.group(2).lower()] = value
     out = {}
     for name, fields in parts.items():
         if "password" not in fields:

@@ -133,7 +133,8 @@ def test_request_body_for_each_seed_scenario(
 @pytest.mark.parametrize(
     ("extra", "configured", "engine", "why"),
     [
-        ({}, False, "oci", "requested"),
+        ({}, False, "oci", "the default: oci streams through Ferry"),
+        ({"engine": "oci"}, False, "oci", "requested"),
         ({"engine": "auto"}, False, "oci", "no resource ID is configured"),
         ({"engine": "auto"}, True, "arm", "needs nothing only the OCI engine does"),
         ({"engine": "auto", "platforms": ["linux/amd64"]}, True, "oci", "needs the OCI engine"),

@@ -192,3 +192,33 @@ def test_ctrl_c_while_following_stops_following_not_the_job(
     assert f"stopped following job {job_id}" in err and f"ferry jobs cancel {job_id}" in err and "Traceback" not in err
     status = httpx.get(f"{service.url}/api/imports/{job_id}").json()
     assert status["state"] == "queued" and status["cancelRequestedAt"] is None  # the job goes on
+
+
+def test_jobs_list_is_a_table_on_a_terminal_and_takes_service_after_the_subcommand(
+    service: Service, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    import pty
+
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed=repo), "v1"))
+    done = ferry(
+        "import", "--service", service.url, "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"
+    )
+    assert done.returncode == 0, done.stderr
+    # --service after the subcommand, as az takes its options; json when not on a terminal.
+    listed = ferry("jobs", "list", "--service", service.url)
+    assert listed.returncode == 0, listed.stderr
+    job = json.loads(listed.stdout)["items"][0]
+    table = ferry("jobs", "list", "--service", service.url, "-o", "table")
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "CREATED", "TRIES", "SOURCE", "TARGETS", "ERROR"], table.stdout
+    assert lines[2].split()[:2] == [job["id"], "succeeded"] and f"{target_reg.host}/{repo}:v1" in lines[2]
+    assert len(lines) == 3  # a line a job, not ~50 lines of JSON
+    main, child = pty.openpty()  # on a terminal, the table is the default
+    try:
+        subprocess.run([sys.executable, "-m", "shared.cli", "jobs", "--service", service.url, "list"], stdout=child,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, timeout=60)  # fmt: skip
+        shown = os.read(main, 65536).decode()
+    finally:
+        os.close(main)
+        os.close(child)
+    assert shown.splitlines()[0].split()[:2] == ["ID", "STATE"] and job["id"] in shown

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -72,3 +75,48 @@ def test_every_path_the_documents_name_exists() -> None:
             if not (base / path.rstrip("/")).exists():
                 missing.append(f"{doc.relative_to(ROOT)}: {path}")
     assert missing == []
+
+
+def test_every_setting_is_declared_once_and_the_documents_follow_the_declarations() -> None:
+    from shared.environment import SETTINGS
+
+    declared = [s.name for s in SETTINGS]
+    assert len(declared) == len(set(declared)), "a setting declared twice"
+    ferry = {n for n in declared if n.startswith("FERRY_")}
+    assert ferry == _code_settings(), (
+        "the code reads a setting shared/environment.py does not declare, or none reads one"
+    )
+    assert ferry == _readme_settings(), "the README's settings table and the declarations differ"
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert {s.name for s in SETTINGS if s.reader == "app" and s.name.startswith("FERRY_")} <= set(example)
+    for s in SETTINGS:
+        if isinstance(s.default, int | float) and s.name in example:
+            assert float(example[s.name]) == float(s.default), f"{s.name}: the example's value is not the default"
+
+
+def _outside(setting: Any) -> list[str]:
+    """Values just outside a number setting's declared bounds (0 means "no limit" for the blob cap)."""
+    values = []
+    if setting.high is not None:
+        values.append(str(int(setting.high) + 1 if isinstance(setting.default, int) else setting.high * 2))
+    if setting.low is not None and setting.name != "FERRY_MAX_PUBLIC_BLOB_BYTES":
+        step = 1 if isinstance(setting.default, int) or setting.low == 0 else setting.low / 2
+        below = setting.low if setting.above else setting.low - step
+        values.append(str(int(below) if isinstance(setting.default, int) else below))
+    return values
+
+
+def test_a_value_outside_a_declared_bound_is_refused_naming_the_setting() -> None:
+    from shared.environment import SETTINGS
+    from shared.errors import ConfigurationError
+    from shared.settings import Settings
+
+    checked = 0
+    for setting in SETTINGS:
+        if setting.reader != "app" or not isinstance(setting.default, int | float):
+            continue
+        for value in _outside(setting):
+            with pytest.raises(ConfigurationError, match=setting.name):
+                Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", setting.name: value})
+            checked += 1
+    assert checked >= 20

@@ -123,10 +123,13 @@ async def test_noforce_conflict_writes_nothing(
     old, new = make_image(seed="old"), make_image(seed="new")
     await seed(target_reg, repo, old, "v1")
     await seed(open_reg, repo, new, "v1")
-    with pytest.raises(TagExistsError, match=f"Tag {repo}:v1 already exists in target registry"):
+    with pytest.raises(TagExistsError, match=f"Tag {repo}:v1 already exists in target registry") as refused:
         await do_import(
             open_reg, target_proxy.host, f"{repo}:v1", dst_reg=target_reg, images=(f"{repo}:v1", f"{repo}:free")
         )
+    # Both digests, and how to overwrite, as az users expect.
+    assert f"{repo}:v1 is {old.digest}; the import is {new.digest}" in str(refused.value)
+    assert '--force (ferry import) or "mode": "Force"' in str(refused.value)
     assert writes(target_proxy) == []
     async with target_reg.client() as client:
         assert (await client.resolve(repo, "v1")).digest == old.digest

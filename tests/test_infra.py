@@ -104,7 +104,7 @@ def test_app_settings_match_what_the_code_reads() -> None:
 @pytest.mark.process
 def test_checkov_fails_nothing_and_parses_everything() -> None:
     checkov = ROOT / ".venv-checkov" / "bin" / "checkov"
-    assert checkov.exists(), "run `make deps` (scripts/bootstrap.sh installs checkov into .venv-checkov)"
+    assert checkov.exists(), "run `make test` (scripts/bootstrap.sh --test installs checkov into .venv-checkov)"
     done = subprocess.run(
         [str(checkov), "-d", str(INFRA), "--framework", "bicep", "--quiet", "--skip-download", "-o", "json"],
         capture_output=True,

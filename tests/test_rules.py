@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from shared.automation.rules import Mirror, parse_rules
 from shared.automation.tags import in_range, parse_range, parse_tag
 from shared.errors import ConfigurationError
+from tests.harness.registry import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """
 promotions:
@@ -70,14 +77,23 @@ def test_good_rules_yaml_and_json() -> None:
         ("mirrors: [{name: m, source: nginx, targetRegistry: y.io, semver: 'soon'}]", "mirrors[0] (m).semver"),
         (
             "mirrors: [{name: m, source: nginx, targetRegistry: y.io, tags: [x], colour: red}]",
-            "mirrors[0] (m).colour: Extra",
+            "mirrors[0] (m).colour: unknown field; known fields here: name,",
         ),
         (
             "mirrors: [{name: m, source: nginx, targetRegistry: y.io, tags: [x]}, {name: m, source: n, targetRegistry: y.io, tags: [x]}]",
             "rule names must be unique",
         ),
         ("promotions: {}", "promotions: Input should be a valid list"),
-        ("promotions: [ {", "not valid YAML or JSON"),
+        ("promotions: [ {", "not valid YAML: line 1, column 16:"),
+        ('{"promotions": [],}', "not valid JSON: line 1, column 19:"),
+        (
+            "promotions: [{name: a, sourceRegistry: x.io, targetRegistry: y.io, targetTag: ['{tag}']}]",
+            "promotions[0] (a).targetTag: unknown field; did you mean 'targetTags'?",
+        ),
+        (
+            "mirrors: [{name: m, source: nginx, targetRegistry: y.io, tags: [x], Semver: '^1'}]",
+            "mirrors[0] (m).Semver: unknown field; did you mean 'semver'?",
+        ),
     ],
 )
 def test_bad_rules_name_rule_and_field(text: str, where: str) -> None:
@@ -91,7 +107,7 @@ def test_docker_tags_as_versions() -> None:
                                ("3.13.1-alpine3.21", (3, 13, 1), "alpine3.21"), ("1.28.0-rc1", (1, 28, 0), "rc1")]:  # fmt: skip
         parsed = parse_tag(tag)
         assert parsed is not None and (parsed.parts, parsed.suffix) == (parts, suffix), tag
-    for tag in ("latest", "mainline", "stable-alpine-slim", "2024.01.15", "3.14.0a3", "1.2.3.4.5", "01.2"):
+    for tag in ("latest", "mainline", "stable-alpine-slim", "3.14.0a3", "1.2.3.4.5", "1.2.3-"):
         assert parse_tag(tag) is None, tag
     rng = parse_range(">=1.25 <2 || 3.1")
     assert in_range((1, 25, 0, 0), rng) and in_range((1, 99, 9, 0), rng) and in_range((3, 1, 5, 0), rng)
@@ -188,6 +204,81 @@ def test_rules_check_cli(tmp_path: object) -> None:
     assert failed.returncode == 2 and "mirrors[0] (m).targetRegistry" in failed.stderr
 
 
+def _ferry(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FERRY_RULES_FILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+@pytest.mark.process
+def test_rules_check_prints_each_problem_on_its_own_line(tmp_path: Path) -> None:
+    """Every problem on a line of its own, YAML errors with their line and column, exit 2."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("promotions:\n  - name: a\n    sourceRegistry: x.io\n    targetRegistry: abc\n    mode: force\n")
+    failed = _ferry("rules", "check", str(bad))
+    assert failed.returncode == 2, failed.stderr
+    lines = failed.stderr.splitlines()
+    assert lines[0] == f"ferry rules: {bad}:" and len(lines) == 3, failed.stderr
+    assert lines[1].startswith("  promotions[0] (a).targetRegistry: ")
+    assert lines[2] == "  promotions[0] (a).mode: Input should be 'NoForce' or 'Force'"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("promotions:\n  - name: a\n    tag: [\n  b: c\n")
+    failed = _ferry("rules", "check", str(broken))
+    assert failed.returncode == 2 and "\\x0a" not in failed.stderr
+    assert "  not valid YAML: line 5, column 1: expected ',' or ']'" in failed.stderr
+
+
+@pytest.mark.process
+def test_rules_plan_fails_when_a_source_cannot_be_listed(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there: the mirror's tags cannot be listed
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"mirrors: [{{name: m, source: '127.0.0.1:{closed}/team/web', targetRegistry: y.io, tags: [x]}}]")
+    planned = _ferry("rules", "plan", str(rules))
+    assert planned.returncode == 1, planned.stderr
+    assert json.loads(planned.stdout)["mirrors"][0]["error"]["code"]
+    assert "ferry rules plan: mirror m: could not list the tags of" in planned.stderr
+
+
+@pytest.mark.process
+def test_rules_match_says_why_each_promotion_matches_or_not(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "promotions:\n"
+        "  - {name: releases, sourceRegistry: '127.0.0.1:5101', repository: 'team/*', tag: 'v.*', targetRegistry: y.io}\n"
+        "  - {name: other-registry, sourceRegistry: dev.example.com, targetRegistry: y.io}\n"
+        "  - {name: apps, sourceRegistry: '127.0.0.1:5101', repository: 'apps/*', targetRegistry: y.io}\n"
+        "  - {name: all, sourceRegistry: '127.0.0.1:5101', targetRegistry: y.io}\n"
+    )
+    found = _ferry("rules", "match", "--rules", str(rules), "127.0.0.1:5101/team/web:1.0")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines()[1:] == [
+        "  no    rule releases: tag 1.0 does not match /v.*/",
+        "  no    rule other-registry: registry 127.0.0.1:5101 is not sourceRegistry dev.example.com",
+        "  no    rule apps: repository team/web does not match 'apps/*'",
+        "  MATCH rule all: matches registry 127.0.0.1:5101, repository '*', tag /.*/",
+        "1 of 4 promotions match",
+    ]
+    rules.write_text(
+        "promotions: [{name: releases, sourceRegistry: '127.0.0.1:5101', tag: 'v.*', targetRegistry: y.io}]"
+    )
+    none = _ferry("rules", "match", "--rules", str(rules), "127.0.0.1:5101/team/web:1.0")
+    assert none.returncode == 1 and "0 of 1 promotions match" in none.stdout
+    assert _ferry("rules", "match", "--rules", str(rules), "127.0.0.1:5101/team/web").returncode == 2
+
+
+def test_promotion_explains_the_version_range_and_suffix() -> None:
+    rule = parse_rules(
+        "promotions: [{name: p, sourceRegistry: dev.io, targetRegistry: prod.io, versions: '^1.27', suffix: alpine}]"
+    ).promotions[0]
+    assert rule.explain("dev.io", "web", "latest").why == "tag latest is not a version (versions/suffix need one)"
+    assert rule.explain("dev.io", "web", "1.27.3").why == "tag 1.27.3's suffix '' does not match suffix 'alpine'"
+    assert rule.explain("dev.io", "web", "2.0.0-alpine").why == "tag 2.0.0-alpine's version is not in versions ^1.27"
+    matched = rule.explain("dev.io", "web", "1.27.3-alpine")
+    assert matched.matched and "versions ^1.27" in matched.why and "suffix 'alpine'" in matched.why
+
+
 def test_promotions_may_use_the_tag_model() -> None:
     rules = parse_rules(
         "promotions: [{name: p, sourceRegistry: dev.io, targetRegistry: prod.io, versions: '^1.27', suffix: alpine}]",
@@ -197,3 +288,40 @@ def test_promotions_may_use_the_tag_model() -> None:
     assert rule.matches("dev.io", "web", "1.27.3-alpine") and rule.matches("dev.io", "web", "1.28.0-alpine")
     assert not rule.matches("dev.io", "web", "1.27.3") and not rule.matches("dev.io", "web", "2.0.0-alpine")
     assert not rule.matches("dev.io", "web", "latest")
+
+
+def test_a_rules_edit_is_read_live_and_a_bad_one_keeps_the_last_good_rules(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.automation.live import LiveRules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("promotions: [{name: a, sourceRegistry: dev.io, targetRegistry: prod.io}]")
+    live = LiveRules.load(path)
+    assert live.describe()["promotions"] == 1 and "error" not in live.describe()
+    path.write_text(
+        "promotions: [{name: a, sourceRegistry: dev.io, targetRegistry: prod.io},"
+        " {name: b, sourceRegistry: dev.io, targetRegistry: prod.io}]"
+    )
+    assert [r.name for r in live.current().promotions] == ["a", "b"]  # a good edit: read at once
+    path.write_text("promotions: [{name: a, sourceRegistry: dev.io, targetRegistry: prod.io, mode: force}]")
+    with caplog.at_level("ERROR", logger="shared.automation.live"):
+        for _ in range(3):
+            assert [r.name for r in live.current().promotions] == ["a", "b"]  # the last good rules
+        state = live.describe()
+    assert len(caplog.records) == 1, caplog.text  # logged once, not per event
+    assert "promotions[0] (a).mode: Input should be 'NoForce' or 'Force'" in caplog.text
+    assert state["promotions"] == 2 and str(path) in state["error"] and "still in force" in state["error"]
+    path.write_text("mirrors: [{name: m, source: nginx, targetRegistry: prod.io, tags: ['1']}]")
+    assert live.current().mirrors[0].name == "m" and "error" not in live.describe()
+
+
+def test_a_bad_rules_file_stops_the_start(tmp_path: Path) -> None:
+    from shared.automation.live import LiveRules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("promotions: [{name: a, sourceRegistry: dev.io, targetRegistry: prod.io, mode: force}]")
+    with pytest.raises(ConfigurationError, match=r"rules.yaml: promotions\[0\] \(a\).mode: Input should be"):
+        LiveRules.load(path)
+    with pytest.raises(ConfigurationError, match="No such file"):
+        LiveRules.load(tmp_path / "missing.yaml")

@@ -76,8 +76,8 @@ INVALID: list[tuple[Any, str, str]] = [
     (_with("source.credential", "missing"), "source.credential", "'missing' is not configured"),
     (_with("source.credentials", {"username": "u", "password": "p"}), "source.credentials", "named credential"),
     (_with("source.credentials", {"username": "u"}), "source.credentials.password", "Field required"),
-    (_with("source.extra", 1), "source.extra", "Extra inputs are not permitted"),
-    (_with("unknown", True), "unknown", "Extra inputs are not permitted"),
+    (_with("source.extra", 1), "source.extra", "unknown field; known fields here: registryUri,"),
+    (_with("unknown", True), "unknown", "unknown field; known fields here: targetRegistry,"),
     (_with("targetTags", ["Bad:1"]), "targetTags[0]", "lowercase"),
     (_with("targetTags", ["app@sha256:" + "a" * 64]), "targetTags[0]", "takes a tag, not a digest"),
     (_with("targetTags", "app:1"), "targetTags", "valid list"),
@@ -96,7 +96,7 @@ INVALID: list[tuple[Any, str, str]] = [
         "registryUri or resourceId, not both",
     ),
     ("not json at all", "body", "JSON"),
-    ([1, 2], "body", "valid dictionary"),
+    ([1, 2], "body", "expected a JSON object"),
 ]
 
 

@@ -185,7 +185,7 @@ def test_malformed_events_are_logged_and_dropped(promo: Services, caplog: pytest
         "data": data,
     }
     assert call(promo, eg(payload)) == []
-    assert "dropping malformed event bad-1" in caplog.text
+    assert "event bad-1: malformed, dropped: " in caplog.text
 
 
 def test_registry_from_topic_when_request_host_is_missing(azurite: Azurite, tmp_path: Path) -> None:
@@ -225,14 +225,17 @@ async def _tag_versions(reg: Reg, repo: str, tags: list[str]) -> dict[str, str]:
 
 
 def test_mirror_pass_enqueues_only_changed_semver_tags(
-    azurite: Azurite, tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str
+    azurite: Azurite, tmp_path: Path, open_reg: Reg, target_reg: Reg, repo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     asyncio.run(_tag_versions(open_reg, repo, ["1.24.0", "1.25.0", "1.26.1", "2.0.0", "latest"]))
     path = mirror_rules(tmp_path, f"{open_reg.host}/{repo}", target_reg, 'semver: ">=1.25 <2"')
     svc = make_services(environment(azurite, FERRY_RULES_FILE=str(path)))
     api = TestClient(create_app(lambda: svc))
-    dry = api.post("/api/mirror/run", params={"dryRun": "true"}).json()
-    assert dry["entries"][0]["enqueued"] == {"1.25.0": "dry-run", "1.26.1": "dry-run"}
+    with caplog.at_level("INFO", logger="shared.automation.passes"):
+        dry = api.post("/api/mirror/run", params={"dryRun": "true"}).json()
+    assert dry["entries"][0]["enqueued"] == {} and dry["entries"][0]["wouldEnqueue"] == ["1.25.0", "1.26.1"]
+    assert dry["entries"][0]["states"] == {"1.25.0": "would enqueue", "1.26.1": "would enqueue"}
+    assert "(dry run): 2 selected, 0 unchanged, would enqueue 2 (1.25.0, 1.26.1)" in caplog.text  # never "enqueued"
     assert svc.queue.receive(1) is None  # a dry run enqueues nothing
     first = asyncio.run(run_mirrors(svc))[0]
     assert first["selected"] == 2 and sorted(first["enqueued"]) == ["1.25.0", "1.26.1"] and first["unchanged"] == 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from shared.arm import ARM_ENDPOINT
 from shared.credentials.model import get_token
 from shared.errors import (
     ArmOperationError,
@@ -53,7 +54,7 @@ RUNNING = {"InProgress", "Running", "Accepted", "Creating", "Updating", "NotStar
 
 @dataclass(frozen=True)
 class ArmOptions:
-    endpoint: str = "https://management.azure.com"
+    endpoint: str = ARM_ENDPOINT
     #: Seconds before a still-running import is declared failed.
     timeout: float = 1800.0
     #: Poll interval when ARM sends no Retry-After (and the longest wait honoured).

@@ -106,30 +106,68 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
     return request, key
 
 
-async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> list[str]:
-    """Enqueue the imports ``event`` asks for; returns their job ids."""
+@dataclass
+class Promoted:
+    """What one event did: the jobs it enqueued and, per rule, why it matched or not (or why the
+    event promotes nothing at all)."""
+
+    event_id: str
+    jobs: list[str] = field(default_factory=list)
+    push: str | None = None
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    ignored: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.event_id, "jobs": self.jobs}
+        if self.push:
+            out["push"] = self.push
+        if self.ignored:
+            out["ignored"] = self.ignored
+        else:
+            out["rules"] = self.rules
+        return out
+
+    def __str__(self) -> str:
+        if self.ignored:
+            return f"event {self.event_id}: {self.ignored}"
+        if not self.rules:
+            return f"event {self.event_id}: push of {self.push}: no promotion rules"
+        why = "; ".join(
+            f"rule {r['rule']}" + (f" -> job {r['job']}" if r.get("job") else "") + f": {r['why']}" for r in self.rules
+        )
+        return f"event {self.event_id}: push of {self.push}: {len(self.jobs)} imports enqueued; {why}"
+
+
+async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> Promoted:
+    """Enqueue the imports ``event`` asks for; the jobs, and why each rule matched or not."""
+    event_id = str(event.get("id") or "?")
     try:
         push = parse_push(event)
     except MalformedEvent as exc:
-        log.warning("dropping malformed event %s: %s", event.get("id", "?"), exc)
-        return []
+        outcome = Promoted(event_id, ignored=f"malformed, dropped: {exc}")
+        log.warning("%s", outcome)
+        return outcome
     if push is None:
-        log.debug("event %s (%s) promotes nothing", event.get("id", "?"), event.get("eventType") or event.get("type"))
-        return []
-    jobs = []
+        kind = event.get("eventType") or event.get("type")
+        why = (
+            "a push without a tag (a blob, or a platform's manifest of a multi-arch image) promotes nothing"
+            if kind == PUSHED
+            else f"{kind} promotes nothing (only a tagged push does)"
+        )
+        outcome = Promoted(event_id, ignored=why)
+        log.info("%s", outcome)
+        return outcome
+    outcome = Promoted(event_id, push=f"{push.registry}/{push.repository}:{push.tag}")
     for rule in rules.promotions:
-        if rule.matches(push.registry, push.repository, push.tag):
+        explained = rule.explain(push.registry, push.repository, push.tag)
+        entry = explained.as_dict()
+        if explained.matched:
             request, key = promotion(rule, push)
-            jobs.append((await submit(request, key)).id)
-            log.info(
-                "event %s: rule %s promotes %s/%s:%s",
-                push.event_id,
-                rule.name,
-                push.registry,
-                push.repository,
-                push.tag,
-            )
-    return jobs
+            entry["job"] = (await submit(request, key)).id
+            outcome.jobs.append(entry["job"])
+        outcome.rules.append(entry)
+    log.info("%s", outcome)
+    return outcome
 
 
 # -- mirroring ---------------------------------------------------------------------------------
@@ -141,6 +179,8 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: A dry run's tags that a real pass would enqueue (nothing is enqueued).
+    would_enqueue: list[str] = field(default_factory=list)
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
     states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
@@ -148,13 +188,27 @@ class MirrorReport:
     deferred_tags: list[str] = field(default_factory=list)
     #: Per source registry: requests sent and pulls (manifest ``GET``s) among them.
     cost: dict[str, dict[str, int]] = field(default_factory=dict)
+    dry_run: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
-            "enqueued": self.enqueued, "states": self.states, "deferred": self.deferred,
-            "deferredTags": self.deferred_tags, "cost": self.cost,
+            "enqueued": self.enqueued, "wouldEnqueue": self.would_enqueue, "states": self.states,
+            "deferred": self.deferred, "deferredTags": self.deferred_tags, "cost": self.cost,
         }  # fmt: skip
+
+    def __str__(self) -> str:
+        done = (
+            f"would enqueue {len(self.would_enqueue)}"
+            + (f" ({', '.join(self.would_enqueue)})" if self.would_enqueue else "")
+            if self.dry_run
+            else f"{len(self.enqueued)} enqueued"
+        )
+        deferred = f", deferred ({len(self.deferred_tags)} tags): {self.deferred}" if self.deferred else ""
+        cost = "; ".join(f"{r}: {c['requests']} requests, {c['pulls']} pulls" for r, c in self.cost.items())
+        kind = " (dry run)" if self.dry_run else ""
+        counts = f"{len(self.selected)} selected, {len(self.unchanged)} unchanged"
+        return f"mirror {self.name}{kind}: {counts}, {done} ({cost or 'no requests'}){deferred}"
 
 
 #: ``HEAD``s in flight per source during a mirror pass (each tag also ``HEAD``s the target).
@@ -169,7 +223,7 @@ async def _mirror_one(
     floor: int,
     budget: PullBudget | None = None,
 ) -> MirrorReport:
-    report = MirrorReport(entry.name)
+    report = MirrorReport(entry.name, dry_run=submit is None)
     source = parse_reference(entry.source)
     name = entry.credential.split(",")[0] if entry.credential else None  # HEADs are free: the first account
     credential = credentials(source.registry, name)
@@ -186,6 +240,7 @@ async def _mirror_one(
             report.cost = {source.registry: _cost(src, report, floor)}
     order = {t: i for i, t in enumerate(report.selected)}
     report.unchanged.sort(key=order.__getitem__)
+    report.would_enqueue.sort(key=order.__getitem__)
     report.states = {t: report.states[t] for t in report.selected if t in report.states}
     report.deferred_tags = [t for t in report.selected if t not in report.states]
     return report
@@ -198,7 +253,8 @@ def _cost(src: RegistryClient, report: MirrorReport, floor: int) -> dict[str, in
     said = src.transport.ratelimit
     if said is not None and said.limit is not None and said.remaining is not None:
         room = max(0, said.remaining - min(floor, said.limit - 1))
-        cost.update(limit=said.limit, remaining=said.remaining, waitForBudget=max(0, len(report.enqueued) - room))
+        imports = len(report.enqueued) + len(report.would_enqueue)
+        cost.update(limit=said.limit, remaining=said.remaining, waitForBudget=max(0, imports - room))
     return cost
 
 
@@ -285,7 +341,8 @@ async def _mirror_tag(
     )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:
-        report.enqueued[tag] = report.states[tag] = "dry-run"
+        report.would_enqueue.append(tag)
+        report.states[tag] = "would enqueue"
         return
     submitted = await submit(request, key)
     report.states[tag] = submitted.note
@@ -308,16 +365,7 @@ async def mirror_pass(
         try:
             report = await _mirror_one(entry, credentials, options, submit, floor, budget)
         except FerryError as exc:  # one entry's trouble does not stop the others
-            report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}")
-        cost = ", ".join(f"{r}: {c['requests']} requests, {c['pulls']} pulls" for r, c in report.cost.items())
-        log.info(
-            "mirror %s: %d selected, %d unchanged, %d enqueued (%s)%s",
-            entry.name,
-            len(report.selected),
-            len(report.unchanged),
-            len(report.enqueued),
-            cost or "no requests",
-            f", deferred ({len(report.deferred_tags)} tags): {report.deferred}" if report.deferred else "",
-        )
+            report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}", dry_run=submit is None)
+        log.info("%s", report)
         reports.append(report)
     return reports

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from shared.automation.tags import Selection, in_range, parse_range
 from shared.automation.tags import parse_tag as tag_version
 from shared.errors import ConfigurationError
+from shared.fields import unknown_field
 from shared.importing.request import Platforms, RegistryName
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
 
@@ -69,6 +71,21 @@ VersionRange = Annotated[str, AfterValidator(_range)]
 
 def render(template: str, **values: str) -> str:
     return _FIELD.sub(lambda m: values[m.group(1)], template)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One rule against one push: whether it matched and why, in words."""
+
+    rule: str
+    matched: bool
+    why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "matched": self.matched, "why": self.why}
+
+    def __str__(self) -> str:
+        return f"rule {self.rule}: {self.why}"
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -116,23 +133,37 @@ class Promotion(_Rule):
         return values
 
     def matches(self, registry: str, repository: str, tag: str) -> bool:
-        return (
-            registry == self.sourceRegistry
-            and fnmatch.fnmatchcase(repository, self.repository)
-            and re.fullmatch(self.tag, tag) is not None
-            and self._versioned(tag)
-        )
+        return self.explain(registry, repository, tag).matched
 
-    def _versioned(self, tag: str) -> bool:
-        """With ``versions`` or ``suffix``: the tag is a version of that suffix, in range."""
+    def explain(self, registry: str, repository: str, tag: str) -> Explanation:
+        """Whether a push matches, and why: the first part of the rule that leaves it out
+        (registry, repository pattern, tag filter, version range, suffix), or every part it meets."""
+        if registry != self.sourceRegistry:
+            return Explanation(self.name, False, f"registry {registry} is not sourceRegistry {self.sourceRegistry}")
+        if not fnmatch.fnmatchcase(repository, self.repository):
+            return Explanation(self.name, False, f"repository {repository} does not match {self.repository!r}")
+        if re.fullmatch(self.tag, tag) is None:
+            return Explanation(self.name, False, f"tag {tag} does not match /{self.tag}/")
+        why_not = self._unversioned(tag)
+        if why_not:
+            return Explanation(self.name, False, why_not)
+        parts = [f"registry {registry}", f"repository {self.repository!r}", f"tag /{self.tag}/"]
+        parts += [f"versions {self.versions}"] * (self.versions is not None)
+        parts += [f"suffix {self.suffix!r}"] * (self.suffix is not None)
+        return Explanation(self.name, True, "matches " + ", ".join(parts))
+
+    def _unversioned(self, tag: str) -> str | None:
+        """With ``versions`` or ``suffix``: why the tag is not a version of that suffix in range."""
         if self.versions is None and self.suffix is None:
-            return True
+            return None
         parsed = tag_version(tag)
-        return (
-            parsed is not None
-            and fnmatch.fnmatchcase(parsed.suffix, self.suffix or "")
-            and (self.versions is None or in_range(parsed.version, parse_range(self.versions)))
-        )
+        if parsed is None:
+            return f"tag {tag} is not a version (versions/suffix need one)"
+        if not fnmatch.fnmatchcase(parsed.suffix, self.suffix or ""):
+            return f"tag {tag}'s suffix {parsed.suffix!r} does not match suffix {self.suffix or ''!r}"
+        if self.versions is not None and not in_range(parsed.version, parse_range(self.versions)):
+            return f"tag {tag}'s version is not in versions {self.versions}"
+        return None
 
 
 class Mirror(_Rule):
@@ -263,8 +294,36 @@ def _where(rules: Any, loc: tuple[Any, ...]) -> str:
     return out or "rules"
 
 
+class RulesError(ConfigurationError):
+    """A rules file that cannot be used: the file, and each problem (rule and field, or the YAML
+    or JSON line and column) on its own."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source, self.problems = source, problems
+
+
+def _syntax(exc: Exception) -> str:
+    """A YAML or JSON syntax error with its line and column (1-based), as an editor shows them."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}" + (f" ({context})" if context else "")
+
+
+def _problem(doc: Any, error: Any) -> str:
+    loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = unknown_field(Rules, loc)
+    return f"{_where(doc, loc)}: {message}"
+
+
 def parse_rules(text: str, source: str = "rules") -> Rules:
-    """Rules from YAML or JSON text; :class:`ConfigurationError` names each bad rule and field."""
+    """Rules from YAML or JSON text; :class:`RulesError` names each bad rule and field."""
     try:
         if text.lstrip().startswith("{"):
             doc = json.loads(text)
@@ -273,16 +332,13 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
 
             doc = yaml.safe_load(text)
     except Exception as exc:
-        raise ConfigurationError(f"{source}: not valid YAML or JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise RulesError(source, [_syntax(exc)[:300]]) from None
     if doc is None:
         doc = {}
     try:
         return Rules.model_validate(doc)
     except ValidationError as exc:
-        problems = [
-            f"{_where(doc, tuple(e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
-        ]
-        raise ConfigurationError(f"{source}: " + "; ".join(problems)) from None
+        raise RulesError(source, [_problem(doc, e) for e in exc.errors()]) from None
 
 
 def load_rules(path: str | Path) -> Rules:
@@ -290,5 +346,5 @@ def load_rules(path: str | Path) -> Rules:
     try:
         text = file.read_text()
     except OSError as exc:
-        raise ConfigurationError(f"rules file {file}: {exc.strerror}") from None
+        raise RulesError(f"rules file {file}", [str(exc.strerror)]) from None
     return parse_rules(text, str(file))

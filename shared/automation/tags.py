@@ -1,14 +1,21 @@
 """Docker tags as versions, the way teams tag images (after Renovate's ``docker`` versioning):
-an optional ``v``, one to four numeric parts without leading zeros, and an optional suffix after
-the first ``-`` (``alpine``, ``slim-bookworm``, ``alpine3.21``, ``rc1``). ``latest``,
-``mainline``, ``stable-alpine-slim``, ``2024.01.15`` and ``3.14.0a3`` are not versions.
+an optional ``v``, one to four numeric parts, and an optional suffix after the first ``-``
+(``alpine``, ``slim-bookworm``, ``alpine3.21``, ``rc1``). A part may have leading zeros and is
+read as a number, as Renovate reads it: ubuntu's ``24.04`` is 24.4, ``2024.01.15`` is 2024.1.15.
+``latest``, ``mainline``, ``stable-alpine-slim`` and ``3.14.0a3`` are not versions.
 
 Tags are compared within their suffix only. A tag with fewer parts than the most precise tag of
 its suffix (``1.27`` beside ``1.27.3``) is *floating*: it moves as releases come.
 
-Ranges (:func:`parse_range`) take npm's syntax — ``^1.27``, ``~1.27.0``, ``1.27.x``,
-``1.25 - 1.27``, ``>=1.25 <2``, ``||`` — and ``>=1.25, <2``; they apply to the version part,
-padded with zeros.
+Ranges (:func:`parse_range`) are npm's (node-semver's grammar, read as ``semver.satisfies``
+reads it): ``^1.27``, ``~1.27.0``, ``1.27.x``, ``1.25 - 1.27``, ``>=1.25 <2``, ``>1.2`` (that
+is ``>=1.3.0``), ``<=1.2`` (``<1.3.0``), ``>= 1.2.3``, ``||``. Ferry's extensions, on ranges
+npm refuses: a fourth part (a version with fewer parts is a partial one: ``1.2.3`` is
+``1.2.3.x``), commas between comparators (``>=1.25, <2``) and leading zeros (``>=22.04``).
+A range Ferry cannot read as written is refused (:class:`ValueError` naming the part), never
+read as something else; so is an empty one or an empty alternative (npm reads both as ``*``).
+Tag versions have no prerelease, so a prerelease in a range (``>=1.2.3-rc1``) only places its
+bound just below ``1.2.3``, as it does for npm on release versions.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-_TAG = re.compile(r"v?(?P<parts>(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*)){0,3})(?:-(?P<suffix>[A-Za-z0-9][A-Za-z0-9._-]*))?")
+_TAG = re.compile(r"v?(?P<parts>\d+(?:\.\d+){0,3})(?:-(?P<suffix>[A-Za-z0-9][A-Za-z0-9._-]*))?")
 Version = tuple[int, int, int, int]
 Comparator = tuple[str, Version]
 
@@ -31,8 +38,7 @@ class DockerTag:
     @property
     def version(self) -> Version:
         """The version padded with zeros to four parts (``1.27`` is 1.27.0.0)."""
-        padded = (*self.parts, 0, 0, 0, 0)[:4]
-        return (padded[0], padded[1], padded[2], padded[3])
+        return _pad(self.parts)
 
 
 def parse_tag(tag: str) -> DockerTag | None:
@@ -43,66 +49,147 @@ def parse_tag(tag: str) -> DockerTag | None:
     return DockerTag(tag, tuple(int(p) for p in match["parts"].split(".")), match["suffix"] or "")
 
 
-def _version(text: str) -> tuple[Version, int]:
-    """``1.27``, ``v1.27.3``, ``1.27.x`` → the padded version and how many parts were given
-    (wildcards ``x``, ``X``, ``*`` end the count)."""
-    parts = []
-    for part in text.lstrip("v").split("."):
-        if part in ("x", "X", "*", ""):
-            break
-        if not part.isdigit():
-            raise ValueError(f"{text!r} is not a version")
-        parts.append(int(part))
-    if len(parts) > 4:
-        raise ValueError(f"{text!r} has more than four parts")
+def _pad(parts: tuple[int, ...]) -> Version:
     padded = (*parts, 0, 0, 0, 0)[:4]
-    return (padded[0], padded[1], padded[2], padded[3]), len(parts)
+    return (padded[0], padded[1], padded[2], padded[3])
 
 
 def _bump(version: Version, at: int) -> Version:
     """The next version at part ``at`` (0-based), the parts after it zeroed."""
-    bumped = [*version[:at], version[at] + 1, 0, 0, 0][:4]
-    return (bumped[0], bumped[1], bumped[2], bumped[3])
+    return _pad((*version[:at], version[at] + 1))
 
 
-def _comparators(term: str) -> list[Comparator]:
-    """One space-separated term of a range: ``^1.2``, ``~1.2.3``, ``1.2.x``, ``>=1.2``, ``1.2``."""
-    for prefix in (">=", "<=", ">", "<", "==", "="):
-        if term.startswith(prefix):
-            version, _ = _version(term[len(prefix) :])
-            return [(prefix.replace("==", "="), version)]
-    if term.startswith("^"):
-        version, given = _version(term[1:])
-        first = next((i for i, v in enumerate(version[: max(given, 1)]) if v), max(given, 1) - 1)
-        return [(">=", version), ("<", _bump(version, first))]
-    if term.startswith("~"):
-        version, given = _version(term[1:])
-        return [(">=", version), ("<", _bump(version, 1 if given >= 2 else 0))]
-    version, given = _version(term)
-    if given == 0:
-        return []  # * or x: anything
-    if given < 4:
-        return [(">=", version), ("<", _bump(version, given - 1))]  # 1.27 and 1.27.x: 1.27.*
-    return [("=", version)]
+#: node-semver's XRANGEPLAIN with a fourth part and leading zeros: ``v``/``=`` prefixes, up to
+#: four numbers or wildcards, a prerelease after the third or fourth (build metadata is gone).
+_XR = r"\d+|[xX*]"
+_PARTIAL = rf"[v=\s]*(?:{_XR})(?:\.(?:{_XR})){{0,3}}(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+_BUILD = re.compile(r"\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*")
+_HYPHEN = re.compile(rf"\s*(?P<low>{_PARTIAL})\s+-\s+(?P<high>{_PARTIAL})\s*")
+#: npm's whitespace trims: ``>= 1.2`` is ``>=1.2`` (when a version follows), ``~ 1.2``, ``^ 1.2``.
+_OP_SPACE = re.compile(r"([<>]=?|=)\s+(?=[v=]*[0-9xX*])")
+_LONE_SPACE = re.compile(r"(~>?|\^)\s+")
+_TERM = re.compile(rf"(?P<op>\^|~>?|[<>]=?|=)?(?P<version>{_PARTIAL})")
+_NOTHING: Comparator = ("<", (0, 0, 0, 0))  # what npm writes <0.0.0-0: no version is below it
+_MAX = 2**53 - 1  # node-semver refuses parts above Number.MAX_SAFE_INTEGER
+
+
+@dataclass(frozen=True, slots=True)
+class _Partial:
+    """A version as a range writes it: the numbers before the first wildcard (``1.2.x`` → 1, 2),
+    whether a number follows a wildcard (``1.x.3``), and whether it has a prerelease."""
+
+    parts: tuple[int, ...]
+    disordered: bool
+    pre: bool
+
+    @property
+    def low(self) -> Version:
+        return _pad(self.parts)
+
+    def next(self, at: int) -> Version:
+        return _bump(self.low, at)
+
+
+def _partial(text: str) -> _Partial:
+    core, _, pre = text.lstrip("v= \t").partition("-")
+    parts: list[int] = []
+    pieces = core.split(".")
+    wild = next((i for i, p in enumerate(pieces) if p in ("x", "X", "*")), len(pieces))
+    for piece in pieces[:wild]:
+        if int(piece) > _MAX:
+            raise ValueError(f"{text.strip()!r}: {piece} is too large a number")
+        parts.append(int(piece))
+    if pre and len(pieces) < 3:
+        raise ValueError(f"{text.strip()!r} is not a version: a prerelease follows three parts (1.2.3-rc1)")
+    disordered = any(p not in ("x", "X", "*") for p in pieces[wild:])
+    return _Partial(tuple(parts), disordered, bool(pre) and wild == len(pieces))
+
+
+def _primitive(op: str, p: _Partial) -> list[Comparator]:
+    """``>=1.2``, ``<1.2.x``, ``1.2``, ``=1.2.3``: npm's ``replaceXRange``, where a missing part
+    is a wildcard (``>1.2`` is ``>=1.3.0``, ``<=1.2`` is ``<1.3.0``)."""
+    op = op or "="
+    if p.pre:  # 1.2.3-rc1 sits just below 1.2.3, and no tag version is a prerelease
+        return {"=": [_NOTHING], ">=": [(">=", p.low)], ">": [(">=", p.low)]}.get(op, [("<", p.low)])
+    if not p.parts:  # *, x: every version, or none for > and <
+        return [_NOTHING] if op in (">", "<") else []
+    if len(p.parts) == 4:
+        return [(op, p.low)]
+    high = p.next(len(p.parts) - 1)
+    return {
+        ">=": [(">=", p.low)], "<": [("<", p.low)], ">": [(">=", high)], "<=": [("<", high)],
+        "=": [(">=", p.low), ("<", high)],
+    }[op]  # fmt: skip
+
+
+def _caret(p: _Partial) -> list[Comparator]:
+    """``^1.2.3``: up to the next version of the first non-zero part given (``^0.2`` < 0.3)."""
+    if not p.parts:
+        return []
+    first = next((i for i, v in enumerate(p.parts) if v), len(p.parts) - 1)
+    return [(">=", p.low), ("<", p.next(first))]
+
+
+def _tilde(p: _Partial) -> list[Comparator]:
+    """``~1.2.3``: up to the next minor version (the next major for ``~1``)."""
+    if not p.parts:
+        return []
+    return [(">=", p.low), ("<", p.next(0 if len(p.parts) == 1 else 1))]
+
+
+def _hyphen(low: _Partial, high: _Partial) -> list[Comparator]:
+    """``1.25 - 1.27``: inclusive at both ends, the upper one a partial (all of 1.27.x)."""
+    comparators = [(">=", low.low)] if low.parts else []
+    if high.pre:
+        comparators.append(("<", high.low))
+    elif len(high.parts) == 4:
+        comparators.append(("<=", high.low))
+    elif high.parts:
+        comparators.append(("<", high.next(len(high.parts) - 1)))
+    return comparators
+
+
+def _term(term: str) -> list[Comparator]:
+    """One space-separated comparator of a range."""
+    match = _TERM.fullmatch(term)
+    if match is None:
+        if re.fullmatch(r"\^|~>?|[<>]=?|=", term):
+            raise ValueError(f"{term!r} has no version after it")
+        if re.fullmatch(r"v?\d+(\.\d+){4,}", term):
+            raise ValueError(f"{term!r} has more than four parts")
+        raise ValueError(f"{term!r} is not a version or a comparator")
+    op, version = match["op"] or "", _partial(match["version"])
+    if op == "^":
+        return _caret(version)
+    if op.startswith("~"):
+        return _tilde(version)
+    if version.disordered:
+        raise ValueError(f"{term!r} is not a version: a number follows a wildcard")
+    return _primitive(op, version)
+
+
+def _alternative(text: str) -> list[Comparator]:
+    """Comparators that must all hold: a hyphen range, or space-separated terms."""
+    text = _BUILD.sub("", text).strip()
+    if not text:
+        raise ValueError("an alternative between '||' is empty (npm reads it as *: write * for every version)")
+    hyphen = _HYPHEN.fullmatch(text)
+    if hyphen is not None:
+        return _hyphen(_partial(hyphen["low"]), _partial(hyphen["high"]))
+    text = _LONE_SPACE.sub(r"\1", _OP_SPACE.sub(r"\1", text))
+    return [comparator for term in text.split() for comparator in _term(term)]
 
 
 def parse_range(text: str) -> list[list[Comparator]]:
-    """A range as alternatives of comparator lists; :class:`ValueError` when it does not parse."""
-    alternatives = []
-    for alternative in text.split("||"):
-        terms = alternative.replace(",", " ").split()
-        comparators: list[Comparator] = []
-        if len(terms) == 3 and terms[1] == "-":  # 1.25 - 1.27: inclusive of the whole upper line
-            low, _ = _version(terms[0])
-            high, given = _version(terms[2])
-            comparators = [(">=", low), ("<", _bump(high, given - 1)) if given < 4 else ("<=", high)]
-        else:
-            for term in terms:
-                comparators.extend(_comparators(term))
-        alternatives.append(comparators)
-    if not alternatives or not text.strip():
-        raise ValueError("the range is empty")
-    return alternatives
+    """A range as alternatives of comparator lists; :class:`ValueError` naming what cannot be
+    read."""
+    if not text.strip():
+        raise ValueError("the range is empty (write * for every version)")
+    spaced = " ".join(text.replace(",", " ").split())
+    try:
+        return [_alternative(alternative) for alternative in spaced.split("||")]
+    except ValueError as exc:
+        raise ValueError(f"cannot read the range {text.strip()!r}: {exc}") from None
 
 
 _OPS = {

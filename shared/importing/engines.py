@@ -8,10 +8,9 @@ referrers, a dry run).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from shared.errors import ConfigurationError
 from shared.importing.arm import ArmSource
+from shared.importing.launch import Engine
 from shared.importing.request import ImportRequest
 
 OCI_ONLY = ("platforms", "includeReferrers", "dryRun")
@@ -26,7 +25,13 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
     target_id = registries.get(request.targetRegistry)
     needs_oci = oci_only_options(request)
     if request.engine == "oci":
-        return "oci", "requested"
+        if "engine" in request.model_fields_set:
+            return "oci", "requested"
+        return (
+            "oci",
+            "the default: oci streams through Ferry between any two registries"
+            ' ("engine": "auto" or "arm" for ACR\'s import)',
+        )
     if request.engine == "arm":
         if target_id is None:
             raise ConfigurationError(
@@ -50,21 +55,6 @@ def choose_engine(request: ImportRequest, registries: dict[str, str]) -> tuple[s
 def arm_source(request: ImportRequest) -> ArmSource:
     """The request's source as the ARM engine takes it."""
     return ArmSource(request.source.sourceImage, request.source.resourceId)
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """The engine an import runs on, and why; for ``arm``, the target's resource ID and the
-    source as ARM names it."""
-
-    name: str
-    reason: str
-    target_id: str | None = None
-    source: ArmSource | None = None
-
-
-#: The OCI engine, when the command line asks for it (the default): no choice to make.
-OCI = Engine("oci", "requested")
 
 
 def engine_for(request: ImportRequest, registries: dict[str, str]) -> Engine:

@@ -5,26 +5,44 @@ with the engine and why).
 
 Credentials are asked for by registry (:data:`CredentialFor`). The ARM engine's body carries
 the source credential asked for with no registry (``""``): only what was given or named, never
-an identity (ARM reaches Azure sources with its caller's own).
+an identity (ARM reaches Azure sources with its caller's own). The engine's choice is
+:mod:`shared.importing.engines` (pydantic's request: not imported for a plain local import).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from shared.arm.importer import ArmImporter, ArmOptions
+from shared.arm import ARM_ENDPOINT
 from shared.credentials import Credential
 from shared.engine.progress import Progress
 from shared.http.budget import PullBudget
 from shared.http.policy import TransportOptions
-from shared.importing.arm import run_arm_import
-from shared.importing.engines import Engine
 from shared.importing.result import ImportResult
 from shared.importing.run import MayTag, run_import
 from shared.importing.spec import ImportSpec
 from shared.registry import RegistryClient
+
+if TYPE_CHECKING:  # the ARM engine's modules only when it runs
+    from shared.importing.arm import ArmSource
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The engine an import runs on, and why; for ``arm``, the target's resource ID and the
+    source as ARM names it."""
+
+    name: str
+    reason: str
+    target_id: str | None = None
+    source: ArmSource | None = None
+
+
+#: The OCI engine, when the command line asks for it (the default): no choice to make.
+OCI = Engine("oci", "requested")
+
 
 #: A registry's credential, by its login server.
 CredentialFor = Callable[[str], Credential]
@@ -38,7 +56,9 @@ class Wiring:
     transport: TransportOptions
     concurrency: int
     identity: Callable[[], Any]
-    arm: ArmOptions = field(default_factory=ArmOptions)
+    arm_endpoint: str = ARM_ENDPOINT
+    #: Seconds an ARM import may run (None: ArmOptions' default).
+    arm_timeout: float | None = None
     #: The pull budget each source's manifest ``GET``s are taken from (None: none kept).
     budget: PullBudget | None = None
 
@@ -93,9 +113,13 @@ async def launch(
 
 
 async def _arm(spec: ImportSpec, engine: Engine, wiring: Wiring, access: Access) -> ImportResult:
+    from shared.arm.importer import ArmImporter, ArmOptions  # noqa: PLC0415 - the ARM engine only
+    from shared.importing.arm import run_arm_import  # noqa: PLC0415
+
     assert engine.target_id is not None and engine.source is not None  # engine_for sets both for arm
     body_credential = access.source("")
-    importer = ArmImporter(wiring.identity(), wiring.arm, wiring.transport)
+    options = ArmOptions(wiring.arm_endpoint, **({} if wiring.arm_timeout is None else {"timeout": wiring.arm_timeout}))
+    importer = ArmImporter(wiring.identity(), options, wiring.transport)
     try:
         target = RegistryClient(
             spec.target_registry, access.target(spec.target_registry), wiring.transport, role="target"

@@ -96,7 +96,16 @@ class Source(BaseModel):
         if registry is None and info.data.get("resourceId"):
             parse_image_path(value)  # a path inside the registry the resource ID names
         elif registry:
-            parse_reference(value, default_registry=registry)
+            try:
+                parse_reference(value, default_registry=registry)
+            except ValueError:
+                host, _, path = value.partition("/")
+                if path and ("." in host or ":" in host or host == "localhost"):
+                    raise ValueError(
+                        f"{value!r} starts with a registry ({host}): put the host in registryUri "
+                        f"and only the path in sourceImage ({path!r})"
+                    ) from None
+                raise
         else:
             parse_reference(value)
         return value

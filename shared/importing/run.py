@@ -60,6 +60,16 @@ def conflicts(current: dict[TargetRef, Descriptor | None], root: Descriptor) -> 
     return [t for t, desc in current.items() if desc is not None and desc.digest != root.digest]
 
 
+def tag_exists_message(clashes: list[TargetRef], current: dict[TargetRef, Descriptor | None], root: Descriptor) -> str:
+    """az's words, then what each tag points at beside what the import would land, and how to overwrite."""
+    names = ", ".join(str(t) for t in clashes)
+    held = "; ".join(f"{t} is {d.digest}" for t in clashes if (d := current.get(t)) is not None)
+    return (
+        f"Tag {names} already exists in target registry ({held}; the import is {root.digest}): "
+        'to overwrite, use --force (ferry import) or "mode": "Force" (the API and rules)'
+    )
+
+
 def root_present(current: dict[TargetRef, Descriptor | None], repository: str, root: Descriptor) -> bool | None:
     """Whether ``repository`` has the root, as far as its tags tell: True when one of them points
     at it; False when they all were looked up and none does (the root is then pushed, not probed
@@ -236,6 +246,5 @@ async def _plan(
         current = await current_tags(targets, spec)
     clashes = conflicts(current, plan.root)
     if clashes and not spec.force:
-        names = ", ".join(str(t) for t in clashes)
-        raise TagExistsError(f"Tag {names} already exists in target registry")
+        raise TagExistsError(tag_exists_message(clashes, current, plan.root))
     return plan, current

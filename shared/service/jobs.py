@@ -25,7 +25,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping
-from shared.arm.importer import ArmOptions
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
@@ -84,9 +83,14 @@ class Worker:
     def wiring(self) -> Wiring:
         """How this worker reaches registries and ARM, as its settings now say."""
         settings = self.settings
-        arm = ArmOptions(endpoint=settings.arm_endpoint, timeout=settings.arm_timeout)
-        budget = self.waits.budget if self.waits is not None else None
-        return Wiring(settings.transport, settings.concurrency, lambda: self.credentials.identity().source, arm, budget)
+        return Wiring(
+            settings.transport,
+            settings.concurrency,
+            lambda: self.credentials.identity().source,
+            settings.arm_endpoint,
+            settings.arm_timeout,
+            self.waits.budget if self.waits is not None else None,
+        )
 
     def source_credential(self, job: ImportJob, request: ImportRequest, registry: str) -> Credential:
         """Sealed inline credentials, else the named one, else the identity for an ACR. Asked for

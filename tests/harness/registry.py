@@ -74,6 +74,7 @@ class RegistryProcess:
             cfg["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         if self.auth:
             cfg["auth"] = self.auth
+        cfg.update(self.extra)  # more of distribution's configuration (e.g. notifications)
         return cfg
 
     def start(self) -> RegistryProcess:
