@@ -307,6 +307,20 @@ async def _target_tags(entry: Mirror, source: Reference, dst: RegistryClient) ->
         return None
 
 
+def _import_of(entry: Mirror, source: Reference, ref: str, target: str) -> ImportRequest:
+    """The import a mirror makes of ``source``'s ``ref`` (``tag@digest``) into ``target``."""
+    return ImportRequest(
+        targetRegistry=entry.targetRegistry,
+        source=Source(
+            registryUri=source.registry, sourceImage=f"{source.repository}:{ref}", credential=entry.credential
+        ),
+        targetTags=[target],
+        mode=entry.mode,
+        platforms=entry.platforms,
+        includeReferrers=entry.includeReferrers,
+    )
+
+
 async def _mirror_tag(
     entry: Mirror,
     source: Reference,
@@ -327,18 +341,7 @@ async def _mirror_tag(
         report.unchanged.append(tag)
         report.states[tag] = "up to date"
         return
-    request = ImportRequest(
-        targetRegistry=entry.targetRegistry,
-        source=Source(
-            registryUri=source.registry,
-            sourceImage=f"{source.repository}:{tag}@{desc.digest}",
-            credential=entry.credential,
-        ),
-        targetTags=[f"{target_repo}:{tag}"],
-        mode=entry.mode,
-        platforms=entry.platforms,
-        includeReferrers=entry.includeReferrers,
-    )
+    request = _import_of(entry, source, f"{tag}@{desc.digest}", f"{target_repo}:{tag}")
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:
         report.would_enqueue.append(tag)
