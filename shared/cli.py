@@ -285,19 +285,13 @@ async def _interruptible(args: argparse.Namespace) -> ImportResult:
     loop, stop = asyncio.get_running_loop(), stopping.Stop()
     with stopping.scope(stop):
         task = asyncio.create_task(_import(args))
-
-    def interrupt() -> None:
-        if stop.asked:
-            task.cancel()
-        else:
-            stop.ask()
-            loop.call_later(stopping.GRACE, task.cancel)
-
-    loop.add_signal_handler(signal.SIGINT, interrupt)
+    loop.add_signal_handler(
+        signal.SIGINT, stopping.interrupt, stop, task, lambda m: print(f"ferry: {m}", file=sys.stderr)
+    )
     try:
         return await task
     except (stopping.Stopped, asyncio.CancelledError):
-        raise KeyboardInterrupt from None
+        raise KeyboardInterrupt(*stop.left) from None  # the sessions the target would not delete
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -347,10 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.service or args.env.service_url or args.no_wait or args.credential:
             return _remote(args)
         result = asyncio.run(_interruptible(args)).document()
-    except KeyboardInterrupt:
-        # The import stopped at a safe point (or was cancelled): open upload sessions were
-        # deleted on the way out, and tags move last, so none moved.
-        print("ferry: interrupted; open uploads were cancelled and no tag was moved", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # The import stopped before its commit (a stop after it waits for the last tag): open
+        # upload sessions were deleted on the way out, and no tag moved.
+        if left := [str(url) for url in exc.args]:
+            sessions = ", ".join(left)
+            print(f"ferry: interrupted; no tag was moved; the target would not delete {len(left)} "
+                  f"upload session(s), which it purges later: {sessions}", file=sys.stderr)  # fmt: skip
+        else:
+            print("ferry: interrupted; open uploads were cancelled and no tag was moved", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (InvalidReferenceError, ConfigurationError, ValueError) as exc:
         fail(exc, "BAD_INPUT")

@@ -226,7 +226,7 @@ def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(target_reg: Reg,
                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             deadline = time.monotonic() + 20
-            while not any(r.method == "PUT" and "/blobs/uploads/" in r.path for r in proxy.seen):
+            while not any(r.method == "PATCH" and "/blobs/uploads/" in r.path for r in proxy.seen):
                 assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGINT)
@@ -279,7 +279,7 @@ def test_ctrl_c_mid_streamed_upload_deletes_the_session_on_the_registry(target_r
                  f"{source}/big/app:v1", "--image", f"{repo}:v1"],
                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            upload = upload_path(relay, 20)
+            upload = upload_path(relay, 20, target_reg)
             time.sleep(0.5)
             assert upload_session(target_reg, upload) == "open"
             asked = time.monotonic()

@@ -269,6 +269,28 @@ def _on_get(reply: Reply) -> Override:
     return lambda method, path, headers: reply if method == "GET" else None
 
 
+#: An endless chunked body (1 GiB, never all read): what an answer Ferry does not use may carry.
+_ENDLESS: Pieces = [(b"10000\r\n" + b"x" * 65536 + b"\r\n", 0.0)] * 16_384
+
+
+def _endless(status: int, headers: dict[str, str] | None = None) -> Pieces:
+    head = response(status, b"", {**(headers or {}), "Transfer-Encoding": "chunked"}, length=False)
+    return [(head, 0.0), *_ENDLESS]
+
+
+def _layer_redirected(method: str, path: str, headers: dict[str, str]) -> Reply:
+    """The layer's GET redirected to storage (as registries do) by a 307 with an endless body."""
+    if path.startswith("/storage/"):
+        return response(200, LAYER.data, {"Content-Type": "application/octet-stream"})
+    if "/blobs/" in path and _is_layer(path) and method == "GET":
+        return _endless(307, {"Location": f"/storage/{LAYER.descriptor.digest}"})
+    return None
+
+
+def _layer_endless(status: int, headers: dict[str, str] | None = None) -> Override:
+    return lambda m, p, h: _endless(status, headers) if _is_layer(p) and m == "GET" else None
+
+
 @dataclass
 class Case:
     name: str
@@ -362,6 +384,18 @@ CASES = [
                                                           {"WWW-Authenticate": 'Basic realm="r"'}))),
         "AUTH_REQUIRED", "requires credentials",
     ),
+    # Answers Ferry does not use as content, each read to 64 KiB at most (issue #20, point 2).
+    Case("a blob redirected by a 307 with an endless body", registry(every=_layer_redirected), "succeeded",
+         str(IMAGE.digest)),
+    Case("a 500 with an endless body to a blob", registry(blob=_layer_endless(500)), "UNAVAILABLE", "500",
+         retryable=True),
+    Case("a 401 with an endless body to a blob",
+         registry(blob=_layer_endless(401, {"WWW-Authenticate": 'Basic realm="r"'})), "AUTH_REQUIRED",
+         "requires credentials"),
+    # (1xx were bounded already, at 5 informational answers; this one passes on the old code too.)
+    Case("endless 103 Early Hints to a blob",
+         registry(blob=lambda m, p, h: [(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 0.01)] * 500
+                  if _is_layer(p) else None), "PROTOCOL", "informational"),
     Case(
         "gzip where bytes must be exact",
         registry(manifest=_on_get(response(200, gzip.compress(IMAGE.manifest),

@@ -95,7 +95,7 @@ def test_cancelling_a_running_200_mib_import_stops_it_within_seconds(
             job = _submit_to(api, source, relay.host, repo)
             worker = threading.Thread(target=drain, args=(svc,))
             worker.start()
-            upload = upload_path(relay, 20)
+            upload = upload_path(relay, 20, target_reg)
             time.sleep(0.5)  # a few MiB into the layer
             assert upload_session(target_reg, upload) == "open" and len(list(uploads.iterdir())) == 1
             assert api.get(job["location"]).json()["state"] == "running"

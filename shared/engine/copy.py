@@ -164,10 +164,15 @@ class _Walk:
         return open_at
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self.progress.bytes_moved += len(chunk)
-            self.reporter.tick()
-            yield chunk
+        try:
+            async for chunk in chunks:
+                self.progress.bytes_moved += len(chunk)
+                self.reporter.tick()
+                yield chunk
+        finally:  # closed with this (a stopped upload reads no further): its connection too
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
 
 
 async def copy_graph(

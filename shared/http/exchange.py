@@ -8,8 +8,10 @@ code or by httpx's own auth and redirect handling):
   :class:`~shared.errors.FerryError` from :mod:`shared.http.mapping`, never an httpx exception
   (after httpx's ``map_httpcore_exceptions``, which wraps the call and the body alike);
 - **bounded memory**: a body has a cap (:data:`SMALL_BODY` unless the request says otherwise
-  with the :data:`CAP` extension); a success over its cap fails as too large, an error answer
-  is cut at it (its first 64 KiB say what went wrong);
+  with the :data:`CAP` extension); a success over its cap fails as too large; an answer that is
+  not content (a redirect, an error, a 401: any status from 300 up) is cut at
+  :data:`SMALL_BODY` whatever the request's cap, even a blob's (none): its first 64 KiB say what
+  went wrong, and the connection, not read to its end, is closed;
 - **bounded time**: bytes must keep coming: in any ``stall_window`` seconds spent waiting on the
   peer, at least ``stall_floor`` bytes per second must arrive, or the body ends; so a deadline
   follows real progress, never the size the peer declares;
@@ -148,7 +150,10 @@ class GuardedBody(httpx.AsyncByteStream):
         self._status = status
         self._op = op
         self._owner = owner
-        self._cap: int | None = request.extensions.get(CAP, SMALL_BODY)
+        cap: int | None = request.extensions.get(CAP, SMALL_BODY)
+        if status >= 300:  # a redirect, an error, a 401: never content, whatever the request's cap
+            cap = SMALL_BODY if cap is None else min(cap, SMALL_BODY)
+        self._cap = cap
         bodiless = request.method == "HEAD" or status in (204, 304)  # Content-Length is the GET's
         self._declared = None if bodiless else header_int(headers.get("content-length"))
 

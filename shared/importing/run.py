@@ -7,7 +7,9 @@
    fails the import with ``Tag REPO:TAG already exists in target registry``;
 4. copy the graph into each target repository (the first streams from the source, the others
    mount from it);
-5. tag last, so a tag points at a fully copied image or does not move.
+5. tag last, so a tag points at a fully copied image or does not move; right before the first
+   tag moves the import commits (:func:`shared.stopping.commit`): a stop asked after that waits
+   for the last tag, so a stopped import moved all its tags or none.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shared import stopping
 from shared.content.protocols import Source, Target
 from shared.credentials import Anonymous
 from shared.engine.copy import CopyOptions, copy_graph, totals
@@ -162,6 +165,7 @@ async def _copy(
         allowed = await asyncio.gather(*(may_tag(t) for t in moving))
         superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
         moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
+    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
     await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
     reporter.tick(force=True)
     return superseded

@@ -3,19 +3,26 @@
 - ``fetch_blob`` streams a blob, verifying size and digest in flight, and resumes a dropped
   connection with ``Range`` (RFC 9110 §14). The last chunk is held back until the digest checks
   out, so a consumer that streams into an upload never completes a corrupt one.
-- ``push_blob`` is a monolithic streaming ``PUT``; ``push_blob_chunked`` sends ``PATCH`` chunks with
-  ``Content-Range`` and, after a ``416`` or a dropped connection, asks the registry where the upload
-  stands (``GET`` → ``204`` + ``Range``) and goes on from there.
+- ``push_blob_chunked`` is how the engine uploads every blob: the blob in one ``PATCH`` of no
+  stated length (``Transfer-Encoding: chunked``, as go-containerregistry streams), then a bodyless
+  ``PUT ?digest=``; a stop ends the body at once (:mod:`shared.stopping`) and the session is
+  deleted. With ``chunk_size`` it sends ``PATCH`` chunks with ``Content-Range`` instead (a stop then
+  waits for the chunk in flight). After a ``416`` or a dropped connection it asks the registry
+  where the upload stands (``GET`` → ``204`` + ``Range``) and goes on from there.
+- ``push_blob`` is a monolithic streaming ``PUT`` of stated length, which cannot end early: for
+  callers that no stop reaches (fixtures, benchmarks), not the engine.
 - ``start_upload(mount=...)`` tries a cross-repository mount: ``201`` means no bytes need to move,
   ``202`` opens an ordinary upload session to continue with.
-- A failed upload session is cancelled with ``DELETE``.
+- A failed or stopped upload session is cancelled with ``DELETE``, whose answer is never read
+  (its connection closed) unless it is an error; a session the registry would not delete is
+  logged and noted for the stop's report (:func:`shared.stopping.left_behind`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing
 
 import httpx
 
@@ -33,12 +40,12 @@ from shared.http.retry import Attempts
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
 from shared.registry import scopes as sc
+from shared.registry.streams import Opener, Session, Slicer, SourceFailed, opener, watched
 from shared.registry.transport import Response, Transport
 from shared.strict import header_int
 
 log = logging.getLogger(__name__)
 
-Opener = Callable[[int], AsyncIterable[bytes]]
 _CONTENT_RANGE_START = "bytes "
 
 
@@ -56,77 +63,6 @@ def _range_start(response: httpx.Response) -> int | None:
     if not value.startswith(_CONTENT_RANGE_START):
         return None
     return header_int(value[len(_CONTENT_RANGE_START) :].split("-", 1)[0])
-
-
-class _SourceFailed(Exception):
-    """Wraps a failure of the stream an upload sends (the source's): the source's own operation
-    has retried it already, so the upload does not start over for it."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-async def _watched(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    try:
-        async for piece in stream:
-            yield piece
-    except FerryError as exc:
-        raise _SourceFailed(exc) from exc
-
-
-def _opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
-    """``body`` as an opener, and whether it can be opened again (bytes and openers can)."""
-    if isinstance(body, bytes):
-
-        async def from_bytes(offset: int) -> AsyncIterator[bytes]:
-            yield body[offset:]
-
-        return from_bytes, True
-    if callable(body):
-        return body, True
-    once = body
-    return (lambda offset: once), False
-
-
-class _Session:
-    """An upload session, where the registry last said it continues (its ``Location``)."""
-
-    __slots__ = ("location",)
-
-    def __init__(self, location: httpx.URL | None) -> None:
-        assert location is not None
-        self.location = location
-
-
-class _Slicer:
-    """Hands out a byte stream in consecutive slices of given lengths, each as its own stream."""
-
-    def __init__(self, source: AsyncIterator[bytes], what: str, size: int) -> None:
-        self._source = source
-        self._left = b""
-        self._what = what
-        self._size = size
-        self._read = 0
-
-    async def take(self, length: int, *, stoppable: bool = False) -> AsyncIterator[bytes]:
-        """The next ``length`` bytes; ``stoppable``: ends early, between pieces, when a stop is
-        asked for (a streamed body may end anywhere)."""
-        while length > 0:
-            if stoppable and stopping.requested():
-                return
-            if not self._left:
-                try:
-                    self._left = await anext(self._source)
-                except StopAsyncIteration:
-                    raise _SourceFailed(SizeMismatchError(self._what, self._size, self._read)) from None
-                self._read += len(self._left)
-            if len(self._left) <= length:
-                piece, self._left = self._left, b""
-            else:
-                piece, self._left = self._left[:length], self._left[length:]
-            length -= len(piece)
-            yield piece
 
 
 class BlobOps:
@@ -162,13 +98,14 @@ class BlobOps:
         attempts = self.transport.retry.start()
         while True:
             try:
-                async for chunk in self._blob_from(repo, desc, received, what):
-                    received += len(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    if held is not None:
-                        yield held
-                    held = chunk
+                async with aclosing(self._blob_from(repo, desc, received, what)) as chunks:
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        if held is not None:
+                            yield held
+                        held = chunk
                 break
             except FerryError as error:
                 await attempts.failed(error)
@@ -180,7 +117,7 @@ class BlobOps:
         if held is not None:
             yield held
 
-    async def _blob_from(self, repo: str, desc: Descriptor, start: int, what: str) -> AsyncIterator[bytes]:
+    async def _blob_from(self, repo: str, desc: Descriptor, start: int, what: str) -> AsyncGenerator[bytes, None]:
         """One ``GET`` of the blob from byte ``start``: the new bytes, never more than its size."""
         headers = {"Range": f"bytes={start}-"} if start else None
         url = self._blob_url(repo, desc.digest)
@@ -245,10 +182,24 @@ class BlobOps:
             ) from None
 
     async def cancel_upload(self, location: httpx.URL, repo: str) -> None:
-        with suppress(FerryError):
-            await self.transport.request(
-                "cancel upload", "DELETE", location, scopes=_push(repo), ok=(200, 202, 204, 404), retry=False
-            )
+        """``DELETE`` the session. A success's body is not read (the connection is closed unless
+        it has none); a session the registry would not delete is logged and noted."""
+        try:
+            async with self.transport.open(
+                "cancel upload", "DELETE", location, scopes=_push(repo), ok=(200, 202, 204), retry=False
+            ):
+                return
+        except NotFoundError as exc:
+            # Gone already; distribution's BLOB_UPLOAD_INVALID means its state no longer matches
+            # the URL's (a body was cut), and the session stays with its data.
+            if exc.registry_code != "BLOB_UPLOAD_INVALID":
+                return
+            error: FerryError = exc
+        except FerryError as exc:
+            error = exc
+        url = str(location.copy_with(query=None, fragment=None))
+        log.warning("upload session %s was not deleted (%s): the registry purges it later", url, error.code)
+        stopping.left_behind(url)
 
     async def push_blob(
         self,
@@ -258,10 +209,11 @@ class BlobOps:
         *,
         location: httpx.URL | None = None,
     ) -> None:
-        """A monolithic upload: one streaming ``PUT`` with the digest and the exact length. One
+        """A monolithic upload: one streaming ``PUT`` with the digest and the exact length (not
+        stoppable: a body of stated length cannot end early; the engine does not use it). One
         operation: after a failure worth retrying (a dropped connection, 503, 429) the session is
         cancelled and the upload starts again in a fresh one (when ``body`` can be opened again)."""
-        open_at, reopenable = _opener(body)
+        open_at, reopenable = opener(body)
         attempts = self.transport.retry.start()
         while True:
             location = location or await self.start_upload(repo, retry=False)
@@ -269,11 +221,11 @@ class BlobOps:
             try:
                 await self.transport.request(
                     "upload blob", "PUT", location.copy_merge_params({"digest": str(desc.digest)}),
-                    scopes=_push(repo), content=_watched(open_at(0)), ok=(201, 204), retry=False,
+                    scopes=_push(repo), content=watched(open_at(0)), ok=(201, 204), retry=False,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
                 )  # fmt: skip
                 return
-            except _SourceFailed as failed:
+            except SourceFailed as failed:
                 await self.cancel_upload(location, repo)
                 raise failed.error from None
             except FerryError as error:
@@ -318,45 +270,78 @@ class BlobOps:
         """A resumable upload: ``PATCH`` requests with ``Content-Range`` (one for the whole blob when
         ``chunk_size`` is None), streamed from ``open_at(offset)``, then ``PUT ?digest=``. After a
         dropped connection, a ``416`` or a lost session, it goes on from the registry's offset,
-        calling ``open_at`` again from there. Nothing is buffered beyond one read."""
-        session = _Session(location or await self.start_upload(repo))
-        try:
-            await self._send_chunks(repo, desc, open_at, chunk_size, session)
-            await self.transport.request(
-                "finish upload", "PUT", session.location.copy_merge_params({"digest": str(desc.digest)}),
-                scopes=_push(repo), content=b"", ok=(201, 204),
-            )  # fmt: skip
-        except _SourceFailed as failed:
-            await self.cancel_upload(session.location, repo)
-            raise failed.error from None
-        except BaseException:
-            await self.cancel_upload(session.location, repo)
-            raise
+        calling ``open_at`` again from there. After a failed finishing ``PUT`` (its answer lost:
+        did it commit?) a blob that is not there starts over in a fresh session, under the retry
+        policy, as a monolithic upload does. Nothing is buffered beyond one read."""
+        attempts = self.transport.retry.start()
+        while True:
+            session = Session(location or await self.start_upload(repo))
+            location = None
+            try:
+                await self._send_chunks(repo, desc, open_at, chunk_size, session)
+                finish = session.location.copy_merge_params({"digest": str(desc.digest)})
+            except SourceFailed as failed:
+                await self.cancel_upload(session.location, repo)
+                raise failed.error from None
+            except BaseException:
+                await self.cancel_upload(session.location, repo)
+                raise
+            try:
+                await self.transport.request(
+                    "finish upload", "PUT", finish, scopes=_push(repo), content=b"", ok=(201, 204), retry=False
+                )
+                return
+            except FerryError as error:
+                if await self._landed(repo, desc, session):
+                    return
+                await attempts.failed(error)
+            except BaseException:
+                await self.cancel_upload(session.location, repo)
+                raise
+
+    async def _landed(self, repo: str, desc: Descriptor, session: Session) -> bool:
+        """After a failed finishing ``PUT``: whether the blob landed all the same (its answer was
+        lost); if not, the session is cancelled, to start over."""
+        if await self.blob_exists(repo, desc.digest) == desc.size:
+            return True
+        await self.cancel_upload(session.location, repo)
+        return False
 
     async def _send_chunks(
-        self, repo: str, desc: Descriptor, open_at: Opener, chunk_size: int | None, session: _Session
+        self, repo: str, desc: Descriptor, open_at: Opener, chunk_size: int | None, session: Session
     ) -> None:
-        """Every byte of the blob into ``session``, which follows the registry's ``Location``."""
+        """Every byte of the blob into ``session``, which follows the registry's ``Location``; the
+        source is opened again where the registry stands after a failure, and closed on the way out
+        (a stop leaves it part read)."""
         attempts = self.transport.retry.start()
         offset = 0
-        source = _Slicer(aiter(_watched(open_at(0))), f"upload {desc.digest}", desc.size)
         while offset < desc.size:
-            length = desc.size - offset if chunk_size is None else min(chunk_size, desc.size - offset)
+            source = Slicer(aiter(watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
             try:
-                response = await self._patch(repo, session.location, source, offset, length, chunk_size is None)
-            except _SourceFailed:
+                offset = await self._send_from(repo, source, offset, desc.size, chunk_size, session)
+            except SourceFailed:
                 raise
             except FerryError as exc:
                 session.location, offset = await self._chunk_failed(repo, session.location, exc, attempts)
                 log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
-                source = _Slicer(aiter(_watched(open_at(offset))), f"upload {desc.digest}", desc.size - offset)
-                continue
+            finally:
+                await source.aclose()
+
+    async def _send_from(
+        self, repo: str, source: Slicer, offset: int, size: int, chunk_size: int | None, session: Session
+    ) -> int:
+        """Chunks from ``source`` until the blob is sent; returns the offset reached."""
+        while offset < size:
+            stopping.check()  # the session is deleted on the way out
+            length = size - offset if chunk_size is None else min(chunk_size, size - offset)
+            response = await self._patch(repo, session.location, source, offset, length, chunk_size is None)
             session.location = self._location(response)
             stopping.check()  # the body ended early, as asked: the session is deleted on the way out
             offset += length
+        return offset
 
     async def _patch(
-        self, repo: str, location: httpx.URL, source: _Slicer, offset: int, length: int, streamed: bool
+        self, repo: str, location: httpx.URL, source: Slicer, offset: int, length: int, streamed: bool
     ) -> Response:
         """One chunk; ``streamed``: the rest of the blob in one body of no stated length
         (``Transfer-Encoding: chunked``, as go-containerregistry streams every upload), which a

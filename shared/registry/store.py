@@ -25,10 +25,6 @@ _RACE_PAUSE = 0.2
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
-    #: Blobs this large or larger are uploaded resumably (``PATCH`` then ``PUT``); smaller ones in
-    #: one streaming ``PUT``, which saves a request (and is started over in a fresh session when
-    #: it fails in a way worth retrying, under the retry policy).
-    resumable_from: int = 32 * 1024 * 1024
     #: Ask whether a blob is there with a mount request from the repository itself (one ``POST``
     #: that answers ``201`` when it is, and otherwise opens the upload) instead of ``HEAD`` then
     #: ``POST``. distribution, ACR, Docker Hub, GHCR and Harbor link the blob (``201``); a registry
@@ -92,10 +88,10 @@ class RegistryRepository:
         return "copied"
 
     async def _upload(self, desc: Descriptor, open_at: Opener, location: httpx.URL) -> None:
-        if desc.size >= self.upload.resumable_from:
-            await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
-        else:
-            await self.client.push_blob(self.repository, desc, open_at, location=location)
+        """Every blob, whatever its size, in one streamed ``PATCH`` then ``PUT ?digest=``: a stop
+        can end that body at any moment and delete the session (a monolithic ``PUT`` of stated
+        length saves a request but can only be cut, leaving its session and data behind)."""
+        await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
 
     async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:
         pushed = await self._put_manifest(str(desc.digest), desc, data)

@@ -22,7 +22,12 @@ CANCEL_CHECK = 1.0
 
 
 class JobCancelled(Exception):
-    """A cancel was asked for while the job ran: it stopped before any tag moved."""
+    """A cancel was asked for while the job ran: it stopped before any tag moved. ``left``:
+    upload sessions the target registry would not delete."""
+
+    def __init__(self, left: list[str] | None = None) -> None:
+        super().__init__()
+        self.left = left or []
 
 
 def new_attempt(number: int) -> Attempt:
@@ -90,9 +95,9 @@ class Watch:
         while not self.committed:
             await asyncio.sleep(CANCEL_CHECK)
             if await self._asked() and not self.committed:
-                self.stop.ask()
-                await asyncio.wait({engine}, timeout=stopping.GRACE)
-                engine.cancel()
+                if self.stop.ask():  # not once the engine committed: then it finishes its tags
+                    await asyncio.wait({engine}, timeout=stopping.GRACE)
+                    self.stop.cancel(engine)
                 return
 
     async def commit(self) -> None:

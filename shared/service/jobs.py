@@ -142,8 +142,8 @@ class Worker:
         progress = ProgressWriter(self.statuses, job.id)
         try:
             result = await self._watched(job, request, progress)
-        except JobCancelled:
-            await self._cancelled(job.id, attempt, progress)
+        except JobCancelled as cancelled:
+            await self._cancelled(job.id, attempt, progress, cancelled.left)
             return
         except PullBudgetSpent as spent:
             await self._wait_again(waiting_job, dequeue_count, spent, attempt, progress)
@@ -209,12 +209,17 @@ class Worker:
         await self._ended(job_id, attempt, change)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
-    async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter) -> None:
-        """Stopped on request: open uploads were cancelled on the way out and no tag moved."""
+    async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter, left: list[str]) -> None:
+        """Stopped on request: open uploads were cancelled on the way out (``left``: those the
+        target would not delete, said in the record) and no tag moved."""
         await progress.aclose()
         copied = progress.now()
         attempt.outcome, attempt.bytes = "cancelled", (copied or {}).get("bytesMoved", 0)
-        await self._ended(job_id, attempt, JobChange(state="cancelled", progress=copied))
+        change = JobChange(state="cancelled", progress=copied)
+        if left:
+            attempt.message = f"the target would not delete {len(left)} upload session(s): {', '.join(left)}"
+            change.result = {"uploadSessionsLeft": left}
+        await self._ended(job_id, attempt, change)
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
     async def _failed(
@@ -250,11 +255,11 @@ class Worker:
         try:
             return await engine
         except stopping.Stopped:
-            raise JobCancelled from None
+            raise JobCancelled(watch.stop.left) from None
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if watch.stop.asked and not (current is not None and current.cancelling()):
-                raise JobCancelled from None
+                raise JobCancelled(watch.stop.left) from None
             raise
         finally:
             watcher.cancel()

@@ -68,13 +68,20 @@ def upload_session(registry: Reg, path: str) -> str:
     return "open" if code == "BLOB_UPLOAD_INVALID" else code
 
 
-def upload_path(relay: Relay, seconds: float) -> str:
-    """The upload URL the worker is sending the layer to, once it is (a blob this big streams
-    in a ``PATCH``; the config goes in a ``PUT``)."""
+def upload_path(relay: Relay, seconds: float, registry: Reg) -> str:
+    """The upload URL the import is sending the layer to, once it is: the ``PATCH`` whose session
+    stays open (every blob streams in a ``PATCH``; the small config's is over in milliseconds)."""
     deadline = time.monotonic() + seconds
     while True:
         for method, path in list(relay.requests):
-            if method == "PATCH" and "/blobs/uploads/" in path:
+            if method == "PATCH" and "/blobs/uploads/" in path and _stays_open(registry, path):
                 return path
         assert time.monotonic() < deadline, "the layer upload never started"
         time.sleep(0.05)
+
+
+def _stays_open(registry: Reg, path: str) -> bool:
+    if upload_session(registry, path) != "open":
+        return False
+    time.sleep(0.3)
+    return upload_session(registry, path) == "open"
