@@ -182,3 +182,11 @@ def test_a_rule_may_name_several_credentials() -> None:
     rules = parse_rules('mirrors: [{name: m, source: docker.io/library/nginx, tags: ["1"], '
                         'credential: [hub-a, hub-b], targetRegistry: x.io}]')  # fmt: skip
     assert rules.mirrors[0].credential == "hub-a,hub-b"
+
+
+def test_a_429_from_a_registry_that_announced_no_limit_is_left_to_the_retry_policy() -> None:
+    """A registry that says nothing of a limit and answers 429 (a request rate, a hostile one) does
+    not make jobs wait for ever: the 429 is retried and then fails as before."""
+    ledger = Ledger()
+    assert not ledger.note(RateLimit(retry_after=30.0, refused=True), 0.0)
+    assert ledger.room(1.0, 0) > 1000 and ledger.blocked_until == 0.0

@@ -120,7 +120,7 @@ class Ledger:
             self.limit, self.window = said.limit, said.window
         if said.source:
             self.source = said.source
-        if said.refused:
+        if said.refused and self.limit is not None:  # a limit's 429; any other is the retry policy's
             self.refused += 1
             wait = said.retry_after
             if wait is None:
