@@ -17,7 +17,7 @@ lint: deps
 
 # The inner loop: lint, types and the tests that start no process (no registry, Azurite or CLI).
 # Modules whose every test starts one are not even imported (schemathesis alone costs seconds).
-WHOLLY_PROCESS := test_api_schema test_up test_demo test_reliability test_cli test_hostile_registry test_tag_sets test_cli_service
+WHOLLY_PROCESS := test_api_schema test_up test_demo test_reliability test_cli test_hostile_registry test_tag_sets test_cli_service test_control_page
 check: lint
 	$(PY) -m pytest -m "not process" $(foreach m,$(WHOLLY_PROCESS),--ignore=tests/$(m).py)
 

@@ -30,10 +30,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.bodies import BoundedBodies
+from functions.control import add_control_routes
 from functions.docs import add_docs_routes
 from functions.messages import body_message
 from functions.notifications import add_notification_routes
 from functions.root import Services, services
+from functions.tracing import RequestSpans
 from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
@@ -103,12 +105,14 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BoundedBodies)
+    app.add_middleware(RequestSpans)  # outermost: the request's span holds everything under it
     _error_handlers(app)
     _job_error_handlers(app)
     _import_routes(app, get_services)
     _service_routes(app, get_services)
     add_notification_routes(app, get_services)
     add_docs_routes(app, "/api/openapi.json")
+    add_control_routes(app, get_services)
     return app
 
 

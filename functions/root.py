@@ -8,7 +8,7 @@ import os
 
 from shared import environment, logs
 from shared.automation.calls import rules_at_startup
-from shared.service.wiring import Services, build
+from shared.service.wiring import Services, build, observe
 from shared.settings import Settings
 
 __all__ = ["Services", "services"]
@@ -16,7 +16,9 @@ __all__ = ["Services", "services"]
 
 @functools.cache
 def services() -> Services:
-    return build(Settings.from_env(os.environ))
+    built = build(Settings.from_env(os.environ))
+    observe(built, os.environ)  # telemetry as the app settings say: Application Insights, OTLP or none
+    return built
 
 
 def check_at_startup() -> None:

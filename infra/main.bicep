@@ -80,6 +80,18 @@ param armTimeoutSeconds int = 1800
 @description('Maximum instances of the function app.')
 param maximumInstanceCount int = 40
 
+@description('Resource ID of an action group for Ferry\'s alerts (failed jobs, a mirror behind); empty: the alerts fire with no action.')
+param alertActionGroupId string = ''
+
+@description('Failed jobs in 15 minutes above which the failed-jobs alert fires.')
+@minValue(0)
+param failedJobsThreshold int = 0
+
+@description('Minutes a mirror may stay behind before its alert fires (15 to 2880).')
+@minValue(15)
+@maxValue(2880)
+param mirrorBehindMinutes int = 360
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, name))
 var deployContainer = 'app-package-${take(token, 7)}'
 var targetLoginServer = '${targetRegistryName}.azurecr.io'
@@ -256,6 +268,8 @@ var appSettings = concat([
   { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
+  // host.json's telemetryMode is OpenTelemetry: the Python worker takes the host's trace context.
+  { name: 'PYTHON_ENABLE_OPENTELEMETRY', value: 'true' }
   { name: 'FERRY_QUEUE', value: 'imports' }
   { name: 'FERRY_TABLE', value: 'imports' }
   { name: 'FERRY_MAX_DEQUEUE_COUNT', value: string(maxDequeueCount) }
@@ -407,6 +421,29 @@ module devEvents 'modules/registry-events.bicep' = if (!empty(devRegistryName)) 
     registryName: devRegistryName
     functionResourceId: '${site.id}/functions/on_image_pushed'
     deploySubscription: deployEventSubscription
+  }
+}
+
+// -- alerts: failed jobs, a mirror behind for too long ------------------------------------------
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'ferry-alerts-${token}'
+  params: {
+    location: location
+    insightsId: insights.id
+    name: '${name}-${take(token, 6)}'
+    actionGroupId: alertActionGroupId
+    failedJobsThreshold: failedJobsThreshold
+    mirrorBehindMinutes: mirrorBehindMinutes
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'ferry-workbook-${token}'
+  params: {
+    location: location
+    insightsId: insights.id
+    name: name
   }
 }
 

@@ -2,8 +2,8 @@
 # Installs what Ferry's tests, demo and benchmarks need on a fresh Debian machine, and only what
 # is missing: Debian's docker-registry, skopeo and apache2-utils (htpasswd), a virtualenv with the
 # pinned Python packages, and the pinned npm packages (Azurite; semver for a test). With --test
-# (make test) also what only tests need: checkov (291 MB, the infra checks) and Renovate's npm
-# packages; make up and make demo do without them.
+# (make test) also what only tests need: checkov (291 MB, the infra checks), Debian's chromium (the
+# status page's browser tests) and Renovate's npm packages; make up and make demo do without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,10 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# The status page's browser tests (--test only, i.e. make test): Debian's chromium, driven by Playwright.
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -7,10 +7,11 @@ as the host does, then starts on 127.0.0.1, each stopped by PID on Ctrl-C:
   `rm -rf .ferry` starts clean);
 - unless `REGISTRIES=0`: a "dev" registry with htpasswd auth (user `dev`, the named credential
   `dev`) and an open "prod" registry, on fixed ports (`FERRY_DEV_PORT` 5101, `FERRY_PROD_PORT`
-  5102), with a sample image in dev; dev sends its pushes to Ferry (distribution's
-  notifications, ``POST /api/notifications``);
+  5102), with a sample image in dev, signed, and an unsigned one (scripts/up_signing.py); dev
+  sends its pushes to Ferry (distribution's notifications, ``POST /api/notifications``);
 - the rules file ``FERRY_RULES_FILE`` (``rules.yaml``), made promoting dev's pushes to prod when
-  it does not exist; a bad one stops make up before anything starts;
+  it does not exist (when they are signed: policy ``prod``); a bad one stops make up before
+  anything starts;
 - the HTTP API on `FERRY_PORT` (7071, as `func start`), with the Event Grid trigger's local route
   and the timer's mirror pass (`functions/local.py`);
 - `FERRY_WORKERS` queue workers (2);
@@ -37,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from scripts import fakehub_up
+from scripts import fakehub_up, up_signing
 from shared.automation.live import LiveRules
 from shared.automation.rules import RulesError
 from shared.credentials import Secret, UsernamePassword
@@ -105,24 +106,27 @@ def notifications(api: str) -> dict[str, Any]:
     return {"notifications": {"endpoints": [endpoint]}}
 
 
-def registries(env: dict[str, str], api: str) -> tuple[RegistryProcess, RegistryProcess, str]:
-    """dev (htpasswd, seeded with ``team/web:1.0``, then sending its pushes to ``api``) and prod."""
+def registries(env: dict[str, str], api: str) -> tuple[RegistryProcess, RegistryProcess, tuple[str, str]]:
+    """dev (htpasswd, seeded with ``team/web:1.0`` signed and ``team/unsigned:1.0``, then sending
+    its pushes to ``api``) and prod; the samples' digests."""
     DATA.mkdir(parents=True, exist_ok=True)
     auth = {"htpasswd": {"realm": "dev", "path": str(htpasswd_file(DATA / "htpasswd", {DEV_USER: DEV_PASSWORD}))}}
     dev = RegistryProcess("dev", int(env.get("FERRY_DEV_PORT", "5101")), DATA / "dev", auth).start()
-    digest = asyncio.run(seed(dev.host))  # before notifications: the sample is not promoted at start
+    samples = asyncio.run(seed(dev.host))  # before notifications: the samples are not promoted at start
     dev.stop()
     dev.extra = notifications(api)
     dev.start()
     prod = RegistryProcess("prod", int(env.get("FERRY_PROD_PORT", "5102")), DATA / "prod", None).start()
-    return dev, prod, digest
+    return dev, prod, samples
 
 
-async def seed(dev: str) -> str:
-    """A two-platform sample image in dev, as ``team/web:1.0``; its digest."""
+async def seed(dev: str) -> tuple[str, str]:
+    """A two-platform sample image in dev, as ``team/web:1.0``, signed by this run's keys (under
+    ``.ferry/keys``), and an unsigned ``team/unsigned:1.0``; their digests."""
     image = make_multiarch(["linux/amd64", "linux/arm64"], layer_sizes=(200_000, 300_000), seed="up")
     async with RegistryClient(dev, UsernamePassword(DEV_USER, Secret(DEV_PASSWORD)), LOCAL) as client:
-        return str(await push_image(client, "team/web", image, "1.0"))
+        digest = str(await push_image(client, "team/web", image, "1.0"))
+        return digest, await up_signing.sign_samples(client, dev, digest, DATA / "keys")
 
 
 def local_rules(dev: str | None, prod: str | None) -> str:
@@ -131,15 +135,18 @@ def local_rules(dev: str | None, prod: str | None) -> str:
             "# Made by make up. Your promotions and mirrors (see rules.example.yaml, docs/rules.md).\npromotions: []\n"
         )
     return (
-        "# Made by make up: every tag pushed to the local dev registry is promoted to prod.\n"
+        "# Made by make up: every tag pushed to the local dev registry is promoted to prod, if it is\n"
+        "# signed by the release key with CI's provenance (policy prod, docs/signing.md).\n"
         "# Edit it (rules.example.yaml, docs/rules.md): the service reads it again when it changes.\n"
-        "promotions:\n"
+        + up_signing.rules(DATA / "keys")
+        + "promotions:\n"
         "  - name: dev-to-prod\n"
         f"    sourceRegistry: {dev}\n"
         '    repository: "*"\n'
         f"    targetRegistry: {prod}\n"
         "    credential: dev\n"
         "    mode: Force\n"
+        "    verify: prod\n"
     )
 
 
@@ -166,8 +173,20 @@ def _rules_line(rules: dict[str, Any] | None) -> list[str]:
     return [line] + ([f"  RULES REFUSED   {rules['error']}"] if rules.get("error") else [])
 
 
-def banner(api: str, dev: str | None, prod: str | None, digest: str = "", rules: dict[str, Any] | None = None) -> str:
-    lines = [f"Ferry is up: {api}  (Ctrl-C stops everything)", f"  API docs        {api}/api/docs", *_rules_line(rules)]
+def banner(
+    api: str,
+    dev: str | None,
+    prod: str | None,
+    digest: str = "",
+    rules: dict[str, Any] | None = None,
+    unsigned: str = "",
+) -> str:
+    lines = [
+        f"Ferry is up: {api}  (Ctrl-C stops everything)",
+        f"  API docs        {api}/api/docs",
+        f"  status page     {api}/api/control  (in Azure: add ?code=<function key>)",
+        *_rules_line(rules),
+    ]
     if dev and prod:
         body = json.dumps({"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0",
                            "credential": "dev"}, "targetTags": ["team/web:1.0"]})  # fmt: skip
@@ -194,6 +213,7 @@ def banner(api: str, dev: str | None, prod: str | None, digest: str = "", rules:
             f'{{"target": {{"repository": "team/web", "tag": "1.0", "digest": "{digest}"}}, '
             f'"request": {{"host": "{dev}"}}}}}}]\'',
         ]
+        lines += up_signing.banner(api, dev, digest, unsigned) if unsigned else []
     return "\n".join(lines)
 
 
@@ -208,8 +228,10 @@ def main() -> int:
     if dev_host and prod_host and env.get("FAKE_HUB", "0") == "1":
         DATA.mkdir(parents=True, exist_ok=True)
         hub = fakehub_up.start(env, DATA, local_rules(dev_host, prod_host), prod_host)
+    if with_registries:
+        up_signing.make_keys(DATA / "keys")  # the rules made below name the public keys
     try:
-        rules_file(env, dev_host, prod_host)  # a bad rules file stops make up before anything starts
+        rules = rules_file(env, dev_host, prod_host)  # a bad rules file stops make up before anything starts
     except SystemExit:
         if hub is not None:
             hub.stop()
@@ -217,11 +239,12 @@ def main() -> int:
     procs: list[tuple[str, subprocess.Popen[str]]] = []
     azurite = storage(DATA).start()
     dev = prod = None
-    digest = ""
+    digest = unsigned = ""
     try:
         env.update({"AzureWebJobsStorage": azurite.connection_string, "PYTHONPATH": str(ROOT)})
         if with_registries:
-            dev, prod, digest = registries(env, api)
+            dev, prod, (digest, unsigned) = registries(env, api)
+            unsigned = unsigned if "verify: prod" in rules.read_text() else ""  # a rules file of yours: no demo
             env.update({"FERRY_ALLOW_LOOPBACK": "true", "FERRY_CREDENTIAL_DEV_USERNAME": DEV_USER,
                         "FERRY_CREDENTIAL_DEV_PASSWORD": DEV_PASSWORD})  # fmt: skip
         api_proc = start([sys.executable, "-m", "uvicorn", "functions.local:app", "--host", "127.0.0.1",
@@ -233,7 +256,8 @@ def main() -> int:
             procs.append((name, start([sys.executable, "-m", "shared.cli", "worker"], env, name)))
         health = httpx.get(f"{api}/api/health", timeout=10).json()
         print(
-            banner(api, dev.host if dev else None, prod.host if prod else None, digest, health.get("rules")), flush=True
+            banner(api, dev.host if dev else None, prod.host if prod else None, digest, health.get("rules"), unsigned),
+            flush=True,
         )
         if hub is not None:
             print(hub.banner(api), flush=True)

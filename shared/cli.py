@@ -76,6 +76,13 @@ def _credential_options(imp: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-stdin", action="store_true", help="read the source password from standard input")
 
 
+def _verify_options(imp: Any) -> None:
+    imp.add_argument(
+        "--verify", metavar="POLICY", help="copy only if this policy of the rules file holds (docs/signing.md)"
+    )
+    imp.add_argument("--rules", metavar="FILE", help="the rules file --verify reads (default FERRY_RULES_FILE)")
+
+
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
@@ -110,6 +117,7 @@ def _import_parser(commands: Any) -> None:
         default="oci",
         help="oci: stream through Ferry (default); arm: ACR's importImage (needs FERRY_REGISTRIES)",
     )
+    _verify_options(imp)
     remote = imp.add_argument_group("through a Ferry service")
     remote.add_argument("--service", help="submit to the Ferry service at this URL (or FERRY_SERVICE_URL)")
     remote.add_argument("--no-wait", action="store_true", help="print the job and its Location, and exit")
@@ -170,7 +178,7 @@ def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
         "targetRegistry": args.name, "source": source, "targetTags": args.image,
         "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
         "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
-        "engine": args.engine,
+        "engine": args.engine, **({"verify": args.verify} if args.verify else {}),
     }  # fmt: skip
 
 
@@ -254,24 +262,33 @@ def _spec_and_engine(args: argparse.Namespace) -> tuple[ImportSpec, Engine]:
 
 
 async def _import(args: argparse.Namespace) -> ImportResult:
-    from shared.http.budget import PullBudget
     from shared.importing.launch import Wiring, launch
 
     spec, engine = _spec_and_engine(args)
     env = args.env
-    # A source's pull limit (Docker Hub's): wait here for its window rather than fail.
-    wiring = Wiring(
-        env.transport, args.concurrency or env.concurrency, _identity, env.arm_endpoint, budget=PullBudget(wait=True)
-    )
+    wiring = Wiring(env.transport, args.concurrency or env.concurrency, _identity, env.arm_endpoint)
     if engine.name == "arm":
         return await launch(spec, engine, wiring, _access(args))
     from shared.progressline import ProgressLine
 
+    verification = _verification(args)  # a bad or unknown policy is refused before the progress line
     line = ProgressLine(sys.stderr)
     try:
-        return await launch(spec, engine, wiring, _access(args), on_progress=line, progress_interval=line.interval)
+        return await launch(
+            spec, engine, wiring, _access(args), on_progress=line, progress_interval=line.interval,
+            verification=verification,
+        )  # fmt: skip
     finally:
         line.close()
+
+
+def _verification(args: argparse.Namespace) -> Any:
+    """``--verify POLICY``: the policy of the rules file (``--rules``, else ``FERRY_RULES_FILE``)."""
+    if not args.verify:
+        return None
+    from shared.verify.load import policy_named
+
+    return policy_named(args.rules or args.env.rules_file, args.verify, "--verify")
 
 
 async def _interruptible(args: argparse.Namespace) -> ImportResult:
@@ -300,12 +317,13 @@ def _worker(args: argparse.Namespace) -> int:
     from shared import environment, logs
     from shared.errors import ConfigurationError
     from shared.service.localworker import serve
-    from shared.service.wiring import build
+    from shared.service.wiring import build, observe
     from shared.settings import Settings
 
     try:
         logs.configure(environment.log_level(os.environ))
         services = build(Settings.from_env(os.environ))
+        observe(services, os.environ)
     except ConfigurationError as exc:
         print(f"ferry worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

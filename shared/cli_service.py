@@ -37,6 +37,7 @@ FLAGS = {
     "includeReferrers": "--include-referrers",
     "dryRun": "--dry-run",
     "engine": "--engine",
+    "verify": "--verify",
 }
 
 

@@ -237,6 +237,8 @@ class CommandLine:
     #: Auth, the Entra scope of the app to get a token for.
     function_key: Secret | None = field(default=None, repr=False)
     service_scope: str | None = None
+    #: ``FERRY_RULES_FILE``: where ``import --verify POLICY`` finds its policy.
+    rules_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommandLine:
@@ -257,4 +259,5 @@ class CommandLine:
             service_url=env.get("FERRY_SERVICE_URL") or None,
             function_key=secret("FERRY_FUNCTION_KEY"),
             service_scope=env.get("FERRY_SERVICE_SCOPE") or None,
+            rules_file=env.get("FERRY_RULES_FILE") or None,
         )

@@ -16,6 +16,8 @@
     ├── NoMatchingPlatformError         --platform matches no manifest of the index
     ├── CycleError                      a manifest that reaches itself through its children
     ├── TagExistsError                  NoForce, and a target tag points at another image
+    ├── SignatureRequiredError          a verification policy found no signature or attestation it needs
+    ├── SignatureInvalidError           signatures were there, none the policy trusts (``reason``)
     ├── BadRequest                      a request that validates but cannot run here (``field``)
     ├── IdempotencyKeyReusedError       an Idempotency-Key sent again with another request
     ├── UnexpectedError                 retryable: a bug or an unexpected library error (INTERNAL)
@@ -167,6 +169,25 @@ class TagExistsError(FerryError):
     """``NoForce`` and a target tag that points at another image: nothing was written."""
 
     code = "TAG_EXISTS"
+
+
+class SignatureRequiredError(FerryError):
+    """A verification policy in ``enforce`` mode found nothing it could count: no signature (or
+    no attestation of a required type) is attached to the digest. Nothing was copied."""
+
+    code = "SIGNATURE_REQUIRED"
+
+
+class SignatureInvalidError(FerryError):
+    """Signatures or attestations were attached, and none satisfied the policy: ``reason`` says
+    why (wrong key, digest mismatch, identity not trusted, certificate expired, tampered
+    payload). Nothing was copied."""
+
+    code = "SIGNATURE_INVALID"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BadRequest(FerryError):

@@ -4,76 +4,26 @@ API under uvicorn on loopback, a worker, Azurite, real registries), compared wit
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from functions.http import create_app
-from shared.service.localworker import serve
-from shared.service.wiring import Services
 from tests.conftest import Reg
 from tests.harness.azurite import Azurite
 from tests.harness.images import make_multiarch, seed
+from tests.harness.live import LiveService as Service
 from tests.harness.service import environment, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.process
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """The API on a loopback port and one worker, in threads of this process."""
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.port = _free_port()
-        config = uvicorn.Config(create_app(lambda: svc), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.loop = asyncio.new_event_loop()
-        self.worker: concurrent.futures.Future[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Service:
-        threading.Thread(target=self.server.run, daemon=True).start()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.worker = asyncio.run_coroutine_threadsafe(serve(self.svc, idle=0.05), self.loop)
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.02)
-        return self
-
-    def stop_worker(self) -> None:
-        """No worker from now on: jobs stay queued."""
-        if self.worker is not None:
-            self.loop.call_soon_threadsafe(self.worker.cancel)
-            concurrent.futures.wait([self.worker], 5)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.stop_worker()
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @pytest.fixture

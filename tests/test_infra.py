@@ -38,6 +38,7 @@ BUILT_IN_ROLES = {
 HOST_ONLY = {
     "AzureWebJobsStorage__credential", "AzureWebJobsStorage__blobServiceUri",
     "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_ENABLE_OPENTELEMETRY",
 }  # fmt: skip
 #: Settings the code reads that Azure does not need: a connection string (Azurite), and the
 #: local worker's knobs whose defaults suit the host.
@@ -120,3 +121,30 @@ def test_checkov_fails_nothing_and_parses_everything() -> None:
         for skip in re.findall(r"checkov:skip=([^\n]*)", path.read_text()):
             check, _, reason = skip.partition(":")
             assert re.fullmatch(r"CKV_AZURE_\d+", check) and len(reason.strip()) > 20, skip
+
+
+def test_alerts_read_metrics_the_code_sends_and_go_to_the_action_group() -> None:
+    alerts = (INFRA / "modules" / "alerts.bicep").read_text()
+    meters = (ROOT / "shared" / "telemetry" / "meters.py").read_text()
+    rules = re.findall(r"resource \w+ 'Microsoft\.Insights/scheduledQueryRules@", alerts)
+    assert len(rules) == 2
+    for metric in re.findall(r'name == "([a-z._]+)"', alerts):
+        assert f'"{metric}"' in meters, f"{metric}: no instrument sends it"
+    for attribute in re.findall(r'customDimensions\["([a-z._]+)"\]', alerts):
+        assert f'"{attribute}"' in meters, f"{attribute}: no instrument has it"
+    assert alerts.count("actions: actions") == 2 and "actionGroupId\n  ]" in alerts
+    main = (INFRA / "main.bicep").read_text()
+    assert "actionGroupId: alertActionGroupId" in main and "mirrorBehindMinutes: mirrorBehindMinutes" in main
+    assert json.loads((ROOT / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
+
+
+def test_the_workbook_reads_what_the_code_sends() -> None:
+    workbook = (INFRA / "modules" / "workbook.bicep").read_text()
+    telemetry = "\n".join(p.read_text() for p in (ROOT / "shared").rglob("*.py"))
+    metrics = re.findall(r'"(ferry\.[a-z._]+)"', workbook)
+    assert {"ferry.jobs", "ferry.copy.bytes", "ferry.queue.depth", "ferry.rule.tags_behind", "ferry.import"} <= set(
+        metrics
+    )
+    for name in [*metrics, *re.findall(r'customDimensions\["([a-z._]+)"\]', workbook)]:
+        assert f'"{name}"' in telemetry, f"{name}: nothing sends it"
+    assert "module workbook 'modules/workbook.bicep'" in (INFRA / "main.bicep").read_text()

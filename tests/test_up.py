@@ -83,6 +83,9 @@ def test_make_up_runs_an_import_a_promotion_and_stops_everything(tmp_path: Path)
         api, dev, prod = (f"http://127.0.0.1:{ports['FERRY_PORT']}", f"127.0.0.1:{ports['FERRY_DEV_PORT']}",
                           f"127.0.0.1:{ports['FERRY_PROD_PORT']}")  # fmt: skip
         assert f"curl -s -X POST {api}/api/imports" in "".join(seen)
+        assert f"status page     {api}/api/control" in "".join(seen)  # the control room's URL
+        page = httpx.get(f"{api}/api/control", timeout=10)
+        assert page.status_code == 200 and "<title>Ferry" in page.text
         assert f"rules file      {rules}  (1 promotions, 0 mirrors, loaded " in "".join(seen)  # the file it reads
         doc = {"targetRegistry": prod, "source": {"registryUri": dev, "sourceImage": "team/web:1.0", "credential": "dev"},
                "targetTags": ["team/web:1.0"]}  # fmt: skip
@@ -115,6 +118,22 @@ def test_make_up_runs_an_import_a_promotion_and_stops_everything(tmp_path: Path)
              "job": promoted["jobs"][0]}
         ]  # fmt: skip
         _until(lines, f"job {promoted['jobs'][0]} succeeded", seen)  # its log line, then quiet
+        # the banner's signed and unsigned pushes: the promotion verifies (policy prod)
+        banner = "".join(seen)
+        assert "a signed push, promoted" in banner and "an unsigned push, refused" in banner
+        for repository, state in (("team/web", "succeeded"), ("team/unsigned", "failed")):
+            digest_of = banner.split(f'"repository": "{repository}", "tag": "1.0", "digest": "')[-1].split('"')[0]
+            event = {**pushed, "id": repository, "data": {"target": {"repository": repository, "tag": "1.0",
+                     "digest": digest_of}, "request": {"host": dev}}}  # fmt: skip
+            jobs = httpx.post(hook, json=[event], headers={"aeg-event-type": "Notification"}, timeout=10).json()["jobs"]
+            ended = _done(api, jobs[0])
+            assert ended["state"] == state, ended
+            if state == "failed":
+                assert ended["error"]["code"] == "SIGNATURE_REQUIRED", ended  # type: ignore[index]
+            else:
+                verified = ended["result"]["verification"]["verified"]  # type: ignore[index]
+                assert {v["authority"] for v in verified} == {"release", "ci"}
+            _until(lines, f"job {jobs[0]} {state}", seen)
 
         # A real push into dev: the registry's own notification promotes it, no hand-written event.
         creds = f"dev:{DEV_PASSWORD}"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import Any
 
+from shared import telemetry
 from shared.automation.live import LiveRules
 from shared.automation.passes import Promoted, mirror_pass, promote
 from shared.automation.rules import Rules
+from shared.automation.status import mirror_passed, promoted, rule_states
+from shared.azure_storage.rules import RuleRecords
 from shared.errors import ConfigurationError
 from shared.importing.request import ImportRequest
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -51,22 +57,55 @@ def _submit(services: Services) -> Any:
     return submit
 
 
+def _records(services: Services) -> RuleRecords:
+    return RuleRecords(services.statuses.table)
+
+
+def _quietly(what: str, call: Any, *args: Any) -> None:
+    """A rule's status is for people to look at: failing to write it never fails the pass."""
+    try:
+        call(*args)
+    except Exception as exc:
+        log.warning("could not record %s: %s", what, type(exc).__name__)
+
+
 async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
     return (await explained_event(services, event)).jobs
 
 
 async def explained_event(services: Services, event: dict[str, Any]) -> Promoted:
-    """The jobs an event enqueued, and per rule why it matched or not."""
-    return await promote(rules_of(services), event, _submit(services))
+    """The jobs an event enqueued, and per rule why it matched or not. Each rule that made a job
+    is recorded for the rules view; the jobs continue this span's trace (the delivery's)."""
+    with telemetry.phase("promotion", **{"ferry.event.id": str(event.get("id", ""))}):
+        outcome = await promote(rules_of(services), event, _submit(services))
+    for entry in outcome.rules:
+        if entry.get("job"):
+            rule, jobs = str(entry["rule"]), {outcome.push or "?": str(entry["job"])}
+            await asyncio.to_thread(
+                _quietly, f"promotion {rule}", promoted, _records(services), rule, outcome.push or "?", jobs
+            )
+    return outcome
 
 
 async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[str, Any]]:
-    reports = await mirror_pass(
-        rules_of(services),
-        services.worker.credential_for,
-        services.settings.transport,
-        None if dry_run else _submit(services),
-        services.settings.ratelimit_floor,
-        services.budget,
-    )
+    with telemetry.phase("mirror_pass", **{"ferry.dry_run": dry_run}):  # the jobs it makes continue this trace
+        reports = await mirror_pass(
+            rules_of(services),
+            services.worker.credential_for,
+            services.settings.transport,
+            None if dry_run else _submit(services),
+            services.settings.ratelimit_floor,
+            services.budget,
+        )
+    if not dry_run:
+        for report in reports:
+            await asyncio.to_thread(_quietly, f"mirror {report.name}", mirror_passed, _records(services), report)
     return [r.summary() for r in reports]
+
+
+def rules_status(services: Services) -> dict[str, Any]:
+    """``GET /api/rules``: each rule and how it is doing, or ``configured: false``."""
+    if not services.settings.rules_file:
+        return {"configured": False, "rules": []}
+    rules = rules_of(services)
+    return {"configured": True, "rules": rule_states(rules, _records(services), services.statuses.get)}

@@ -84,6 +84,7 @@ def check(file: str) -> int:
         print(
             f"promotion {p.name}: pushes to {p.sourceRegistry}/{p.repository} with tags matching /{p.tag}/ "
             f"-> {p.targetRegistry}/{p.targetRepository} as {tags} ({p.mode})"
+            + (f", verified by policy {p.verify}" if p.verify else "")
         )
     for m in rules.mirrors:
         how = [
@@ -98,7 +99,10 @@ def check(file: str) -> int:
         print(
             f"mirror {m.name}: {m.source} ({'; '.join(h for h in how if h)}) "
             f"-> {m.targetRegistry}/{m.targetRepository} ({m.mode})"
+            + (f", verified by policy {m.verify} per tag" if m.verify else "")
         )
+    for policy in rules.verification.policies.values():
+        print("\n".join(policy.explain()))
     print(f"{len(rules.promotions)} promotions, {len(rules.mirrors)} mirrors: valid")
     return EXIT_OK
 

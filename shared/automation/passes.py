@@ -98,9 +98,7 @@ def promotion(rule: Promotion, push: Push) -> tuple[ImportRequest, str]:
             registryUri=push.registry, sourceImage=f"{push.repository}@{push.digest}", credential=rule.credential
         ),
         targetTags=tags,
-        mode=rule.mode,
-        platforms=rule.platforms,
-        includeReferrers=rule.includeReferrers,
+        **rule.request_options(),
     )
     key = "|".join(("promote", push.registry, push.repository, push.digest, rule.name, rule.targetRegistry, *tags))
     return request, key
@@ -179,6 +177,8 @@ class MirrorReport:
     selected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     enqueued: dict[str, str] = field(default_factory=dict)
+    #: The job for each tag that was not up to date: made by this pass, or found in flight.
+    jobs: dict[str, str] = field(default_factory=dict)
     #: A dry run's tags that a real pass would enqueue (nothing is enqueued).
     would_enqueue: list[str] = field(default_factory=list)
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
@@ -307,20 +307,6 @@ async def _target_tags(entry: Mirror, source: Reference, dst: RegistryClient) ->
         return None
 
 
-def _import_of(entry: Mirror, source: Reference, ref: str, target: str) -> ImportRequest:
-    """The import a mirror makes of ``source``'s ``ref`` (``tag@digest``) into ``target``."""
-    return ImportRequest(
-        targetRegistry=entry.targetRegistry,
-        source=Source(
-            registryUri=source.registry, sourceImage=f"{source.repository}:{ref}", credential=entry.credential
-        ),
-        targetTags=[target],
-        mode=entry.mode,
-        platforms=entry.platforms,
-        includeReferrers=entry.includeReferrers,
-    )
-
-
 async def _mirror_tag(
     entry: Mirror,
     source: Reference,
@@ -341,14 +327,23 @@ async def _mirror_tag(
         report.unchanged.append(tag)
         report.states[tag] = "up to date"
         return
-    request = _import_of(entry, source, f"{tag}@{desc.digest}", f"{target_repo}:{tag}")
+    request = ImportRequest(
+        targetRegistry=entry.targetRegistry,
+        source=Source(
+            registryUri=source.registry,
+            sourceImage=f"{source.repository}:{tag}@{desc.digest}",
+            credential=entry.credential,
+        ),
+        targetTags=[f"{target_repo}:{tag}"],
+        **entry.request_options(),
+    )
     key = "|".join(("mirror", entry.name, source.name, str(desc.digest), entry.targetRegistry, target_repo, tag))
     if submit is None:
         report.would_enqueue.append(tag)
         report.states[tag] = "would enqueue"
         return
     submitted = await submit(request, key)
-    report.states[tag] = submitted.note
+    report.states[tag], report.jobs[tag] = submitted.note, submitted.id
     if submitted.created:  # never "enqueued" for a job that was not
         report.enqueued[tag] = submitted.id
 

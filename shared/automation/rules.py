@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.automation.tags import Selection, in_range, parse_range
 from shared.automation.tags import parse_tag as tag_version
@@ -39,6 +48,8 @@ from shared.errors import ConfigurationError
 from shared.fields import unknown_field
 from shared.importing.request import Platforms, RegistryName
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
+from shared.verify.load import parse_policies
+from shared.verify.policy import Policies, PolicyError
 
 _TEMPLATE_FIELDS = {"repository", "tag", "digest"}
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -101,6 +112,12 @@ class _Rule(BaseModel):
     credential: str | None = None
     platforms: Platforms = Field(default_factory=list)
     includeReferrers: bool = False
+    verify: str | None = Field(None, description="a policy of this file's policies (docs/signing.md)")
+
+    def request_options(self) -> dict[str, Any]:
+        """What each request this rule makes carries besides its source and targets."""
+        return {"mode": self.mode, "platforms": self.platforms, "includeReferrers": self.includeReferrers,
+                "verify": self.verify}  # fmt: skip
 
     @field_validator("credential", mode="before")
     @classmethod
@@ -265,6 +282,14 @@ class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     promotions: list[Promotion] = Field(default_factory=list)
     mirrors: list[Mirror] = Field(default_factory=list)
+    #: Verification (docs/signing.md): read by shared.verify.load, which names each bad field.
+    authorities: dict[str, Any] = Field(default_factory=dict)
+    policies: dict[str, Any] = Field(default_factory=dict)
+    _verification: Policies = PrivateAttr(default_factory=Policies)
+
+    @property
+    def verification(self) -> Policies:
+        return self._verification
 
     @model_validator(mode="after")
     def _unique(self) -> Rules:
@@ -292,6 +317,15 @@ def _where(rules: Any, loc: tuple[Any, ...]) -> str:
             out += ("." if out else "") + str(part)
             node = node.get(part) if isinstance(node, dict) else None
     return out or "rules"
+
+
+def _check_verification(rules: Rules, base: Path) -> None:
+    """The policies, and the one each rule names, checked (files relative to ``base``)."""
+    rules._verification = parse_policies({"authorities": rules.authorities, "policies": rules.policies}, base)
+    for kind, listed in (("promotions", rules.promotions), ("mirrors", rules.mirrors)):
+        for i, rule in enumerate(listed):
+            if rule.verify is not None:
+                rules.verification.get(rule.verify, f"{kind}[{i}] ({rule.name}).verify")
 
 
 class RulesError(ConfigurationError):
@@ -322,8 +356,9 @@ def _problem(doc: Any, error: Any) -> str:
     return f"{_where(doc, loc)}: {message}"
 
 
-def parse_rules(text: str, source: str = "rules") -> Rules:
-    """Rules from YAML or JSON text; :class:`RulesError` names each bad rule and field."""
+def parse_rules(text: str, source: str = "rules", base: Path | None = None) -> Rules:
+    """Rules from YAML or JSON text; :class:`RulesError` names each bad rule and field. Files a
+    verification policy names are relative to ``base`` (the rules file's folder)."""
     try:
         if text.lstrip().startswith("{"):
             doc = json.loads(text)
@@ -336,9 +371,14 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
     if doc is None:
         doc = {}
     try:
-        return Rules.model_validate(doc)
+        rules = Rules.model_validate(doc)
     except ValidationError as exc:
         raise RulesError(source, [_problem(doc, e) for e in exc.errors()]) from None
+    try:
+        _check_verification(rules, base or Path("."))
+    except PolicyError as exc:
+        raise RulesError(source, [str(exc)]) from None
+    return rules
 
 
 def load_rules(path: str | Path) -> Rules:
@@ -347,4 +387,4 @@ def load_rules(path: str | Path) -> Rules:
         text = file.read_text()
     except OSError as exc:
         raise RulesError(f"rules file {file}", [str(exc.strerror)]) from None
-    return parse_rules(text, str(file))
+    return parse_rules(text, str(file), file.parent)

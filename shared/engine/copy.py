@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from shared import stopping
+from shared import stopping, telemetry
 from shared.content.protocols import Opener, Source, Target
 from shared.engine.plan import Plan
 from shared.engine.progress import Progress, Reporter
@@ -88,8 +88,10 @@ class _Walk:
         cancelled mid-request and each closes its own upload session cleanly."""
         try:
             stopping.check()
-            if desc.is_manifest:
-                await self.copy_manifest(desc)
+            if desc.is_manifest:  # its span holds its children's: the graph is the trace's tree
+                attributes = {"ferry.digest": str(desc.digest), "ferry.media_type": desc.media_type}
+                with telemetry.phase("manifest", **attributes):
+                    await self.copy_manifest(desc)
             else:
                 await self.copy_blob(desc)
         except stopping.Stopped:
@@ -146,8 +148,10 @@ class _Walk:
         if desc.is_foreign:  # non-distributable: registries fetch it from its urls
             self.progress.blobs_foreign += 1
             return
-        async with self.gate:
-            landed = await self.dst.put_blob(desc, self.opener(desc), self.mount_source)
+        with telemetry.phase("blob", **{"ferry.digest": str(desc.digest), "ferry.size": desc.size}) as span:
+            async with self.gate:
+                landed = await self.dst.put_blob(desc, self.opener(desc), self.mount_source)
+            span.set_attribute("ferry.blob.landed", landed)
         if landed == "copied":
             self.progress.blobs_copied += 1
             return

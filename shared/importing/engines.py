@@ -3,7 +3,7 @@ Ferry; ``arm`` asks the target ACR to import server-side (the only way to reach 
 resource ID whose public endpoint is off: ACR's trusted-service path); ``auto`` picks ``arm``
 when the source is given by resource ID, or when the target's resource ID is configured
 (``FERRY_REGISTRIES``) and the job needs nothing only the OCI engine does (a platform filter,
-referrers, a dry run).
+referrers, a dry run, a verification policy).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from shared.importing.arm import ArmSource
 from shared.importing.launch import Engine
 from shared.importing.request import ImportRequest
 
-OCI_ONLY = ("platforms", "includeReferrers", "dryRun")
+#: A verified import resolves, verifies and copies one digest itself: ACR's import would resolve
+#: the tag again.
+OCI_ONLY = ("platforms", "includeReferrers", "dryRun", "verify")
 
 
 def oci_only_options(request: ImportRequest) -> list[str]:

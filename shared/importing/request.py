@@ -145,6 +145,13 @@ class ImportRequest(BaseModel):
     includeReferrers: StrictBool = False
     dryRun: StrictBool = False
     engine: Literal["oci", "arm", "auto"] = Field("oci", description="oci: stream through Ferry; arm: ACR importImage")
+    verify: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="a verification policy of the rules file: the digest is copied only if it holds (docs/signing.md)",
+    )
 
     def spec(self, limits: Limits | None = None) -> ImportSpec:
         """The engine's view of this request."""

@@ -42,6 +42,9 @@ class ImportResult:
     referrers: list[str] | None = None
     #: Tags a newer job asked for: not moved.
     superseded: list[str] | None = None
+    #: What verified the image, by which authority and format (``shared.verify``), or the
+    #: warning in ``warn`` mode.
+    verification: dict[str, Any] | None = None
     arm: dict[str, Any] | None = None
     seconds: int | float = 0
     #: Which engine ran it, and why (set by whoever chose the engine).

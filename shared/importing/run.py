@@ -1,15 +1,17 @@
 """One import, start to end, with ``az acr import``'s policy around the engine:
 
 1. resolve the source once (``HEAD``); everything after works by digest, and ``name:tag@digest``
-   fails unless the tag still points at that digest;
+   fails unless the tag still points at that digest; a verification policy is applied to THAT
+   digest (:mod:`shared.verify`), and in ``enforce`` mode a failure stops the import here;
 2. plan the graph (limits, platform filter, referrers) — nothing is copied yet;
 3. ``NoForce``: every target tag is checked before any byte moves; one that points elsewhere
    fails the import with ``Tag REPO:TAG already exists in target registry``;
 4. copy the graph into each target repository (the first streams from the source, the others
    mount from it);
-5. tag last, so a tag points at a fully copied image or does not move; right before the first
-   tag moves the import commits (:func:`shared.stopping.commit`): a stop asked after that waits
-   for the last tag, so a stopped import moved all its tags or none.
+5. tag last, so a tag points at a fully copied image or does not move (the signatures that
+   verified it are copied just before); right before the first tag moves the import commits
+   (:func:`shared.stopping.commit`): a stop asked after that waits for the last tag, so a stopped
+   import moved all its tags or none.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shared import stopping
+from shared import stopping, telemetry
 from shared.content.protocols import Source, Target
 from shared.credentials import Anonymous
 from shared.engine.copy import CopyOptions, copy_graph, totals
@@ -31,6 +33,9 @@ from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
 from shared.registry.store import RegistryRepository, RegistryTargets
+from shared.verify.carry import carry
+from shared.verify.policy import Policy
+from shared.verify.verifier import Verdict, enforce, verify
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
@@ -140,14 +145,41 @@ async def _copy(
     concurrency: int,
     reporter: Reporter,
     may_tag: MayTag | None = None,
+    verdict: Verdict | None = None,
 ) -> list[str]:
-    """Copy the graph into each target repository (later ones mount from the first), then tag;
-    returns the tags a newer job asked for, which were not moved."""
+    """Copy the graph and its proof (:mod:`shared.verify.carry`) into each target repository
+    (later ones mount from the first), then tag; returns the tags a newer job wanted, not moved."""
     superseded: list[str] = []
     progress = reporter.progress
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
     progress.blobs_total *= len(spec.repositories)
+    await _copy_graphs(spec, src, targets, plan, current, concurrency, reporter, verdict)
+    data = plan.data[plan.root.digest]
+    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
+    if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
+        allowed = await asyncio.gather(*(may_tag(t) for t in moving))
+        superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
+        moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
+    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
+    with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
+        await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
+    reporter.tick(force=True)
+    return superseded
+
+
+async def _copy_graphs(
+    spec: ImportSpec,
+    src: Source,
+    targets: Targets,
+    plan: Plan,
+    current: dict[TargetRef, Descriptor | None],
+    concurrency: int,
+    reporter: Reporter,
+    verdict: Verdict | None,
+) -> None:
+    """The graph into each target repository, the first streamed, the others mounted from it;
+    with a verdict, the signatures that verified it after it."""
     first: str | None = None
     tagged = {t.repository for t in spec.tagged}
     for repository in spec.repositories:
@@ -158,17 +190,9 @@ async def _copy(
             root_present=root_present(current, repository, plan.root),
         )
         await copy_graph(src, targets(repository), plan, options, reporter)
+        if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
+            await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
         first = first or repository
-    data = plan.data[plan.root.digest]
-    moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
-    if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
-        allowed = await asyncio.gather(*(may_tag(t) for t in moving))
-        superseded.extend(str(t) for t, ok in zip(moving, allowed, strict=True) if not ok)
-        moving = [t for t, ok in zip(moving, allowed, strict=True) if ok]
-    stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
-    await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
-    reporter.tick(force=True)
-    return superseded
 
 
 def _counts(result: ImportResult, plan: Plan, progress: Progress) -> None:
@@ -196,6 +220,7 @@ async def run_import(
     progress_interval: float = 0.5,
     source_anonymous: bool | None = None,
     may_tag: MayTag | None = None,
+    verification: Policy | None = None,
 ) -> ImportResult:
     """Run ``spec`` from ``source`` into ``target``; returns what it came to."""
     started = time.monotonic()
@@ -203,11 +228,11 @@ async def run_import(
     src = RegistryRepository(source, spec.source.repository)
     targets = RegistryTargets(target)
     # Both only read: the target's tags are looked up while the source tag is resolved.
-    root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+    root, current, verdict = await _resolve(spec, src, targets, source, verification)
     if up_to_date(spec, root, current) and not spec.dry_run:
         result = _describe(spec, root, None)
         result.upToDate, result.bytes, result.seconds = True, 0, round(time.monotonic() - started, 3)
-        return result
+        return _verified(result, verdict)
     if source_anonymous is None:
         source_anonymous = isinstance(source.credential, Anonymous)
     plan, current = await _plan(spec, src, root, targets, current, _plan_options(spec, source_anonymous, concurrency))
@@ -217,11 +242,39 @@ async def run_import(
         result.plan = await _dry_run(spec, plan, targets, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
-        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag)
+        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag, verdict)
         _counts(result, plan, reporter.progress)
         if superseded:
             result.superseded = superseded  # a newer job asked for these tags: not moved
     result.seconds = round(time.monotonic() - started, 3)
+    return _verified(result, verdict, plan.filtered)
+
+
+async def _resolve(
+    spec: ImportSpec, src: Source, targets: Targets, source: RegistryClient, verification: Policy | None
+) -> tuple[Descriptor, dict[TargetRef, Descriptor | None], Verdict | None]:
+    """The source resolved once (the target's tags looked up meanwhile), and that digest verified."""
+    with telemetry.phase("resolve", **{"ferry.source": str(spec.source)}) as span:
+        root, current = await asyncio.gather(resolve_source(src, spec), current_tags(targets, spec))
+        span.set_attribute("ferry.digest", str(root.digest))
+    return root, current, await _verify(verification, source, spec, root)
+
+
+async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpec, root: Descriptor) -> Verdict | None:
+    """The resolved digest, verified before anything else is read or copied (``enforce`` raises)."""
+    if policy is None:
+        return None
+    verdict = await verify(policy, source, spec.source.repository, root)
+    enforce(verdict)
+    return verdict
+
+
+def _verified(result: ImportResult, verdict: Verdict | None, filtered: bool = False) -> ImportResult:
+    """The result says what verified what (or, in ``warn`` mode, what did not)."""
+    if verdict is not None:
+        result.verification = verdict.to_json()
+        if filtered and verdict.evidence:
+            result.verification["note"] = "signatures not copied: the filtered index is a new digest they do not sign"
     return result
 
 
@@ -245,7 +298,9 @@ async def _plan(
     options: PlanOptions,
 ) -> tuple[Plan, dict[TargetRef, Descriptor | None]]:
     """The plan, and the target's tags as they bear on it; ``NoForce`` refuses before a byte moves."""
-    plan = await build_plan(src, root, options)
+    with telemetry.phase("plan") as span:
+        plan = await build_plan(src, root, options)
+        span.set_attributes({"ferry.manifests": len(plan.manifests), "ferry.blobs": len(plan.blobs)})
     if spec.platforms:  # the filtered index is new: look again with its digest
         current = await current_tags(targets, spec)
     clashes = conflicts(current, plan.root)

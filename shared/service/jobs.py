@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import stopping
+from shared import stopping, telemetry
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
@@ -41,11 +41,21 @@ from shared.service.submit import open_sealed
 from shared.service.waiting import Waits, budget_name
 from shared.settings import Settings
 from shared.text import clean, shorten
+from shared.verify.load import policy_named
 
 log = logging.getLogger(__name__)
 
 #: Seconds between progress writes to the status table.
 PROGRESS_INTERVAL = 2.0
+
+
+def _observed(attempt: Attempt, result: Document | None = None, outcome: str | None = None) -> None:
+    """The attempt's end on the job's span and in the metrics (nothing when telemetry is off)."""
+    outcome = outcome or attempt.outcome
+    seconds = (now() - attempt.startedAt).total_seconds()
+    telemetry.ended(telemetry.current(), outcome, result, attempt.code)
+    nbytes, engine = int(attempt.bytes or 0), (result or {}).get("engine")
+    telemetry.record_job(outcome, seconds, attempt.code, nbytes, engine)
 
 
 class RetryLater(Exception):
@@ -125,6 +135,11 @@ class Worker:
         except ValidationError as exc:
             log.error("dropping a malformed queue message: %s", exc.errors(include_input=False, include_url=False)[:3])
             return
+        attributes = {"ferry.attempt": dequeue_count, "messaging.destination.name": self.settings.queue_name}
+        with telemetry.job_span(job.id, job.traceContext, attributes):  # continues the trace that made the job
+            await self._handle(job, dequeue_count)
+
+    async def _handle(self, job: ImportJob, dequeue_count: int) -> None:
         number, failures = job.attemptsBefore + dequeue_count, job.failuresBefore + dequeue_count
         attempt, earlier, waiting_job = new_attempt(number), list[Attempt](), job
         if (admitted := await self._admitted(job, dequeue_count, attempt)) is None:
@@ -134,8 +149,10 @@ class Worker:
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
         if record is None or record.state != "running":  # only this delivery's change makes it running
+            telemetry.ended(telemetry.current(), "not run")
             not_run(job.id, record)
             return
+        telemetry.current().set_attributes({"ferry.source": record.source, "ferry.targets": record.targets})
         fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, number, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
@@ -206,7 +223,10 @@ class Worker:
     ) -> None:
         attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
         change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)
+        if result.verification is not None:  # what verified what, kept with the job (docs/signing.md)
+            change.verification = [result.verification]
         await self._ended(job_id, attempt, change)
+        _observed(attempt, change.result)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
     async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter, left: list[str]) -> None:
@@ -220,6 +240,7 @@ class Worker:
             attempt.message = f"the target would not delete {len(left)} upload session(s): {', '.join(left)}"
             change.result = {"uploadSessionsLeft": left}
         await self._ended(job_id, attempt, change)
+        _observed(attempt)
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
     async def _failed(
@@ -233,7 +254,9 @@ class Worker:
         attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
         number = attempt.number
         if exc.retryable and failures < self.settings.max_dequeue_count:
-            if await self._ended(job_id, attempt, JobChange(state="queued", error=error)) == "queued":
+            state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))
+            _observed(attempt, outcome="retrying" if state == "queued" else "cancelled")
+            if state == "queued":
                 log.warning(
                     "job %s: attempt %d failed (%s): %s; retry in %g s", job_id, number, exc.code, exc,
                     self.settings.retry_delay, extra=job_fields(job_id),
@@ -242,6 +265,7 @@ class Worker:
             log.info("job %s cancelled after attempt %d failed", job_id, number, extra=job_fields(job_id))
             return
         await self._ended(job_id, attempt, JobChange(state="failed", error=error))
+        _observed(attempt)
         log.warning("job %s failed (%s): %s", job_id, exc.code, exc, extra=job_fields(job_id))
         if exc.retryable:  # the last delivery: the host (or the local worker) moves it to poison
             raise RetryLater(str(exc))
@@ -290,6 +314,7 @@ class Worker:
                 on_progress=progress,
                 progress_interval=PROGRESS_INTERVAL,
                 may_tag=may_tag,
+                verification=policy_named(self.settings.rules_file, request.verify) if request.verify else None,
             )
         finally:
             await progress.aclose()  # no progress write may land after the job's final record

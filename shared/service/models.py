@@ -24,8 +24,11 @@ class ImportJob(BaseModel):
     createdAt: datetime = Field(default_factory=now)
     #: Set when a wait for the pull budget put the job back as a new message
     #: (:mod:`shared.service.waiting`): attempts recorded, and failed deliveries, before it.
-    attemptsBefore: int = Field(0, ge=0)
-    failuresBefore: int = Field(0, ge=0)
+    attemptsBefore: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
+    failuresBefore: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
+    #: The W3C trace context (``traceparent``, ``tracestate``) of what made the job, so the job's
+    #: trace continues it; absent when telemetry is off (the message is then as it always was).
+    traceContext: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
 
     @field_serializer("request")
     def _request(self, request: ImportRequest) -> dict[str, Any]:

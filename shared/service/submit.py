@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
+from shared import telemetry
 from shared.azure_storage.records import JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Secret
 from shared.errors import (
@@ -32,6 +33,8 @@ from shared.importing.request import ImportRequest
 from shared.logs import job_fields
 from shared.service.models import ImportJob, ImportStatus, status_of, targets_of
 from shared.settings import Settings
+from shared.verify.load import policy_named
+from shared.verify.policy import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,11 @@ class Submitter:
             except ConfigurationError as exc:
                 raise BadRequest("source.credential", str(exc)) from None
         self._check_destinations(request)
+        if request.verify is not None:
+            try:
+                policy_named(self.settings.rules_file, request.verify)
+            except PolicyError as exc:
+                raise BadRequest("verify", exc.reason) from None
         try:
             choose_engine(request, self.settings.registries)
         except ConfigurationError as exc:
@@ -224,7 +232,8 @@ class Submitter:
         """The job's message (inline credentials sealed), kept for a retry; a job that cannot be
         enqueued is recorded ``failed`` rather than left ``queued`` for ever."""
         job_id = status.id
-        message = ImportJob(id=job_id, request=request, sealed=sealed, createdAt=status.createdAt)
+        trace = telemetry.carrier() or None  # the request's (or event's) trace, continued by the job
+        message = ImportJob(id=job_id, request=request, sealed=sealed, createdAt=status.createdAt, traceContext=trace)
         content = message.model_dump_json()
         try:
             self.statuses.keep_message(job_id, content)

@@ -3,8 +3,10 @@ function app's composition root and by ``python -m shared.cli worker``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared import telemetry
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
 from shared.azure_storage.budget import TableLedgers
 from shared.http.budget import PullBudget
@@ -54,3 +56,16 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
         worker or Worker(settings, statuses, waits=Waits(budget, queue.send, statuses)),
         budget,
     )
+
+
+def observe(services: Services, env: Mapping[str, str]) -> str:
+    """Telemetry for this process, as ``env`` configures it (:func:`shared.telemetry.configure`:
+    Application Insights, an OTLP collector, or nothing), with the queue's depth as a gauge.
+    Returns the mode."""
+    mode = telemetry.configure(env)
+    if mode != "off":
+        queue = services.queue.queue
+        telemetry.watch_queue(
+            services.settings.queue_name, lambda: int(queue.get_queue_properties().approximate_message_count or 0)
+        )
+    return mode
