@@ -95,6 +95,7 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
             services.settings.transport,
             None if dry_run else _submit(services),
             services.settings.ratelimit_floor,
+            services.budget,
         )
     if not dry_run:
         for report in reports:

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 from shared import telemetry
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
+from shared.azure_storage.budget import TableLedgers
+from shared.http.budget import PullBudget
 from shared.service.jobs import Worker
 from shared.service.submit import Submitter
+from shared.service.waiting import Waits
 from shared.settings import Settings
 
 
@@ -20,6 +23,8 @@ class Services:
     queue: JobQueue
     submitter: Submitter
     worker: Worker
+    #: The pull budgets every worker shares (in the status table).
+    budget: PullBudget
 
 
 def storage_config(settings: Settings) -> StorageConfig:
@@ -42,12 +47,14 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
     if ensure if ensure is not None else bool(settings.storage_connection_string):
         statuses.ensure()
         queue.ensure()
+    budget = PullBudget(TableLedgers(statuses.table), reserve=settings.ratelimit_floor)
     return Services(
         settings,
         statuses,
         queue,
         Submitter(settings, statuses, queue, new_job_id),
-        worker or Worker(settings, statuses),
+        worker or Worker(settings, statuses, waits=Waits(budget, queue.send, statuses)),
+        budget,
     )
 
 
