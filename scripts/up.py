@@ -14,7 +14,8 @@ as the host does, then starts on 127.0.0.1, each stopped by PID on Ctrl-C:
   anything starts;
 - the HTTP API on `FERRY_PORT` (7071, as `func start`), with the Event Grid trigger's local route
   and the timer's mirror pass (`functions/local.py`);
-- `FERRY_WORKERS` queue workers (2).
+- `FERRY_WORKERS` queue workers (2);
+- with `FAKE_HUB=1`, a fake Docker Hub with a pull limit and a mirror of it (scripts/fakehub_up.py).
 
 It prints the base URL and commands that work while it runs, then the processes' logs.
 `FERRY_LOCAL_SETTINGS` and `FERRY_DATA_DIR` move the settings file and the data folder.
@@ -38,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from scripts import up_signing
+from scripts import fakehub_up, up_signing
 from shared.automation.live import LiveRules
 from shared.automation.rules import RulesError
 from shared.credentials import Secret, UsernamePassword
@@ -239,9 +240,18 @@ def main() -> int:
     api = f"http://127.0.0.1:{port}"
     dev_host = f"127.0.0.1:{env.get('FERRY_DEV_PORT', '5101')}" if with_registries else None
     prod_host = f"127.0.0.1:{env.get('FERRY_PROD_PORT', '5102')}" if with_registries else None
+    hub = None
+    if dev_host and prod_host and env.get("FAKE_HUB", "0") == "1":
+        DATA.mkdir(parents=True, exist_ok=True)
+        hub = fakehub_up.start(env, DATA, local_rules(dev_host, prod_host), prod_host)
     if with_registries:
         up_signing.make_keys(DATA / "keys")  # the rules made below name the public keys
-    rules = rules_file(env, dev_host, prod_host)  # a bad rules file stops make up before anything starts
+    try:
+        rules = rules_file(env, dev_host, prod_host)  # a bad rules file stops make up before anything starts
+    except SystemExit:
+        if hub is not None:
+            hub.stop()
+        raise
     procs: list[tuple[str, subprocess.Popen[str]]] = []
     azurite = storage(DATA).start()
     dev = prod = None
@@ -265,6 +275,8 @@ def main() -> int:
             banner(api, dev.host if dev else None, prod.host if prod else None, digest, health.get("rules"), unsigned),
             flush=True,
         )
+        if hub is not None:
+            print(hub.banner(api), flush=True)
         _wait_for_a_signal()
     finally:
         for _, proc in procs:
@@ -278,8 +290,11 @@ def main() -> int:
         for registry in (dev, prod):
             if registry is not None:
                 registry.stop()
+        if hub is not None:
+            hub.stop()
         azurite.stop()
-        print("stopped: " + ", ".join([name for name, _ in procs] + ["dev", "prod"] * bool(dev) + ["azurite"]))
+        stopped = [name for name, _ in procs] + ["dev", "prod"] * bool(dev) + ["fake hub"] * bool(hub)
+        print("stopped: " + ", ".join([*stopped, "azurite"]))
     return 0
 
 

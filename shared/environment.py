@@ -82,7 +82,9 @@ MAX_DEQUEUE_COUNT = Setting("FERRY_MAX_DEQUEUE_COUNT", 5, "deliveries before a m
 RETRY_DELAY = Setting("FERRY_RETRY_DELAY_SECONDS", 30.0, "seconds a failed message stays hidden", 0, 3600)
 LEASE = Setting("FERRY_LEASE_SECONDS", 60.0, "seconds a message in hand stays hidden", 5, 3600)
 MAX_POLLING = Setting("FERRY_MAX_POLLING_SECONDS", 0.5, "longest wait between looks at an empty queue", 0.1, 600)
-RATELIMIT_FLOOR = Setting("FERRY_RATELIMIT_FLOOR", 10, "a mirror pass stops under this RateLimit-Remaining", 0)
+RATELIMIT_FLOOR = Setting(
+    "FERRY_RATELIMIT_FLOOR", 10, "pulls per window of a limited source kept in reserve (the pull budget)", 0
+)
 ARM_TIMEOUT = Setting("FERRY_ARM_TIMEOUT_SECONDS", 1800.0, "seconds an ARM import may run", 0, above=True)
 ARM_ENDPOINT_SETTING = Setting("FERRY_ARM_ENDPOINT", ARM_ENDPOINT, "Azure Resource Manager's endpoint")
 

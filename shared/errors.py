@@ -22,6 +22,7 @@
     ├── IdempotencyKeyReusedError       an Idempotency-Key sent again with another request
     ├── UnexpectedError                 retryable: a bug or an unexpected library error (INTERNAL)
     ├── ArmTimeoutError                 an ARM import still running past its timeout
+    ├── PullBudgetSpent                 a pull the shared budget did not allow: wait ``until`` (not sent)
     ├── ServiceError                    a Ferry service refused a request or was not reached (its own code)
     ├── HostNotFoundError               a registry name that does not resolve (EAI_NONAME)
     ├── TransportError                  retryable: connection refused, reset, timed out
@@ -46,6 +47,7 @@ secret Ferry holds (also when a registry echoes one back) and escapes control ch
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,6 +105,20 @@ class InvalidReferenceError(FerryError, ValueError):
         self.text = text
         self.reason = reason
         super().__init__(f"invalid reference {text!r}: {reason}")
+
+
+class PullBudgetSpent(FerryError):
+    """A pull (manifest ``GET``) the registry's shared budget did not allow: it was not sent. Not
+    a failure: the job waits until ``until`` (epoch seconds) and goes on by itself."""
+
+    code = "RATE_LIMIT_WAIT"
+
+    def __init__(self, key: str, until: float, budget: str) -> None:
+        self.key, self.until, self.budget = key, until, budget
+        at = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        #: What the job's record says while it waits: ``rate limit (until 2026-12-06T05:30:00Z)``.
+        self.waiting = f"rate limit (until {at})"
+        super().__init__(f"{key}: pull budget spent ({budget}); waiting until {at}")
 
 
 class ConfigurationError(FerryError):

@@ -109,7 +109,9 @@ class Settings(BaseModel):
     allow_inline_credentials: bool = False
     #: ``FERRY_RULES_FILE``: promotion and mirror rules (YAML or JSON), shipped with the app.
     rules_file: str | None = None
-    #: Stop asking a registry whose ``ratelimit-remaining`` falls under this (mirror passes).
+    #: Pulls of a limited source's window kept in reserve for people: the shared pull budget
+    #: never spends them, and a mirror pass stops asking a source whose ``ratelimit-remaining``
+    #: falls under this.
     ratelimit_floor: int = _bounded(environment.RATELIMIT_FLOOR)
     #: ``FERRY_REGISTRIES``: JSON object, ACR name or login server -> ARM resource ID (ARM engine).
     registries: dict[str, str] = Field(default_factory=dict)

@@ -111,7 +111,8 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
             services.settings.transport,
             None if dry_run else _submit(services, TIMER),
             services.settings.ratelimit_floor,
-            _runs(services, TIMER),
+            runs=_runs(services, TIMER),
+            budget=services.budget,
         )
     if not dry_run:
         for report in reports:

@@ -54,6 +54,7 @@ def plan(file: str) -> int:
     try:
         named = named_credentials(os.environ)
         options = environment.transport(os.environ, loopback_default=True)
+        reserve = environment.RATELIMIT_FLOOR.whole(os.environ)
     except ConfigurationError as exc:
         return _refused(exc)
 
@@ -67,7 +68,7 @@ def plan(file: str) -> int:
             )
         return found.credential()
 
-    report = asyncio.run(plan_mirrors(rules, Resolver(lookup), options))
+    report = asyncio.run(plan_mirrors(rules, Resolver(lookup), options, reserve))
     print(json.dumps(report, indent=2))
     for warning in report["warnings"]:
         print(f"ferry rules plan: {clean(warning)}", file=sys.stderr)

@@ -25,7 +25,8 @@ from typing import Any
 
 from shared.automation.rules import Mirror, Promotion, Rules, render
 from shared.credentials import Credential
-from shared.errors import FerryError, RateLimitedError
+from shared.errors import FerryError, NotFoundError, PullBudgetSpent, RateLimitedError
+from shared.http.budget import PullBudget
 from shared.importing.request import ImportRequest, Source
 from shared.oci.reference import Reference, parse_reference, parse_registry
 from shared.registry import RegistryClient, TransportOptions
@@ -198,13 +199,17 @@ class MirrorReport:
     #: Each selected tag in words: enqueued, up to date, retrying (attempt N), failed: CODE...
     states: dict[str, str] = field(default_factory=dict)
     deferred: str | None = None
+    #: Selected tags not looked at, left for the next pass (the budget, a 429, the floor).
+    deferred_tags: list[str] = field(default_factory=list)
+    #: Per source registry: requests sent and pulls (manifest ``GET``s) among them.
+    cost: dict[str, dict[str, int]] = field(default_factory=dict)
     dry_run: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name, "selected": len(self.selected), "unchanged": len(self.unchanged),
             "enqueued": self.enqueued, "wouldEnqueue": self.would_enqueue, "states": self.states,
-            "deferred": self.deferred,
+            "deferred": self.deferred, "deferredTags": self.deferred_tags, "cost": self.cost,
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -214,32 +219,107 @@ class MirrorReport:
             if self.dry_run
             else f"{len(self.enqueued)} enqueued"
         )
-        deferred = f", deferred: {self.deferred}" if self.deferred else ""
+        deferred = f", deferred ({len(self.deferred_tags)} tags): {self.deferred}" if self.deferred else ""
+        cost = "; ".join(f"{r}: {c['requests']} requests, {c['pulls']} pulls" for r, c in self.cost.items())
         kind = " (dry run)" if self.dry_run else ""
         counts = f"{len(self.selected)} selected, {len(self.unchanged)} unchanged"
-        return f"mirror {self.name}{kind}: {counts}, {done}{deferred}"
+        return f"mirror {self.name}{kind}: {counts}, {done} ({cost or 'no requests'}){deferred}"
+
+
+#: ``HEAD``s in flight per source during a mirror pass (each tag also ``HEAD``s the target).
+MIRROR_CONCURRENCY = 16
 
 
 async def _mirror_one(
-    entry: Mirror, credentials: Credentials, options: TransportOptions, submit: Submit | None, floor: int
+    entry: Mirror,
+    credentials: Credentials,
+    options: TransportOptions,
+    submit: Submit | None,
+    floor: int,
+    budget: PullBudget | None = None,
 ) -> MirrorReport:
     report = MirrorReport(entry.name, dry_run=submit is None)
     source = parse_reference(entry.source)
+    name = entry.credential.split(",")[0] if entry.credential else None  # HEADs are free: the first account
+    credential = credentials(source.registry, name)
     async with (
-        RegistryClient(source.registry, credentials(source.registry, entry.credential), options, role="source") as src,
+        RegistryClient(source.registry, credential, options, role="source", budget=budget, budget_name=name) as src,
         RegistryClient(entry.targetRegistry, credentials(entry.targetRegistry, None), options, role="target") as dst,
     ):
         try:
             report.selected = entry.select(await src.list_tags(source.repository))
-            for tag in report.selected:
-                remaining = src.transport.ratelimit_remaining
-                if remaining is not None and remaining < floor:
-                    report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
-                    break
-                await _mirror_tag(entry, source, tag, src, dst, submit, report)
-        except RateLimitedError as exc:
-            report.deferred = f"rate limited ({exc.retry_after or '?'} s): {exc}"
+            await _mirror_tags(entry, source, src, dst, submit, report, floor)
+        except (RateLimitedError, PullBudgetSpent) as exc:
+            report.deferred = f"rate limited ({getattr(exc, 'retry_after', None) or '?'} s): {exc}"
+        finally:
+            report.cost = {source.registry: _cost(src, report, floor)}
+    order = {t: i for i, t in enumerate(report.selected)}
+    report.unchanged.sort(key=order.__getitem__)
+    report.would_enqueue.sort(key=order.__getitem__)
+    report.states = {t: report.states[t] for t in report.selected if t in report.states}
+    report.deferred_tags = [t for t in report.selected if t not in report.states]
     return report
+
+
+def _cost(src: RegistryClient, report: MirrorReport, floor: int) -> dict[str, int]:
+    """What the pass sent the source, and, when it announces a limit, how many of the imports it
+    enqueued will wait for the pull budget (one pull each at least, ``floor`` kept in reserve)."""
+    cost = {"requests": src.transport.requests, "pulls": src.transport.pulls}
+    said = src.transport.ratelimit
+    if said is not None and said.limit is not None and said.remaining is not None:
+        room = max(0, said.remaining - min(floor, said.limit - 1))
+        imports = len(report.enqueued) + len(report.would_enqueue)
+        cost.update(limit=said.limit, remaining=said.remaining, waitForBudget=max(0, imports - room))
+    return cost
+
+
+async def _mirror_tags(
+    entry: Mirror,
+    source: Reference,
+    src: RegistryClient,
+    dst: RegistryClient,
+    submit: Submit | None,
+    report: MirrorReport,
+    floor: int,
+) -> None:
+    """Every selected tag, :data:`MIRROR_CONCURRENCY` at a time; none started once the source's
+    ``ratelimit-remaining`` is under the floor or it answered 429 (the rest is deferred)."""
+    gate, stop = asyncio.Semaphore(MIRROR_CONCURRENCY), asyncio.Event()
+    existing = await _target_tags(entry, source, dst)
+
+    async def one(tag: str) -> None:
+        async with gate:
+            remaining = src.transport.ratelimit_remaining
+            if remaining is not None and remaining < floor and not stop.is_set():
+                report.deferred = f"{source.registry} has {remaining} requests left, under the floor of {floor}"
+                stop.set()
+            if stop.is_set():
+                return
+            try:
+                await _mirror_tag(entry, source, tag, src, dst, submit, report, existing)
+            except (RateLimitedError, PullBudgetSpent):
+                stop.set()
+                raise
+
+    results = await asyncio.gather(*(one(t) for t in report.selected), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _target_tags(entry: Mirror, source: Reference, dst: RegistryClient) -> set[str] | None:
+    """The tags of the one target repository every selected tag goes to (one list instead of a
+    ``HEAD`` per missing tag); None when the repository depends on the tag or the list fails."""
+    if "{tag}" in entry.targetRepository or "{digest}" in entry.targetRepository:
+        return None
+    repository = render(entry.targetRepository, repository=source.repository, tag="", digest="")
+    try:
+        return set(await dst.list_tags(repository))
+    except NotFoundError:
+        return set()  # no such repository yet: every tag is missing
+    except FerryError as exc:
+        log.info("mirror %s: could not list the target's tags (%s); looking at each", entry.name, exc)
+        return None
 
 
 async def _mirror_tag(
@@ -250,13 +330,14 @@ async def _mirror_tag(
     dst: RegistryClient,
     submit: Submit | None,
     report: MirrorReport,
+    existing: set[str] | None = None,
 ) -> None:
-    """One selected tag: unchanged when the target tag has the source's digest, else enqueued."""
+    """One tag: unchanged when the target's has the source's digest, else enqueued (``existing``: the target's tags)."""
     desc = await src.resolve(source.repository, tag)
     target_repo = render(
         entry.targetRepository, repository=source.repository, tag=tag, digest=str(desc.digest).replace(":", "-")
     )
-    current = await RegistryRepository(dst, target_repo).lookup(tag)
+    current = await RegistryRepository(dst, target_repo).lookup(tag) if existing is None or tag in existing else None
     if current is not None and current.digest == desc.digest:
         report.unchanged.append(tag)
         report.states[tag] = "up to date"
@@ -288,16 +369,17 @@ async def mirror_pass(
     options: TransportOptions,
     submit: Submit | None,
     floor: int = 10,
+    budget: PullBudget | None = None,
     runs: OpenRun | None = None,
 ) -> list[MirrorReport]:
     """One pass over every mirror entry, each entry's jobs one run; ``submit=None`` is a dry run
-    (nothing enqueued)."""
+    (nothing enqueued). ``budget``: the shared pull budget, told what each source says of its limit."""
     reports = []
     for entry in rules.mirrors:
         slot = runs("mirror", entry.name, None) if runs and submit else None
         entry_submit = functools.partial(submit, run=slot) if submit and slot else submit
         try:
-            report = await _mirror_one(entry, credentials, options, entry_submit, floor)
+            report = await _mirror_one(entry, credentials, options, entry_submit, floor, budget)
         except FerryError as exc:  # one entry's trouble does not stop the others
             report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}", dry_run=submit is None)
         if slot is not None:  # the run ends when its jobs have (a pass that made none, no run)

@@ -108,6 +108,7 @@ class _Rule(BaseModel):
     targetRegistry: RegistryName
     targetRepository: str = "{repository}"
     mode: Literal["NoForce", "Force"] = "NoForce"
+    #: A named credential, or several (a list, or comma-separated): accounts to spread pulls over.
     credential: str | None = None
     platforms: Platforms = Field(default_factory=list)
     includeReferrers: bool = False
@@ -117,6 +118,11 @@ class _Rule(BaseModel):
         """What each request this rule makes carries besides its source and targets."""
         return {"mode": self.mode, "platforms": self.platforms, "includeReferrers": self.includeReferrers,
                 "verify": self.verify}  # fmt: skip
+
+    @field_validator("credential", mode="before")
+    @classmethod
+    def _credentials(cls, value: Any) -> Any:
+        return ",".join(str(v) for v in value) if isinstance(value, list) else value
 
     @field_validator("targetRepository")
     @classmethod
@@ -228,10 +234,14 @@ class Mirror(_Rule):
         of the rule that left it out, and the named tags that do not exist."""
         selected = self.select(available)
         chosen = set(selected)
-        skipped = {t: self._why_not(t, available) for t in available if t not in chosen}
+        longest: dict[str, int] = {}  # per suffix, the most parts a version has: once, not per tag
+        for t in available:
+            if (v := tag_version(t)) is not None:
+                longest[v.suffix] = max(longest.get(v.suffix, 0), len(v.parts))
+        skipped = {t: self._why_not(t, longest) for t in available if t not in chosen}
         return {"selected": selected, "skipped": skipped, "missing": [t for t in self.tags if t not in available]}
 
-    def _why_not(self, tag: str, available: list[str]) -> str:
+    def _why_not(self, tag: str, longest: dict[str, int]) -> str:
         if self.tagRegex is not None and not re.fullmatch(self.tagRegex, tag):
             return "tagRegex"
         if not (self.range or self.newest or self.extract):
@@ -247,8 +257,7 @@ class Mirror(_Rule):
             return "suffix"
         if self.range and not in_range(parsed.version, parse_range(self.range)):
             return "range"
-        same = [v for t in available if (v := tag_version(t)) is not None and v.suffix == parsed.suffix]
-        if len(parsed.parts) < max(len(v.parts) for v in same):
+        if len(parsed.parts) < longest[parsed.suffix]:
             return "floating"
         return "newest"
 

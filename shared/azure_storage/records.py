@@ -21,8 +21,9 @@ State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 #: States a job does not leave.
 FINISHED = ("succeeded", "failed", "cancelled")
 #: How an attempt ended: ``abandoned`` when its worker stopped before it could say (killed, or
-#: shut down mid-job: the message came back and a later attempt found this one still running).
-Outcome = Literal["running", "succeeded", "failed", "cancelled", "abandoned"]
+#: shut down mid-job: the message came back and a later attempt found this one still running);
+#: ``waiting`` when the source's pull budget stopped it (the job waits; not a failure).
+Outcome = Literal["running", "succeeded", "failed", "cancelled", "abandoned", "waiting"]
 #: A JSON document as it enters or leaves (a result, a progress snapshot, a verification).
 Document = dict[str, Any]
 

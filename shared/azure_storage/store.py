@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 import zlib
@@ -112,8 +113,9 @@ class JobQueue:
             with contextlib.suppress(ResourceExistsError):
                 q.create_queue()
 
-    def send(self, content: str) -> None:
-        self.queue.send_message(content)
+    def send(self, content: str, delay: float = 0) -> None:
+        """Put ``content`` on the queue, hidden for ``delay`` seconds first."""
+        self.queue.send_message(content, visibility_timeout=math.ceil(delay) if delay > 0 else None)
 
     def receive(self, lease: float) -> Received | None:
         for message in self.queue.receive_messages(max_messages=1, visibility_timeout=int(lease)):

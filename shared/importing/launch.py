@@ -12,13 +12,14 @@ an identity (ARM reaches Azure sources with its caller's own). The engine's choi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.arm import ARM_ENDPOINT
 from shared.credentials import Credential
 from shared.engine.progress import Progress
 from shared.errors import ConfigurationError
+from shared.http.budget import PullBudget
 from shared.http.policy import TransportOptions
 from shared.importing.result import ImportResult
 from shared.importing.run import MayTag, run_import
@@ -60,6 +61,9 @@ class Wiring:
     arm_endpoint: str = ARM_ENDPOINT
     #: Seconds an ARM import may run (None: ArmOptions' default).
     arm_timeout: float | None = None
+    #: The pull budget each source's manifest ``GET``s are taken from; by default one of this
+    #: process's own that waits for a spent window (``ferry import``); None: none kept.
+    budget: PullBudget | None = field(default_factory=lambda: PullBudget(wait=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class Access:
 
     source: CredentialFor
     target: CredentialFor
+    #: The name of the source's pull budget (a named credential); None: the credential's own words.
+    budget_name: str | None = None
 
 
 async def launch(
@@ -88,9 +94,7 @@ async def launch(
             raise ConfigurationError("engine arm: verify needs the OCI engine")
         result = await _arm(spec, engine, wiring, access)
     else:
-        source = RegistryClient(
-            spec.source.registry, access.source(spec.source.registry), wiring.transport, role="source"
-        )
+        source = _source_client(spec, wiring, access)
         target = RegistryClient(
             spec.target_registry, access.target(spec.target_registry), wiring.transport, role="target"
         )
@@ -107,6 +111,15 @@ async def launch(
             )
     result.engine, result.engineReason = engine.name, engine.reason
     return result
+
+
+def _source_client(spec: ImportSpec, wiring: Wiring, access: Access) -> RegistryClient:
+    """The source's client: its manifest ``GET``s taken from the pull budget."""
+    registry = spec.source.registry
+    return RegistryClient(
+        registry, access.source(registry), wiring.transport, role="source", budget=wiring.budget,
+        budget_name=access.budget_name,
+    )  # fmt: skip
 
 
 async def _arm(spec: ImportSpec, engine: Engine, wiring: Wiring, access: Access) -> ImportResult:

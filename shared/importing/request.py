@@ -57,7 +57,11 @@ class Source(BaseModel):
     registryUri: str | None = Field(None, max_length=255, description="Login server of the source registry.")
     resourceId: str | None = Field(None, max_length=512, description="ARM resource ID of a source ACR.")
     sourceImage: str = Field(min_length=1, max_length=1024, description="repository[:tag] or repository@digest")
-    credential: str | None = Field(None, description="Name of a credential configured in app settings.")
+    credential: str | None = Field(
+        None,
+        description="Name of a credential configured in app settings; several, comma-separated (several "
+        "accounts of one registry): each job pulls as the one whose pull budget has the most room.",
+    )
     credentials: InlineCredentials | None = None
 
     @field_validator("registryUri")
@@ -78,9 +82,12 @@ class Source(BaseModel):
     @field_validator("credential")
     @classmethod
     def _credential(cls, value: str | None) -> str | None:
-        if value is not None and not CREDENTIAL_NAME.fullmatch(value.lower()):
-            raise ValueError("a credential name is lowercase letters, digits, '-' and '_'")
-        return value
+        if value is None:
+            return None
+        names = [n.strip() for n in value.split(",")]
+        if not all(CREDENTIAL_NAME.fullmatch(n.lower()) for n in names):
+            raise ValueError("a credential name is lowercase letters, digits, '-' and '_' (several: comma-separated)")
+        return ",".join(names)
 
     @field_validator("sourceImage")
     @classmethod

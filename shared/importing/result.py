@@ -50,6 +50,8 @@ class ImportResult:
     #: Which engine ran it, and why (set by whoever chose the engine).
     engine: str | None = None
     engineReason: str | None = None
+    #: The credential the source was pulled as, when the request named several (accounts).
+    credential: str | None = None
 
     def document(self) -> dict[str, Any]:
         """The result as JSON: the fields set, in order."""

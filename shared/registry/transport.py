@@ -21,13 +21,14 @@ import httpx
 from shared.credentials import Anonymous, Credential
 from shared.errors import FerryError, RegistryError
 from shared.http import logsafety
+from shared.http.budget import PullBudget, budget_key
 from shared.http.exchange import SMALL_BODY, extensions, read_body, wire_for
 from shared.http.mapping import Side, error_from_exception, error_from_response
 from shared.http.policy import TransportOptions
+from shared.http.ratelimit import RateLimit, is_pull, read_ratelimit
 from shared.http.retry import RetryPolicy
 from shared.registry import scopes as sc
 from shared.registry.auth import SCOPES, RegistryAuth
-from shared.strict import header_int
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ logsafety.install()
 
 class Transport:
     """HTTP to one registry host, authenticated as one credential. ``role`` (``source``,
-    ``target``) names the registry's side of an import in messages."""
+    ``target``) names the registry's side of an import in messages.
+
+    ``budget``: the shared pull budget each manifest ``GET`` is taken from (and every answer's
+    word on the limit told to), under ``budget_name`` (default: the credential as it describes
+    itself)."""
 
     def __init__(
         self,
@@ -48,6 +53,8 @@ class Transport:
         role: str = "",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        budget: PullBudget | None = None,
+        budget_name: str | None = None,
     ) -> None:
         self.options = options or TransportOptions()
         self.registry = registry
@@ -56,8 +63,13 @@ class Transport:
         credential = credential or Anonymous()
         self.side = Side.of(registry, role, credential.describe())
         self.retry = self.options.retry_policy(sleep)
-        #: The last ``ratelimit-remaining`` this registry sent (Docker Hub: ``20;w=21600``), if any.
-        self.ratelimit_remaining: int | None = None
+        #: The last word on the limit this registry sent (Docker Hub: ``ratelimit-remaining: 20;w=21600``).
+        self.ratelimit: RateLimit | None = None
+        self.budget = budget
+        self.budget_key = budget_key(registry, budget_name or credential.describe())
+        #: Requests sent (every answer, auth round trips included) and pulls among them.
+        self.requests = 0
+        self.pulls = 0
         self._token_http = self._client(4)
         self.auth = RegistryAuth(
             registry, credential, self.options, self._token_http, clock, origin=httpx.URL(self.base_url), side=self.side
@@ -80,12 +92,23 @@ class Transport:
             transport=wire_for(self.options, self.side, connections),
         )
 
+    @property
+    def ratelimit_remaining(self) -> int | None:
+        """The last ``ratelimit-remaining`` this registry sent, if any."""
+        return self.ratelimit.remaining if self.ratelimit is not None else None
+
     async def _note_ratelimit(self, response: httpx.Response) -> None:
-        value = response.headers.get("ratelimit-remaining")
-        if value:
-            remaining = header_int(value.split(";", 1)[0])
-            if remaining is not None:
-                self.ratelimit_remaining = remaining
+        """Every answer of the registry (not its token realm): counted, and its word on the
+        limit kept and told to the budget."""
+        self.requests += 1
+        self.pulls += is_pull(response.request.method, response.request.url.path)
+        said = read_ratelimit(response.status_code, response.headers)
+        if said is None:
+            return
+        if said.remaining is not None or self.ratelimit is None:
+            self.ratelimit = said
+        if self.budget is not None:
+            await self.budget.note(self.budget_key, said)
 
     async def _check_request(self, request: httpx.Request) -> None:
         """Every request, redirects and token realms included: plain HTTP only where allowed."""
@@ -125,7 +148,7 @@ class Transport:
                 extensions=extensions(op, cap, **{SCOPES: scopes}),
             )  # fmt: skip
             try:
-                response = await self.http.send(request, stream=True, follow_redirects=follow_redirects)
+                response = await self._send(request, follow_redirects)
             except httpx.HTTPError as exc:  # raised by httpx itself (redirects, URLs), not the wire
                 error: FerryError = error_from_exception(op, self.side, exc)
             except FerryError as exc:
@@ -139,6 +162,13 @@ class Transport:
                     return
                 error = await self._error(op, response)
             await attempts.failed(error, retryable=error.retryable and replayable)
+
+    async def _send(self, request: httpx.Request, follow_redirects: bool) -> httpx.Response:
+        """Send ``request``; a pull is taken from the budget first (:class:`PullBudgetSpent`, not
+        retryable: the request is not sent)."""
+        if self.budget is not None and is_pull(request.method, request.url.path):
+            await self.budget.take(self.budget_key)
+        return await self.http.send(request, stream=True, follow_redirects=follow_redirects)
 
     async def _error(self, op: str, response: httpx.Response) -> RegistryError:
         try:

@@ -55,6 +55,7 @@ def begin(current: JobRecord, attempt: Attempt, earlier: list[Attempt]) -> JobCh
         startedAt=current.startedAt or at,
         updatedAt=at,
         lastAttempt=attempt,
+        waiting=None,  # a job that waited for the pull budget waits no more
     )
 
 

@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from shared import stopping, telemetry
 from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
-from shared.credentials import Credential
+from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
-from shared.errors import FerryError, UnexpectedError
+from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
 from shared.importing.engines import engine_for
 from shared.importing.launch import Access, Wiring, launch
 from shared.importing.request import ImportRequest
@@ -39,6 +39,7 @@ from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, 
 from shared.service.models import ImportJob
 from shared.service.runs import Runs
 from shared.service.submit import open_sealed
+from shared.service.waiting import Waits, budget_name
 from shared.settings import Settings
 from shared.text import clean, shorten
 from shared.verify.load import policy_named
@@ -73,9 +74,12 @@ class Worker:
         target_credential: Callable[[str], Credential] | None = None,
         identity: Callable[[], Any] | None = None,
         runs: Runs | None = None,
+        waits: Waits | None = None,
     ) -> None:
         self.settings = settings
         self.statuses = statuses
+        #: The shared pull budget and how a job waits for it (None: no budget is kept).
+        self.waits = waits
         self._target_credential = target_credential
         #: Each job's end is counted into its run (:mod:`shared.service.runs`).
         self.runs = runs
@@ -101,6 +105,7 @@ class Worker:
             lambda: self.credentials.identity().source,
             settings.arm_endpoint,
             settings.arm_timeout,
+            self.waits.budget if self.waits is not None else None,
         )
 
     def source_credential(self, job: ImportJob, request: ImportRequest, registry: str) -> Credential:
@@ -114,6 +119,14 @@ class Worker:
     def credential_for(self, registry: str, name: str | None) -> Credential:
         """A named credential, else the target's (the triggers')."""
         return self.credentials(registry, name=name) if name else self.target_credential(registry)
+
+    def _source_for_budget(self, job: ImportJob) -> Credential:
+        """The source credential, to name the budget by; anonymous when it cannot be had (the
+        job then fails on it as it would)."""
+        try:
+            return self.source_credential(job, job.request, job.request.source.registry or "")
+        except FerryError:
+            return Anonymous()
 
     def target_credential(self, registry: str) -> Credential:
         if self._target_credential is not None:
@@ -133,7 +146,11 @@ class Worker:
             await self._handle(job, dequeue_count)
 
     async def _handle(self, job: ImportJob, dequeue_count: int) -> None:
-        request, attempt, earlier = job.request, new_attempt(dequeue_count), list[Attempt]()
+        number, failures = job.attemptsBefore + dequeue_count, job.failuresBefore + dequeue_count
+        attempt, earlier, waiting_job = new_attempt(number), list[Attempt](), job
+        if (admitted := await self._admitted(job, dequeue_count, attempt)) is None:
+            return
+        job, request = admitted, admitted.request
         record = await asyncio.to_thread(
             self.statuses.transition, job.id, lambda current: begin(current, attempt, earlier)
         )
@@ -147,7 +164,7 @@ class Worker:
         if record.run:
             self._started[job.id] = record
         fields = job_fields(job.id, record.source, record.targets)
-        log.info("job %s started (attempt %d): %s", job.id, dequeue_count, fields["source"], extra=fields)
+        log.info("job %s started (attempt %d): %s", job.id, number, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
         progress = ProgressWriter(self.statuses, job.id)
         try:
@@ -155,14 +172,37 @@ class Worker:
         except JobCancelled as cancelled:
             await self._cancelled(job.id, attempt, progress, cancelled.left)
             return
+        except PullBudgetSpent as spent:
+            await self._wait_again(waiting_job, dequeue_count, spent, attempt, progress)
+            return
         except FerryError as exc:
-            await self._failed(job.id, exc, attempt, progress)
+            await self._failed(job.id, exc, attempt, progress, failures)
             return
         except Exception as exc:  # a bug or an unexpected library error: retry, then poison
             log.exception("job %s failed unexpectedly", job.id)
-            await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress)
+            await self._failed(job.id, UnexpectedError(type(exc).__name__), attempt, progress, failures)
             return
+        result.credential = request.source.credential if job is not waiting_job else None  # one of several
         await self._succeeded(job.id, result, progress.latest, attempt, fields)
+
+    async def _wait_again(
+        self, job: ImportJob, dequeue_count: int, spent: PullBudgetSpent, attempt: Attempt, progress: ProgressWriter
+    ) -> None:
+        """A pull the budget refused mid-job: the job waits (what it copied stays; not a failure)."""
+        await progress.aclose()
+        assert self.waits is not None  # only a budget raises it
+        await self.waits.wait(job, dequeue_count, spent, attempt)
+
+    async def _admitted(self, job: ImportJob, dequeue_count: int, attempt: Attempt) -> ImportJob | None:
+        """The job as it may start now (one credential chosen when it names several), or None when
+        it waits for the pull budget (recorded, and back on the queue)."""
+        if self.waits is None:
+            return job
+        admitted, spent = await self.waits.admit(job, self._source_for_budget(job))
+        if spent is None:
+            return admitted
+        await self.waits.wait(job, dequeue_count, spent, attempt)
+        return None
 
     async def _attempt_rows(self, job_id: str, attempt: Attempt, earlier: list[Attempt]) -> None:
         """This attempt's row, and the one an earlier attempt left ``running`` marked abandoned."""
@@ -228,14 +268,17 @@ class Worker:
         _observed(attempt)
         log.info("job %s cancelled: no tag moved", job_id, extra=job_fields(job_id))
 
-    async def _failed(self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter) -> None:
+    async def _failed(
+        self, job_id: str, exc: FerryError, attempt: Attempt, progress: ProgressWriter, failures: int
+    ) -> None:
+        """``failures``: deliveries that failed, this one included (waits for the budget are not)."""
         await progress.aclose()
         # detail: what lies under the message (the HTTP exchange)
         error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
         attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
         attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
         number = attempt.number
-        if exc.retryable and number < self.settings.max_dequeue_count:
+        if exc.retryable and failures < self.settings.max_dequeue_count:
             state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))
             _observed(attempt, outcome="retrying" if state == "queued" else "cancelled")
             if state == "queued":
@@ -281,7 +324,12 @@ class Worker:
             return newest is None or newest >= job.id  # ids sort newest first
 
         engine = engine_for(request, self.settings.registries)
-        access = Access(lambda registry: self.source_credential(job, request, registry), self.target_credential)
+        credential = self.source_credential(job, request, request.source.registry or "")
+        access = Access(
+            lambda registry: self.source_credential(job, request, registry),
+            self.target_credential,
+            budget_name=budget_name(job, credential),
+        )
         try:
             return await launch(
                 spec,

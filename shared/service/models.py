@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from shared.azure_storage.records import Attempt, JobRecord, Requester, State, now
+from shared.azure_storage.records import Attempt, JobRecord, Requester, State, Waiting, now
 from shared.importing.request import ImportRequest
 from shared.importing.spec import ImportSpec
 
@@ -22,6 +22,10 @@ class ImportJob(BaseModel):
     request: ImportRequest
     sealed: str | None = None
     createdAt: datetime = Field(default_factory=now)
+    #: Set when a wait for the pull budget put the job back as a new message
+    #: (:mod:`shared.service.waiting`): attempts recorded, and failed deliveries, before it.
+    attemptsBefore: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
+    failuresBefore: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
     #: The W3C trace context (``traceparent``, ``tracestate``) of what made the job, so the job's
     #: trace continues it; absent when telemetry is off (the message is then as it always was).
     traceContext: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
@@ -53,6 +57,10 @@ class ImportStatus(BaseModel):
     run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
     requestedBy: Requester | None = Field(
         None, description="Who asked: the API's caller (Easy Auth principal or function key), a rule, an event."
+    )
+    #: Shown only while the job waits: a job that never waited reads as it always did.
+    waiting: Waiting | None = Field(
+        None, description="Why a queued job waits, and until when (the pull budget).", exclude_if=lambda v: v is None
     )
 
 

@@ -130,7 +130,8 @@ class Submitter:
         source = request.source
         if source.credential is not None:
             try:
-                self.settings.credential(source.credential)
+                for name in source.credential.split(","):
+                    self.settings.credential(name)
             except ConfigurationError as exc:
                 raise BadRequest("source.credential", str(exc)) from None
         self._check_destinations(request)

@@ -10,12 +10,15 @@ from typing import Any
 
 from shared import telemetry
 from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
+from shared.azure_storage.budget import TableLedgers
 from shared.azure_storage.runs import RunStore
 from shared.events.publish import Publisher
+from shared.http.budget import PullBudget
 from shared.service.jobs import Worker
 from shared.service.runevents import EventSender
 from shared.service.runs import Runs
 from shared.service.submit import Submitter
+from shared.service.waiting import Waits
 from shared.settings import Settings
 
 
@@ -29,6 +32,8 @@ class Services:
     #: Runs (in the status table) and the queue their end events wait in (``<queue>-events``).
     runs: Runs
     events: JobQueue
+    #: The pull budgets every worker shares (in the status table).
+    budget: PullBudget
 
 
 def storage_config(settings: Settings) -> StorageConfig:
@@ -53,8 +58,9 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
         statuses.ensure()
         queue.ensure()
         events.ensure()
+    budget = PullBudget(TableLedgers(statuses.table), reserve=settings.ratelimit_floor)
     runs = Runs(RunStore.from_config(config), events, statuses.get)
-    worker = worker or Worker(settings, statuses)
+    worker = worker or Worker(settings, statuses, waits=Waits(budget, queue.send, statuses))
     worker.runs = runs
     return Services(
         settings,
@@ -64,6 +70,7 @@ def build(settings: Settings, *, ensure: bool | None = None, worker: Worker | No
         worker,
         runs,
         events,
+        budget,
     )
 
 
