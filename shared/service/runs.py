@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -162,6 +163,7 @@ class RunSlot:
         self.open_, self.retry_of = open_, retry_of
         self.id: str | None = None
         self.made = False
+        self._making = threading.Lock()
 
     def reserve(self) -> str:
         """The run's id (chosen now; the run is made with its first job)."""
@@ -170,12 +172,15 @@ class RunSlot:
         return self.id
 
     def add(self, job: JobRecord) -> None:
+        """The job into the run (a pass may submit several jobs at once: one makes the run)."""
         member = {"id": job.id, "source": job.source, "targets": job.targets}
-        if self.made:
-            self.runs.add(self.reserve(), member)
-            return
-        self.runs.open(self.reserve(), self.kind, self.trigger, [member], open_=self.open_, retry_of=self.retry_of)
-        self.made = True
+        with self._making:
+            if not self.made:
+                run = self.reserve()
+                self.runs.open(run, self.kind, self.trigger, [member], open_=self.open_, retry_of=self.retry_of)
+                self.made = True
+                return
+        self.runs.add(self.reserve(), member)
 
     def seal(self, up_to_date: int = 0) -> None:
         if self.made and self.open_ and self.id is not None:
