@@ -23,6 +23,7 @@ from shared.events.config import EventsConfig
 from shared.events.publish import Publisher
 from shared.http.policy import TransportOptions
 from shared.runs.event import cloud_event, encode
+from shared.runs.model import RunJob, Trigger
 from shared.service.runevents import EventSender
 from shared.service.wiring import Services
 
@@ -39,17 +40,17 @@ def _ended(job_id: str, state: str) -> JobRecord:
     if state == "succeeded":
         return JobRecord(id=job_id, state="succeeded", finishedAt=done, result={"bytes": 1234, "digest": DIGEST})
     error = JobError(code="NOT_FOUND", message="source registry r: repository a not found", detail="GET /v2/")
-    return JobRecord(id=job_id, state=state, finishedAt=done, error=error)  # type: ignore[arg-type]
+    return JobRecord.model_validate({"id": job_id, "state": state, "finishedAt": done, "error": error})
 
 
 def _served(api: TestClient, svc: Services, run_id: str) -> dict[str, str]:
     jobs = [
-        {"id": f"{run_id}j{n}", "source": f"src.example/app:{n}", "targets": [f"dst.example/app:{n}", "dst.example/x"]}
+        RunJob(id=f"{run_id}j{n}", source=f"src.example/app:{n}", targets=[f"dst.example/app:{n}", "dst.example/x"])
         for n in range(3)
     ]
-    svc.runs.open(run_id, "batch", {"type": "api", "requestedBy": "alice@example.com"}, jobs)
+    svc.runs.open(run_id, "batch", Trigger(type="api", requestedBy="alice@example.com"), jobs)
     for job, state in zip(jobs, ["succeeded", "failed", "cancelled"], strict=True):
-        svc.runs.job_ended(run_id, job["id"], _ended(job["id"], state))
+        svc.runs.job_ended(run_id, job.id, _ended(job.id, state))
     run = svc.runs.look(run_id)
     assert run is not None
     event = encode(cloud_event(run, "/ferry/golden")).decode()
