@@ -180,7 +180,7 @@ class RunStore:
             counts = header.counts.model_copy(update={"total": header.counts.total + 1})
             return RunChange(counts=counts), _member(job, header.counts.total)
 
-        self._transact(run_id, job.id, change)
+        self._transact(run_id, None, change)  # no read of the job's row: it is made
 
     def seal(self, run_id: str, up_to_date: int = 0) -> Counted:
         """No more jobs: the run ends now if every job it has has ended."""
