@@ -12,6 +12,10 @@ still waiting for it. A worker that dies between a job's end and this transactio
 job's row uncounted; the next report of the job's end (its message's redelivery, or a look at
 the run) counts it.
 
+The row format is this module's alone: :func:`header_row` / :func:`record_of` for the run's
+record (:class:`~shared.runs.model.RunRecord`), :func:`job_row` / :func:`job_of` for a job's row
+(:class:`~shared.runs.model.StoredJob`); everything above works on the typed values.
+
 Table operations a run adds: creating it, one transaction per 100 jobs (the first with the
 run's record); per job, two point reads and one transaction when it ends (more only when two
 workers collide on the run's ETag); one read and one merge per event state change.
