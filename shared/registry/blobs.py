@@ -294,7 +294,10 @@ class BlobOps:
             except FerryError as error:
                 if await self._landed(repo, desc, session):
                     return
-                await attempts.failed(error)
+                # A session resumed after a cut (a registry restarted mid-PATCH) may hold bytes the
+                # registry never wrote whole: its refusal of the finish (DIGEST_INVALID) is worth
+                # one more try from a fresh session; the source's bytes are digest-checked anyway.
+                await attempts.failed(error, retryable=error.retryable or session.resumed)
             except BaseException:
                 await self.cancel_upload(session.location, repo)
                 raise
@@ -323,6 +326,7 @@ class BlobOps:
                 raise
             except FerryError as exc:
                 session.location, offset = await self._chunk_failed(repo, session.location, exc, attempts)
+                session.resumed = True
                 log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
             finally:
                 await source.aclose()
