@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import stopping, telemetry
 from shared.content.protocols import Source, Target
@@ -33,9 +33,10 @@ from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
 from shared.registry.store import RegistryRepository, RegistryTargets
-from shared.verify.carry import carry
-from shared.verify.policy import Policy
-from shared.verify.verifier import Verdict, enforce, verify
+
+if TYPE_CHECKING:  # shared.verify (cryptography, rfc8785) loads only when a policy is given
+    from shared.verify.policy import Policy
+    from shared.verify.verifier import Verdict
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
@@ -191,6 +192,8 @@ async def _copy_graphs(
         )
         await copy_graph(src, targets(repository), plan, options, reporter)
         if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
+            from shared.verify.carry import carry  # noqa: PLC0415 - shared.verify loads only with a policy
+
             await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
         first = first or repository
 
@@ -264,6 +267,8 @@ async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpe
     """The resolved digest, verified before anything else is read or copied (``enforce`` raises)."""
     if policy is None:
         return None
+    from shared.verify.verifier import enforce, verify  # noqa: PLC0415 - cryptography only with a policy
+
     verdict = await verify(policy, source, spec.source.repository, root)
     enforce(verdict)
     return verdict
