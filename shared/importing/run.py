@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared import stopping, telemetry
 from shared.content.protocols import Source, Target
@@ -28,7 +28,7 @@ from shared.engine.copy import CopyOptions, copy_graph, totals
 from shared.engine.plan import Plan, PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
 from shared.errors import DigestMismatchError, TagExistsError
-from shared.importing.result import BlobCounts, ImportResult
+from shared.importing.result import BlobCounts, DryRunPlan, ImportResult, PlannedManifest
 from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
@@ -89,28 +89,28 @@ def root_present(current: dict[TargetRef, Descriptor | None], repository: str, r
     return any(desc is not None and desc.digest == root.digest for desc in mine)
 
 
-async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry: bool) -> dict[str, Any]:
+async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry: bool) -> DryRunPlan:
     dst = targets(spec.repositories[0])
     blobs = [b for b in plan.blobs.values() if not b.is_foreign]
     present = await asyncio.gather(*(dst.exists(b) for b in blobs))
     here = [b for b, p in zip(blobs, present, strict=True) if p]
     missing = [b for b, p in zip(blobs, present, strict=True) if not p]
     manifests_present = await asyncio.gather(*(dst.exists(m) for m in plan.manifests.values()))
-    return {
-        "manifests": [
-            {"digest": str(d.digest), "mediaType": d.media_type, "present": p}
+    return DryRunPlan(
+        manifests=[
+            PlannedManifest(digest=str(d.digest), mediaType=d.media_type, present=p)
             for d, p in zip(plan.manifests.values(), manifests_present, strict=True)
         ],
-        "blobs": len(plan.blobs),
-        "uniqueBytes": plan.unique_bytes,
-        "blobsPresent": len(here),
-        "bytesPresent": sum(b.size for b in here),
-        "blobsToMount": len(missing) if same_registry else 0,
-        "blobsToCopy": 0 if same_registry else len(missing),
-        "bytesToCopy": 0 if same_registry else sum(b.size for b in missing),
-        "foreignBlobs": len(plan.blobs) - len(blobs),
-        "referrers": [str(r.digest) for r, _ in plan.referrers],
-    }
+        blobs=len(plan.blobs),
+        uniqueBytes=plan.unique_bytes,
+        blobsPresent=len(here),
+        bytesPresent=sum(b.size for b in here),
+        blobsToMount=len(missing) if same_registry else 0,
+        blobsToCopy=0 if same_registry else len(missing),
+        bytesToCopy=0 if same_registry else sum(b.size for b in missing),
+        foreignBlobs=len(plan.blobs) - len(blobs),
+        referrers=[str(r.digest) for r, _ in plan.referrers],
+    )
 
 
 def _describe(spec: ImportSpec, root: Descriptor, plan: Plan | None) -> ImportResult:
