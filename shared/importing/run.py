@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared import stopping, telemetry
@@ -137,25 +138,30 @@ def up_to_date(spec: ImportSpec, root: Descriptor, current: dict[TargetRef, Desc
     return all(desc is not None and desc.digest == root.digest for desc in current.values())
 
 
-async def _copy(
-    spec: ImportSpec,
-    src: Source,
-    targets: Targets,
-    plan: Plan,
-    current: dict[TargetRef, Descriptor | None],
-    concurrency: int,
-    reporter: Reporter,
-    may_tag: MayTag | None = None,
-    verdict: Verdict | None = None,
-) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One copy's parts, resolved and planned: what ``_copy`` and ``_copy_graphs`` work on."""
+
+    spec: ImportSpec
+    src: Source
+    targets: Targets
+    plan: Plan
+    current: dict[TargetRef, Descriptor | None]
+    concurrency: int
+    reporter: Reporter
+    verdict: Verdict | None = None
+
+
+async def _copy(job: _Copy, may_tag: MayTag | None = None) -> list[str]:
     """Copy the graph and its proof (:mod:`shared.verify.carry`) into each target repository
     (later ones mount from the first), then tag; returns the tags a newer job wanted, not moved."""
+    spec, plan, current, targets = job.spec, job.plan, job.current, job.targets
     superseded: list[str] = []
-    progress = reporter.progress
+    progress = job.reporter.progress
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
     progress.blobs_total *= len(spec.repositories)
-    await _copy_graphs(spec, src, targets, plan, current, concurrency, reporter, verdict)
+    await _copy_graphs(job)
     data = plan.data[plan.root.digest]
     moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
     if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
@@ -165,36 +171,28 @@ async def _copy(
     stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
     with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
         await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
-    reporter.tick(force=True)
+    job.reporter.tick(force=True)
     return superseded
 
 
-async def _copy_graphs(
-    spec: ImportSpec,
-    src: Source,
-    targets: Targets,
-    plan: Plan,
-    current: dict[TargetRef, Descriptor | None],
-    concurrency: int,
-    reporter: Reporter,
-    verdict: Verdict | None,
-) -> None:
+async def _copy_graphs(job: _Copy) -> None:
     """The graph into each target repository, the first streamed, the others mounted from it;
     with a verdict, the signatures that verified it after it."""
     first: str | None = None
-    tagged = {t.repository for t in spec.tagged}
-    for repository in spec.repositories:
+    tagged = {t.repository for t in job.spec.tagged}
+    for repository in job.spec.repositories:
         options = CopyOptions(
-            concurrency=concurrency,
+            concurrency=job.concurrency,
             mount_from=first,
             push_root=repository not in tagged,
-            root_present=root_present(current, repository, plan.root),
+            root_present=root_present(job.current, repository, job.plan.root),
         )
-        await copy_graph(src, targets(repository), plan, options, reporter)
-        if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
+        await copy_graph(job.src, job.targets(repository), job.plan, options, job.reporter)
+        if job.verdict is not None and not job.plan.filtered:  # a filtered index is a new, unsigned digest
             from shared.verify.carry import carry  # noqa: PLC0415 - shared.verify loads only with a policy
 
-            await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
+            dst = job.targets(repository)
+            await carry(job.verdict.evidence, job.src, dst, mount_from=first, concurrency=job.concurrency)
         first = first or repository
 
 
@@ -245,7 +243,8 @@ async def run_import(
         result.plan = await _dry_run(spec, plan, targets, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
-        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag, verdict)
+        job = _Copy(spec, src, targets, plan, current, concurrency, reporter, verdict)
+        superseded = await _copy(job, may_tag)
         _counts(result, plan, reporter.progress)
         if superseded:
             result.superseded = superseded  # a newer job asked for these tags: not moved
