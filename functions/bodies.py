@@ -13,6 +13,8 @@ from shared.strict import header_int, nested_deeper_than
 
 #: An import request is a few hundred bytes; 64 KiB leaves room for 50 tags and long names.
 MAX_BODY = 64 * 1024
+#: ``POST /api/runs``: a batch of up to 500 imports (shared/service/runcontrol.py's MAX_BATCH).
+MAX_BATCH_BODY = 1024 * 1024
 #: The request nests 3 deep; 32 is far past it and short of what a parser's recursion minds.
 MAX_DEPTH = 32
 
@@ -41,15 +43,16 @@ class BoundedBodies:
             await self.app(scope, receive, send)
             return
         declared = next((header_int(v) for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), None)
-        too_big = f"the request body is over {MAX_BODY} bytes"
-        if declared is not None and declared > MAX_BODY:
+        cap = MAX_BATCH_BODY if scope.get("path") == "/api/runs" else MAX_BODY
+        too_big = f"the request body is over {cap} bytes"
+        if declared is not None and declared > cap:
             await _problem(send, 413, "TOO_LARGE", too_big)
             return
         body = b""
         while True:
             message = await receive()
             body += message.get("body", b"")
-            if len(body) > MAX_BODY:
+            if len(body) > cap:
                 await _problem(send, 413, "TOO_LARGE", too_big)
                 return
             if not message.get("more_body"):

@@ -17,6 +17,7 @@ Bad input answers ``400`` with every bad field and why; nothing else is echoed b
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -35,11 +36,12 @@ from functions.docs import add_docs_routes
 from functions.messages import body_message
 from functions.notifications import add_notification_routes
 from functions.root import Services, services
+from functions.runs import caller, run_routes
 from functions.tracing import RequestSpans
 from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
-from shared.service import control
+from shared.service import control, runcontrol
 from shared.service.models import ImportStatus, status_of
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ def create_app(get_services: Callable[[], Services] = services) -> FastAPI:
     _error_handlers(app)
     _job_error_handlers(app)
     _import_routes(app, get_services)
+    run_routes(app, get_services, {**_SUBMIT_ANSWERS, **_CONTROL_ANSWERS})
     _service_routes(app, get_services)
     add_notification_routes(app, get_services)
     add_docs_routes(app, "/api/openapi.json")
@@ -208,8 +211,11 @@ def _import_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
     """Submit an import, follow one, list them."""
 
     @app.post("/api/imports", status_code=202, response_model=Accepted, responses=_SUBMIT_ANSWERS)
-    async def submit(body: ImportRequest, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        return _accepted(*await asyncio.to_thread(get_services().submitter.submit, body, idempotency_key))
+    async def submit(body: ImportRequest, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """One import: a run of one (``run`` in its status names it)."""
+        svc = get_services()
+        submit = functools.partial(svc.submitter.submit, requested_by=caller(request, svc))
+        return _accepted(*await asyncio.to_thread(submit, body, idempotency_key))
 
     @app.get("/api/imports/{job_id}", response_model=ImportStatus, responses={404: {"model": Problem}})
     async def status(job_id: str) -> ImportStatus:
@@ -246,7 +252,10 @@ def _control_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
     async def cancel(job_id: str) -> JSONResponse:
         """A queued job is cancelled at once (200); a running one is asked to stop (202) and
         stops within seconds, before any tag moves; cancelling a cancelled job changes nothing."""
-        status = await asyncio.to_thread(control.cancel, get_services().statuses, job_id)
+        svc = get_services()
+        status = await asyncio.to_thread(control.cancel, svc.statuses, job_id)
+        if status.state == "cancelled" and status.run:  # no worker will end it soon: count it now
+            await asyncio.to_thread(runcontrol.count, svc.runs, svc.statuses, status.run, job_id)
         code = 200 if status.state == "cancelled" else 202
         return JSONResponse(status_code=code, content=status.model_dump(mode="json"))
 
@@ -256,9 +265,11 @@ def _control_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:
         response_model=Accepted,
         responses={**_CONTROL_ANSWERS, **_SUBMIT_ANSWERS},
     )
-    async def retry(job_id: str, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    async def retry(job_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """A new job with the request of a failed or cancelled one (``retryOf`` names it)."""
-        return _accepted(*await asyncio.to_thread(get_services().submitter.resubmit, job_id, idempotency_key))
+        svc = get_services()
+        resubmit = functools.partial(svc.submitter.resubmit, requested_by=caller(request, svc))
+        return _accepted(*await asyncio.to_thread(resubmit, job_id, idempotency_key))
 
 
 def _service_routes(app: FastAPI, get_services: Callable[[], Services]) -> None:

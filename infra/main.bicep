@@ -77,6 +77,10 @@ param maxPublicBlobBytes int = 2147483648
 @description('Seconds an ARM import may run before it is failed.')
 param armTimeoutSeconds int = 1800
 
+@description('Seconds one run event is retried at one destination before it is recorded undelivered on the run (one function call: keep it under host.json\'s 30-minute functionTimeout).')
+@maxValue(1500)
+param eventDeliverySeconds int = 1200
+
 @description('Maximum instances of the function app.')
 param maximumInstanceCount int = 40
 
@@ -102,7 +106,9 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7' // EventGrid Data Sender
 }
+var siteName = 'func-${name}-${token}'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${name}-${token}'
@@ -170,6 +176,17 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: 'imports-poison'
 }
 
+// Runs' end events wait here until delivered (their own queue: a slow subscriber never holds a job).
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'imports-events'
+}
+
+resource eventsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'imports-events-poison'
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -229,6 +246,25 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
+// -- run events: an Event Grid custom topic, CloudEvents 1.0, published by identity only -------
+
+// Each run's end event is published here; subscribers use Event Grid's own filters, retries and
+// dead-lettering. A topic without subscriptions costs nothing.
+resource runTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
+  // checkov:skip=CKV_AZURE_193: the app publishes over the topic's public endpoint (Flex Consumption without VNet integration); keys are off, so only Entra identities with EventGrid Data Sender can publish.
+  name: 'evgt-${name}-${token}'
+  location: location
+  // Its own identity, for subscriptions that deliver or dead-letter with a managed identity.
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
 // -- the function app ------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -255,6 +291,11 @@ var credentialPasswords = [for c in namedCredentials: {
   name: 'FERRY_CREDENTIAL_${toUpper(replace(c.name, '-', '_'))}_PASSWORD'
   value: '@Microsoft.KeyVault(SecretUri=${kvRef}/${c.name}-password/)'
 }]
+
+// Destinations are named settings (FERRY_EVENTGRID_<NAME>_ENDPOINT, FERRY_WEBHOOK_<NAME>_*): add webhooks as app settings.
+var runEventSettings = [
+  { name: 'FERRY_EVENTGRID_RUNS_ENDPOINT', value: runTopic.properties.endpoint }
+]
 
 var appSettings = concat([
   // Host storage and the queue trigger's connection, by identity (no keys).
@@ -297,14 +338,18 @@ var appSettings = concat([
   { name: 'FERRY_ARM_TIMEOUT_SECONDS', value: string(armTimeoutSeconds) }
   { name: 'FERRY_ALLOW_INLINE_CREDENTIALS', value: string(allowInlineCredentials) }
   { name: 'FERRY_CREDENTIAL_KEY', value: allowInlineCredentials ? '@Microsoft.KeyVault(SecretUri=${kvRef}/ferry-credential-key/)' : '' }
-], credentialUsernames, credentialPasswords)
+  // Run events: CloudEvents' source is the function app's resource ID.
+  { name: 'FERRY_EVENT_SOURCE', value: resourceId('Microsoft.Web/sites', siteName) }
+  { name: 'FERRY_EVENT_DELIVERY_SECONDS', value: string(eventDeliverySeconds) }
+  { name: 'FERRY_EVENT_TIMEOUT_SECONDS', value: '10' }
+], credentialUsernames, credentialPasswords, runEventSettings)
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: pipelines call the API over the internet; it is protected by function keys, or Entra ID with App Service authentication (README).
   // checkov:skip=CKV_AZURE_17: callers authenticate with function keys or Entra ID tokens, not client certificates.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero and out on demand (maximumInstanceCount); no fixed minimum instances.
   // checkov:skip=CKV_AZURE_213: Flex Consumption does not use App Service health checks; GET /api/health probes the queue and table.
-  name: 'func-${name}-${token}'
+  name: siteName
   location: location
   kind: 'functionapp,linux'
   identity: {
@@ -349,6 +394,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     importsQueue
     poisonQueue
     importsTable
+    eventsQueue
+    eventsPoisonQueue
   ]
 }
 
@@ -383,6 +430,16 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource topicRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(runTopic.id, identity.id, roles.eventGridDataSender)
+  scope: runTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -453,3 +510,5 @@ output principalId string = identity.properties.principalId
 output clientId string = identity.properties.clientId
 output keyVaultName string = vault.name
 output storageAccountName string = storage.name
+output runEventsTopicId string = runTopic.id
+output runEventsTopicEndpoint string = runTopic.properties.endpoint

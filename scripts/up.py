@@ -24,6 +24,7 @@ It prints the base URL and commands that work while it runs, then the processes'
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -199,6 +200,9 @@ def banner(
             "  the same from a terminal, through this service (--no-wait returns at once):",
             f"    .venv/bin/ferry import --service {api} --name {prod} --source {dev}/team/web:1.0 --credential dev",
             f"    .venv/bin/ferry jobs --service {api} list      # also: show, cancel, retry, wait ID",
+            "  runs (every import is in one: a batch, a mirror pass, a promotion, one POST /api/imports):",
+            f"    .venv/bin/ferry runs --service {api} list      # also: show, wait, cancel, retry ID",
+            f'    curl -s {api}/api/runs                # POST {{"imports": [...]}} submits a batch as one run',
             "  or with the engine in the terminal itself:",
             f"    echo {DEV_PASSWORD} | .venv/bin/ferry import --name {prod} --source {dev}/team/web:1.0 "
             f"--username {DEV_USER} --password-stdin",
@@ -214,7 +218,19 @@ def banner(
             f'"request": {{"host": "{dev}"}}}}}}]\'',
         ]
         lines += up_signing.banner(api, dev, digest, unsigned) if unsigned else []
+    lines += _webhook_lines()
     return "\n".join(lines)
+
+
+def _webhook_lines() -> list[str]:
+    """How to see each run's end event: a local receiver, and the two settings that point at it."""
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    return [
+        "  run events to a local webhook receiver (signed as Standard Webhooks; docs/events.md):",
+        f"    .venv/bin/python -m scripts.receiver --port 8099 --secret {secret}",
+        '    then in local.settings.json, and restart: "FERRY_WEBHOOK_LOCAL_URL": "http://127.0.0.1:8099/",',
+        f'      "FERRY_WEBHOOK_LOCAL_SECRET": "{secret}"',
+    ]
 
 
 def main() -> int:

@@ -38,6 +38,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "import":
+        args.source = args.sources[0]
     return args
 
 
@@ -59,6 +61,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     from shared import cli_service
 
     cli_service.add_parser(commands)
+    from shared import cli_runs
+
+    cli_runs.add_parser(commands)
     work = commands.add_parser("worker", help="run import jobs from the queue, as the queue trigger does")
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
     return parser, dict(commands.choices)
@@ -86,7 +91,8 @@ def _verify_options(imp: Any) -> None:
 def _import_parser(commands: Any) -> None:
     imp = commands.add_parser("import", help="copy an image or artifact into a registry, as `az acr import` does")
     imp.add_argument("--name", "-n", required=True, help="target registry: an ACR name or a login server host[:port]")
-    imp.add_argument("--source", required=True, help="source image: [registry/]repository[:tag][@digest]")
+    source_help = "source image: [registry/]repository[:tag][@digest]; with --service, repeatable (one run)"
+    imp.add_argument("--source", required=True, action="append", dest="sources", help=source_help)
     imp.add_argument("--image", "-t", action="append", default=[], help="target REPO[:TAG]; repeatable")
     imp.add_argument("--repository", action="append", default=[], help="untagged target repository; repeatable")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (Force mode)")
@@ -187,20 +193,6 @@ def _request(args: argparse.Namespace) -> Any:
     from shared.importing.request import ImportRequest
 
     return ImportRequest.model_validate(_request_doc(args))
-
-
-def _remote(args: argparse.Namespace) -> int:
-    """``import --service``: the request to the service, with the source's credentials as the
-    command line has them (by name with ``--credential``, else inline: sealed by the service)."""
-    from shared import cli_service
-
-    doc = _request_doc(args)
-    if args.credential:
-        doc["source"]["credential"] = args.credential
-    elif args.username or args.password or args.password_stdin or args.env.source_password:
-        username, password = _source_login(args)
-        doc["source"]["credentials"] = {"username": username, "password": password}
-    return cli_service.submit(args, doc)
 
 
 def _with_resource_group(args: argparse.Namespace, target: str) -> dict[str, str]:
@@ -339,6 +331,13 @@ def _rules(args: argparse.Namespace) -> int:
     return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
 
 
+def _through_service(args: argparse.Namespace) -> int | None:
+    """``jobs``, ``runs``, and an import a service runs (shared/cli_runs.py); None for one run here."""
+    from shared import cli_runs
+
+    return cli_runs.through_service(args, _request_doc, _source_login)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.command == "worker":
@@ -352,12 +351,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.env = CommandLine.from_env(os.environ)  # every setting checked before any work
-        if args.command == "jobs":
-            from shared import cli_service
-
-            return cli_service.jobs(args)
-        if args.service or args.env.service_url or args.no_wait or args.credential:
-            return _remote(args)
+        if (done := _through_service(args)) is not None:
+            return done
         result = asyncio.run(_interruptible(args)).document()
     except KeyboardInterrupt as exc:
         # The import stopped before its commit (a stop after it waits for the last tag): open

@@ -114,6 +114,12 @@ SETTINGS: tuple[Setting, ...] = (
     RATELIMIT_FLOOR,
     Setting("FERRY_ALLOW_INLINE_CREDENTIALS", "false", "accept inline credentials (sealed)"),
     Setting("FERRY_CREDENTIAL_KEY", None, "32 bytes, base64: the sealing key"),
+    # Run events (read by shared/events/config.py, with FERRY_WEBHOOK_<NAME>_* and FERRY_EVENTGRID_<NAME>_*).
+    Setting("FERRY_EVENT_SOURCE", "/ferry", "run events' CloudEvents source"),
+    Setting("FERRY_EVENT_DELIVERY_SECONDS", 1200.0, "seconds a run event is retried at one destination", 0, above=True),
+    Setting("FERRY_EVENT_TIMEOUT_SECONDS", 10.0, "seconds one delivery attempt may take", 0, above=True),
+    # Set by App Service when its authentication (Easy Auth) is on (shared/service/requester.py).
+    Setting("WEBSITE_AUTH_ENABLED", None, "App Service authentication is on: its principal headers count"),
     Setting("FERRY_SOURCE_USERNAME", None, "the source's username", reader="cli"),
     Setting("FERRY_SOURCE_PASSWORD", None, "the source's password", reader="cli"),
     Setting("FERRY_TARGET_USERNAME", None, "the target's username", reader="cli"),

@@ -19,6 +19,7 @@ from shared.arm import ARM_ENDPOINT
 from shared.credentials import Anonymous, Credential, Secret
 from shared.credentials.resolver import from_secret
 from shared.errors import ConfigurationError
+from shared.events.config import EventsConfig, events
 from shared.http.policy import TransportOptions
 from shared.importing.spec import Limits
 
@@ -122,6 +123,10 @@ class Settings(BaseModel):
     credential_key: Secret | None = None
     credentials: dict[str, NamedCredential] = Field(default_factory=dict)
     transport: TransportOptions = Field(default_factory=TransportOptions)
+    #: Where run events go (``FERRY_WEBHOOK_*``, ``FERRY_EVENTGRID_*``, ``FERRY_EVENT_*``).
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    #: ``WEBSITE_AUTH_ENABLED``: App Service authentication is on (its principal headers count).
+    easy_auth: bool = False
 
     def credential(self, name: str | None) -> Credential:
         if name is None:
@@ -162,6 +167,8 @@ class Settings(BaseModel):
             values["credential_key"] = Secret(key)
         values["credentials"] = named_credentials(env)
         values["registries"] = environment.registries(env.get("FERRY_REGISTRIES", ""))
+        values["events"] = events(env)
+        values["easy_auth"] = env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
         values["source_registries"] = _registry_list(env.get("FERRY_SOURCE_REGISTRIES", ""), "FERRY_SOURCE_REGISTRIES")
         try:
             values["transport"] = environment.transport(env)

@@ -43,7 +43,7 @@ def test_the_page_allows_only_its_own_script_and_style(api: TestClient) -> None:
     assert f"script-src {_sha(script.group(1))};" in policy and f"style-src {_sha(style.group(1))};" in policy
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy and "unsafe" not in policy
     assert answer.headers["referrer-policy"] == "no-referrer" and answer.headers["cache-control"] == "no-store"
-    assert 'data-runs="0"' in answer.text  # no GET /api/runs in this API: the page shows no runs
+    assert 'data-runs="1"' in answer.text  # GET /api/runs is in this API (#23): the page shows runs
     assert "innerHTML" not in script.group(1)  # text from the API is only ever set as text
 
 

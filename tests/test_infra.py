@@ -33,6 +33,7 @@ BUILT_IN_ROLES = {
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
 #: Settings only the Functions host or App Insights read (not Ferry's code).
 HOST_ONLY = {
@@ -43,6 +44,8 @@ HOST_ONLY = {
 #: Settings the code reads that Azure does not need: a connection string (Azurite), and the
 #: local worker's knobs whose defaults suit the host.
 LOCAL_ONLY = {"AzureWebJobsStorage"}
+#: Settings App Service sets itself (WEBSITE_AUTH_ENABLED: when its authentication is on).
+PLATFORM = {"WEBSITE_AUTH_ENABLED"}
 
 
 def errors(node: Node) -> list[str]:
@@ -85,15 +88,15 @@ def test_role_ids_are_real_built_in_roles() -> None:
 
 def test_app_settings_match_what_the_code_reads() -> None:
     main = (INFRA / "main.bicep").read_text()
-    block = main[main.index("var appSettings = concat([") : main.index("], credentialUsernames, credentialPasswords)")]
+    block = main[main.index("var appSettings = concat([") : main.index("], credentialUsernames, credentialPasswords")]
     provided = set(re.findall(r"\{ name: '([A-Za-z0-9_]+)', value:", block))
     assert "FERRY_CREDENTIAL_${toUpper(replace(c.name, '-', '_'))}_USERNAME" in main  # named credentials
     bindings = set(re.findall(r"%([A-Z_]+)%", "\n".join(p.read_text() for p in (ROOT / "functions").glob("*.py"))))
-    read = (SETTING_NAMES | bindings) - LOCAL_ONLY
+    read = (SETTING_NAMES | bindings) - LOCAL_ONLY - PLATFORM
     assert read - provided == set(), "settings the code reads that the Bicep does not provide"
     assert provided - read - HOST_ONLY == set(), "settings the Bicep provides that nothing reads"
     example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
-    assert (SETTING_NAMES | bindings) - {
+    assert (SETTING_NAMES | bindings) - PLATFORM - {
         "AzureWebJobsStorage__accountName",
         "AzureWebJobsStorage__queueServiceUri",
         "AzureWebJobsStorage__tableServiceUri",

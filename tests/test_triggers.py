@@ -298,7 +298,7 @@ def test_timer_and_event_functions_are_registered() -> None:
     from tests.conftest import app_functions
 
     functions = app_functions()
-    assert set(functions) == {"http_app_func", "import_worker", "on_image_pushed", "mirror"}
+    assert set(functions) == {"http_app_func", "import_worker", "run_events", "on_image_pushed", "mirror"}
     bindings = {b["type"] for f in functions.values() for b in json.loads(f.get_function_json())["bindings"]}
     assert {"httpTrigger", "queueTrigger", "eventGridTrigger", "timerTrigger"} <= bindings
 

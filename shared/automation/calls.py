@@ -9,16 +9,20 @@ from typing import Any
 
 from shared import telemetry
 from shared.automation.live import LiveRules
-from shared.automation.passes import Promoted, mirror_pass, promote
+from shared.automation.passes import OpenRun, Promoted, mirror_pass, promote
 from shared.automation.rules import Rules
 from shared.automation.status import mirror_passed, promoted, rule_states
+from shared.azure_storage.records import Requester
 from shared.azure_storage.rules import RuleRecords
 from shared.errors import ConfigurationError
 from shared.importing.request import ImportRequest
+from shared.service.runs import RunSlot, trigger
 from shared.service.submit import Submitted
 from shared.service.wiring import Services
 
 log = logging.getLogger(__name__)
+#: Who asks for a mirror pass's jobs.
+TIMER = Requester(kind="mirror", name="timer")
 
 
 @functools.cache
@@ -50,11 +54,22 @@ def rules_of(services: Services) -> Rules:
     return _rules(services.settings.rules_file).current()
 
 
-def _submit(services: Services) -> Any:
-    async def submit(request: ImportRequest, key: str) -> Submitted:
-        return await asyncio.to_thread(services.submitter.submit_keyed, request, key)
+def _submit(services: Services, who: Requester) -> Any:
+    async def submit(request: ImportRequest, key: str, run: RunSlot | None = None) -> Submitted:
+        keyed = functools.partial(services.submitter.submit_keyed, requested_by=who, run=run)
+        return await asyncio.to_thread(keyed, request, key)
 
     return submit
+
+
+def _runs(services: Services, who: Requester) -> OpenRun:
+    """Opens the run of one rule's pass or one push event (made with its first job)."""
+
+    def open_run(kind: str, rule: str, event_id: str | None) -> RunSlot:
+        how = "event" if kind == "promotion" else "rule"
+        return RunSlot(services.runs, services.submitter.new_id, kind, trigger(how, who, rule=rule, eventId=event_id))
+
+    return open_run
 
 
 def _records(services: Services) -> RuleRecords:
@@ -74,10 +89,11 @@ async def on_event(services: Services, event: dict[str, Any]) -> list[str]:
 
 
 async def explained_event(services: Services, event: dict[str, Any]) -> Promoted:
-    """The jobs an event enqueued, and per rule why it matched or not. Each rule that made a job
-    is recorded for the rules view; the jobs continue this span's trace (the delivery's)."""
+    """The jobs an event enqueued (one run), and per rule why it matched or not. Each rule that
+    made a job is recorded for the rules view; the jobs continue this span's trace (the delivery's)."""
+    who = Requester(kind="event", name="event grid")
     with telemetry.phase("promotion", **{"ferry.event.id": str(event.get("id", ""))}):
-        outcome = await promote(rules_of(services), event, _submit(services))
+        outcome = await promote(rules_of(services), event, _submit(services, who), _runs(services, who))
     for entry in outcome.rules:
         if entry.get("job"):
             rule, jobs = str(entry["rule"]), {outcome.push or "?": str(entry["job"])}
@@ -93,9 +109,10 @@ async def run_mirrors(services: Services, dry_run: bool = False) -> list[dict[st
             rules_of(services),
             services.worker.credential_for,
             services.settings.transport,
-            None if dry_run else _submit(services),
+            None if dry_run else _submit(services, TIMER),
             services.settings.ratelimit_floor,
-            services.budget,
+            runs=_runs(services, TIMER),
+            budget=services.budget,
         )
     if not dry_run:
         for report in reports:

@@ -5,6 +5,8 @@
   events for its children). Delivery is at least once: each import's idempotency key is derived
   from the registry, repository, digest, rule and targets, so a redelivered or duplicated event
   enqueues nothing new.
+- Each push event's imports make one run (``promotion``), each mirror entry's in one pass another
+  (``mirror``), given an opener of runs (``runs``); a pass that enqueues nothing makes no run.
 - :func:`mirror_pass`: for each mirror entry, list the source's tags, select some, ``HEAD`` each on
   both sides (``HEAD`` is not a Docker Hub pull) and enqueue only what differs or is missing.
   Stops asking a registry whose ``ratelimit-remaining`` is under the floor, and defers an entry
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -35,8 +38,10 @@ log = logging.getLogger(__name__)
 PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 _REGISTRY_ID = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([A-Za-z0-9]+)", re.IGNORECASE)
 
-#: (request, idempotency key) -> job id. The submitter's, off the event loop.
-Submit = Callable[[ImportRequest, str], Awaitable[Submitted]]
+#: (request, idempotency key, run=slot) -> job id. The submitter's, off the event loop.
+Submit = Callable[..., Awaitable[Submitted]]
+#: (kind, rule, event id) -> the run a rule's or an event's jobs go into (a RunSlot).
+OpenRun = Callable[[str, str, str | None], Any]
 #: (registry, named credential or None) -> credential
 Credentials = Callable[[str, str | None], Credential]
 
@@ -136,8 +141,8 @@ class Promoted:
         return f"event {self.event_id}: push of {self.push}: {len(self.jobs)} imports enqueued; {why}"
 
 
-async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> Promoted:
-    """Enqueue the imports ``event`` asks for; the jobs, and why each rule matched or not."""
+async def promote(rules: Rules, event: dict[str, Any], submit: Submit, runs: OpenRun | None = None) -> Promoted:
+    """Enqueue the imports ``event`` asks for, as one run; the jobs, and why each rule matched or not."""
     event_id = str(event.get("id") or "?")
     try:
         push = parse_push(event)
@@ -156,16 +161,26 @@ async def promote(rules: Rules, event: dict[str, Any], submit: Submit) -> Promot
         log.info("%s", outcome)
         return outcome
     outcome = Promoted(event_id, push=f"{push.registry}/{push.repository}:{push.tag}")
-    for rule in rules.promotions:
-        explained = rule.explain(push.registry, push.repository, push.tag)
-        entry = explained.as_dict()
-        if explained.matched:
-            request, key = promotion(rule, push)
-            entry["job"] = (await submit(request, key)).id
-            outcome.jobs.append(entry["job"])
-        outcome.rules.append(entry)
+    await _promote_rules(rules, push, submit, runs, outcome)
     log.info("%s", outcome)
     return outcome
+
+
+async def _promote_rules(rules: Rules, push: Push, submit: Submit, runs: OpenRun | None, outcome: Promoted) -> None:
+    """Each rule's verdict on the push; the matching ones' imports, one run for the event."""
+    explained = [(rule, rule.explain(push.registry, push.repository, push.tag)) for rule in rules.promotions]
+    matched = [rule.name for rule, verdict in explained if verdict.matched]
+    slot = runs("promotion", ",".join(matched), push.event_id) if runs and matched else None
+    send = functools.partial(submit, run=slot) if slot else submit
+    for rule, verdict in explained:
+        entry = verdict.as_dict()
+        if verdict.matched:
+            request, key = promotion(rule, push)
+            entry["job"] = (await send(request, key)).id
+            outcome.jobs.append(entry["job"])
+        outcome.rules.append(entry)
+    if slot is not None:
+        await asyncio.to_thread(slot.seal)
 
 
 # -- mirroring ---------------------------------------------------------------------------------
@@ -355,15 +370,20 @@ async def mirror_pass(
     submit: Submit | None,
     floor: int = 10,
     budget: PullBudget | None = None,
+    runs: OpenRun | None = None,
 ) -> list[MirrorReport]:
-    """One pass over every mirror entry; ``submit=None`` is a dry run (nothing enqueued).
-    ``budget``: the shared pull budget, told what each source says of its limit."""
+    """One pass over every mirror entry, each entry's jobs one run; ``submit=None`` is a dry run
+    (nothing enqueued). ``budget``: the shared pull budget, told what each source says of its limit."""
     reports = []
     for entry in rules.mirrors:
+        slot = runs("mirror", entry.name, None) if runs and submit else None
+        entry_submit = functools.partial(submit, run=slot) if submit and slot else submit
         try:
-            report = await _mirror_one(entry, credentials, options, submit, floor, budget)
+            report = await _mirror_one(entry, credentials, options, entry_submit, floor, budget)
         except FerryError as exc:  # one entry's trouble does not stop the others
             report = MirrorReport(entry.name, deferred=f"{exc.code}: {exc}", dry_run=submit is None)
+        if slot is not None:  # the run ends when its jobs have (a pass that made none, no run)
+            await asyncio.to_thread(slot.seal, len(report.unchanged))
         log.info("%s", report)
         reports.append(report)
     return reports

@@ -85,6 +85,24 @@ class ServiceClient:
     def retry(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/imports/{job_id}/retry")[1]
 
+    def submit_run(self, requests: list[dict[str, Any]], idempotency_key: str | None = None) -> dict[str, Any]:
+        """``POST /api/runs``: the imports as one run."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/api/runs", json={"imports": requests}, headers=headers)[1]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/runs/{run_id}")[1]
+
+    def runs(self, kind: str | None = None, state: str | None = None, limit: int = 20) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, **{k: v for k, v in (("kind", kind), ("state", state)) if v}}
+        return self._call("GET", "/api/runs", params=params)[1]
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/runs/{run_id}/cancel")[1]
+
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/runs/{run_id}/retry")[1]
+
     def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         headers = dict(kwargs.pop("headers", None) or {})
         if self._token is not None:

@@ -37,6 +37,7 @@ from shared.importing.spec import TargetRef
 from shared.logs import job_fields
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
 from shared.service.models import ImportJob
+from shared.service.runs import Runs
 from shared.service.submit import open_sealed
 from shared.service.waiting import Waits, budget_name
 from shared.settings import Settings
@@ -72,6 +73,7 @@ class Worker:
         statuses: Statuses,
         target_credential: Callable[[str], Credential] | None = None,
         identity: Callable[[], Any] | None = None,
+        runs: Runs | None = None,
         waits: Waits | None = None,
     ) -> None:
         self.settings = settings
@@ -79,6 +81,10 @@ class Worker:
         #: The shared pull budget and how a job waits for it (None: no budget is kept).
         self.waits = waits
         self._target_credential = target_credential
+        #: Each job's end is counted into its run (:mod:`shared.service.runs`).
+        self.runs = runs
+        #: The record of each job in hand as it started (its run, source, targets).
+        self._started: dict[str, JobRecord] = {}
         if identity is None and settings.client_id:
             client_id = settings.client_id
 
@@ -151,8 +157,12 @@ class Worker:
         if record is None or record.state != "running":  # only this delivery's change makes it running
             telemetry.ended(telemetry.current(), "not run")
             not_run(job.id, record)
+            if record is not None and record.state in FINISHED:  # a worker may have died before counting it
+                await self._count(record)
             return
         telemetry.current().set_attributes({"ferry.source": record.source, "ferry.targets": record.targets})
+        if record.run:
+            self._started[job.id] = record
         fields = job_fields(job.id, record.source, record.targets)
         log.info("job %s started (attempt %d): %s", job.id, number, fields["source"], extra=fields)
         await self._attempt_rows(job.id, attempt, earlier)
@@ -216,7 +226,22 @@ class Worker:
         else:  # nothing else changes a running job's state: a plain merge
             write = asyncio.to_thread(self.statuses.update, job_id, change(None))
         record, _ = await asyncio.gather(write, asyncio.to_thread(self.statuses.record_attempt, job_id, attempt))
-        return str(record.state) if record else str(fields.state)
+        state = str(record.state) if record else str(fields.state)
+        started = self._started.pop(job_id, None)
+        if state in FINISHED and started is not None:  # the record as written: no read needed
+            await self._count(record or started.merged(change(None)), started.run)
+        return state
+
+    async def _count(self, record: JobRecord | None, run: str | None = None) -> None:
+        """Count the job's end into its run; a failure to is logged, and repaired by the next
+        look at the run or the next delivery of the job's message."""
+        run = run or (record.run if record else None)
+        if self.runs is None or record is None or not run:
+            return
+        try:
+            await asyncio.to_thread(self.runs.job_ended, run, record.id, record)
+        except Exception:
+            log.exception("job %s: could not count its end into run %s", record.id, run)
 
     async def _succeeded(
         self, job_id: str, result: ImportResult, final: Document | None, attempt: Attempt, fields: Document

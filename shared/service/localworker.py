@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from shared.azure_storage import Received
 from shared.service.jobs import RetryLater
-from shared.service.wiring import Services
+from shared.service.runevents import serve_events
+from shared.service.wiring import Services, event_sender
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,29 @@ async def serve(services: Services, *, idle: float | None = None, once: bool = F
             loop.add_signal_handler(sig, stop.set)
     log.info("worker polling queue %s", services.settings.queue_name)
     polling = Polling(idle if idle is not None else services.settings.max_polling)
+    sender = event_sender(services)  # run events, beside the jobs: a slow subscriber holds no job
+    wake = asyncio.Event()  # a run this process ends has its event looked for at once
+
+    def woken() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+            loop.call_soon_threadsafe(wake.set)
+
+    services.runs.on_queued = woken
+    lease = services.settings.lease
+    events = asyncio.create_task(
+        serve_events(services.events, sender, stop, lease=lease, poll=polling.maximum, wake=wake)
+    )
+    try:
+        await _jobs(services, stop, polling, once)
+    finally:
+        stop.set()
+        services.runs.on_queued = None
+        await events
+        await sender.publisher.aclose()
+    log.info("worker stopped")
+
+
+async def _jobs(services: Services, stop: asyncio.Event, polling: Polling, once: bool) -> None:
     while not stop.is_set():
         message = await asyncio.to_thread(services.queue.receive, services.settings.lease)
         if message is None:
@@ -121,4 +145,3 @@ async def serve(services: Services, *, idle: float | None = None, once: bool = F
             log.info("worker stopped; message %s is visible again", message.id)
             return
         task.result()
-    log.info("worker stopped")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from shared.azure_storage.records import Attempt, JobRecord, State, Waiting, now
+from shared.azure_storage.records import Attempt, JobRecord, Requester, State, Waiting, now
 from shared.importing.request import ImportRequest
 from shared.importing.spec import ImportSpec
 
@@ -54,6 +54,10 @@ class ImportStatus(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
+    requestedBy: Requester | None = Field(
+        None, description="Who asked: the API's caller (Easy Auth principal or function key), a rule, an event."
+    )
     #: Shown only while the job waits: a job that never waited reads as it always did.
     waiting: Waiting | None = Field(
         None, description="Why a queued job waits, and until when (the pull budget).", exclude_if=lambda v: v is None

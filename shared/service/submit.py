@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from shared import telemetry
-from shared.azure_storage.records import JobChange, JobError, JobRecord, Statuses, now
+from shared.azure_storage.records import JobChange, JobError, JobRecord, Requester, Statuses, now
 from shared.credentials import Secret
 from shared.errors import (
     BadRequest,
@@ -32,6 +32,7 @@ from shared.importing.engines import choose_engine
 from shared.importing.request import ImportRequest
 from shared.logs import job_fields
 from shared.service.models import ImportJob, ImportStatus, status_of, targets_of
+from shared.service.runs import Runs, RunSlot, trigger
 from shared.settings import Settings
 from shared.verify.load import policy_named
 from shared.verify.policy import PolicyError
@@ -114,11 +115,15 @@ def unseal(key: Secret, job_id: str, sealed: str) -> tuple[str | None, Secret]:
 
 
 class Submitter:
-    def __init__(self, settings: Settings, statuses: Statuses, queue: Queue, new_id: Callable[[], str]) -> None:
+    def __init__(
+        self, settings: Settings, statuses: Statuses, queue: Queue, new_id: Callable[[], str], runs: Runs | None = None
+    ) -> None:
         self.settings = settings
         self.statuses = statuses
         self.queue = queue
         self.new_id = new_id
+        #: Every job goes into a run (:mod:`shared.service.runs`): a run of one unless given one.
+        self.runs = runs
 
     def check(self, request: ImportRequest) -> None:
         """What pydantic cannot know: which credentials this deployment has."""
@@ -161,10 +166,24 @@ class Submitter:
         if allowed and (source or "docker.io") not in allowed:
             raise BadRequest("source.registryUri", f"{source or 'docker.io'} is not one of FERRY_SOURCE_REGISTRIES")
 
-    def submit(self, request: ImportRequest, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
+    def submit(
+        self,
+        request: ImportRequest,
+        idempotency_key: str | None = None,
+        *,
+        requested_by: Requester | None = None,
+        run: RunSlot | None = None,
+    ) -> tuple[ImportStatus, bool]:
         """Record the job ``queued`` and enqueue it; returns its status and whether it is new.
-        A repeated ``idempotency_key`` returns the first job instead of a second import."""
+        A repeated ``idempotency_key`` returns the first job instead of a second import. The job
+        goes into ``run``, else into a run of one."""
         self.check(request)
+        return self._submit(
+            request, idempotency_key, _fingerprint(request), self.sealer(request), None, requested_by, run
+        )
+
+    def sealer(self, request: ImportRequest) -> Callable[[str], str | None]:
+        """Seals the request's inline credentials for a job id (None without any)."""
         creds = request.source.credentials
 
         def sealer(job_id: str) -> str | None:
@@ -173,9 +192,16 @@ class Submitter:
             assert self.settings.credential_key is not None
             return seal(self.settings.credential_key, job_id, creds.username, creds.password.get_secret_value())
 
-        return self._submit(request, idempotency_key, _fingerprint(request), sealer)
+        return sealer
 
-    def resubmit(self, job_id: str, idempotency_key: str | None = None) -> tuple[ImportStatus, bool]:
+    def resubmit(
+        self,
+        job_id: str,
+        idempotency_key: str | None = None,
+        *,
+        requested_by: Requester | None = None,
+        run: RunSlot | None = None,
+    ) -> tuple[ImportStatus, bool]:
         """``POST /api/imports/{id}/retry``: a new job with the request of a ``failed`` or
         ``cancelled`` one, ``retryOf`` naming it. Its sealed credentials are opened and sealed
         again for the new job, in memory only; nothing secret is read back."""
@@ -200,7 +226,7 @@ class Submitter:
             assert self.settings.credential_key is not None  # open_sealed has checked it
             return seal(self.settings.credential_key, new_id, username, password.reveal())
 
-        return self._submit(request, idempotency_key, f"retry:{job_id}", sealer, retry_of=job_id)
+        return self._submit(request, idempotency_key, f"retry:{job_id}", sealer, job_id, requested_by, run)
 
     def _submit(
         self,
@@ -209,6 +235,8 @@ class Submitter:
         fingerprint: str,
         sealer: Callable[[str], str | None],
         retry_of: str | None = None,
+        requested_by: Requester | None = None,
+        run: RunSlot | None = None,
     ) -> tuple[ImportStatus, bool]:
         job_id = self.new_id()
         if idempotency_key:
@@ -216,19 +244,40 @@ class Submitter:
             if found is not None:
                 return found, False
             job_id = first  # new, or claimed but its record never landed: make it now
+        slot = run or self.single_run(requested_by, "retry" if retry_of else "api")
+        record = self.record(request, job_id, retry_of, requested_by, slot.reserve() if slot else None)
+        if slot is not None:
+            slot.add(record)
+        self.enqueue(request, record, sealer(job_id))
+        return status_of(record), True
+
+    def single_run(self, requested_by: Requester | None, how: str) -> RunSlot | None:
+        """A run of one job (None when this submitter keeps no runs)."""
+        if self.runs is None:
+            return None
+        return RunSlot(self.runs, self.new_id, "import", trigger(how, requested_by), open_=False)
+
+    def record(
+        self,
+        request: ImportRequest,
+        job_id: str,
+        retry_of: str | None = None,
+        requested_by: Requester | None = None,
+        run: str | None = None,
+    ) -> JobRecord:
+        """The job's record, ``queued``, inserted, and its target tags claimed."""
         spec = request.spec(self.settings.limits)
         at = now()
         record = JobRecord(
             id=job_id, state="queued", createdAt=at, updatedAt=at, source=str(spec.source), targets=targets_of(spec),
-            retryOf=retry_of,
+            retryOf=retry_of, requestedBy=requested_by, run=run,
         )  # fmt: skip
         self.statuses.insert(record)
         for target in spec.tagged:  # the newest job asking for a tag is the one that moves it
             self.statuses.claim_tag(f"{spec.target_registry}/{target}", job_id)
-        self._enqueue(request, record, sealer(job_id))
-        return status_of(record), True
+        return record
 
-    def _enqueue(self, request: ImportRequest, status: JobRecord, sealed: str | None) -> None:
+    def enqueue(self, request: ImportRequest, status: JobRecord, sealed: str | None) -> None:
         """The job's message (inline credentials sealed), kept for a retry; a job that cannot be
         enqueued is recorded ``failed`` rather than left ``queued`` for ever."""
         job_id = status.id
@@ -240,7 +289,10 @@ class Submitter:
             self.queue.send(content)
         except Exception:
             error = JobError(code="ENQUEUE_FAILED", message="the job could not be put on the queue")
-            self.statuses.update(job_id, JobChange(state="failed", updatedAt=now(), error=error))
+            change = JobChange(state="failed", updatedAt=now(), finishedAt=now(), error=error)
+            self.statuses.update(job_id, change)
+            if self.runs is not None and status.run:
+                self.runs.job_ended(status.run, job_id, status.merged(change))
             raise
         log.info(
             "job %s queued: %s -> %s", job_id, status.source, ", ".join(status.targets),
@@ -258,7 +310,15 @@ class Submitter:
         found = self.statuses.get(first) if first != job_id else None
         return first, status_of(found) if found is not None else None
 
-    def submit_keyed(self, request: ImportRequest, key: str, now_: datetime | None = None) -> Submitted:
+    def submit_keyed(
+        self,
+        request: ImportRequest,
+        key: str,
+        now_: datetime | None = None,
+        *,
+        requested_by: Requester | None = None,
+        run: RunSlot | None = None,
+    ) -> Submitted:
         """For the triggers: submit under an idempotency ``key``. A job that failed in a way worth
         retrying does not hold its key: a later pass (or redelivered event) submits a new one,
         chained after it, once its back-off (doubling per failed attempt, capped) has passed, up to
@@ -266,7 +326,7 @@ class Submitter:
         makes a new key)."""
         attempt = 1
         while True:
-            status, created = self.submit(request, key)
+            status, created = self.submit(request, key, requested_by=requested_by, run=run)
             if created:
                 note = "enqueued" if attempt == 1 else f"retrying (attempt {attempt})"
                 return Submitted(status.id, True, note)

@@ -1,0 +1,226 @@
+"""Run events off the jobs' path: a run that ends puts a message on ``<queue>-events``
+(:meth:`shared.service.runs.Runs.queue_event`); this module takes it from there. A slow or dead
+subscriber holds only its own event's delivery, never a job.
+
+:class:`EventSender` handles one message: it claims the event on the run's record (so a repeated
+message does not deliver it twice while the first is at work), builds the CloudEvent from the run
+as it stands (:mod:`shared.runs.event`), delivers it to each destination that wants it
+(:mod:`shared.events.delivery`) and records each outcome on the run: ``delivered``, or
+``undelivered`` with the attempts and the last error. :func:`serve_events` is the loop the local
+worker runs beside its jobs; in Azure the ``run_events`` queue trigger calls :meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from shared.azure_storage import Received
+from shared.events.config import EventsConfig
+from shared.events.delivery import deliver, wanted
+from shared.events.publish import Publisher
+from shared.runs.event import cloud_event, encode
+from shared.service.runs import RunRecords, run_of
+
+log = logging.getLogger(__name__)
+
+#: Events delivered at once by one worker.
+CONCURRENCY = 16
+
+
+class EventQueue(Protocol):
+    def receive(self, lease: float) -> Received | None: ...
+    def extend(self, message: Received, seconds: float) -> Received: ...
+    def delete(self, message: Received) -> None: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventBusy(Exception):
+    """Another worker is delivering this event: the message comes back later (after its lease),
+    and by then the other has finished, or died and its claim has lapsed."""
+
+
+class EventSender:
+    """Delivers one run's event (see the module's docstring)."""
+
+    def __init__(self, records: RunRecords, config: EventsConfig, publisher: Publisher, claim: float = 120.0) -> None:
+        self.records = records
+        self.config = config
+        self.publisher = publisher
+        #: Seconds a claim on an event holds unless renewed (it is, every third of it, while the
+        #: event is delivered): a dead worker's claim lapses this long after its death.
+        self.claim = claim
+
+    async def handle(self, content: str) -> None:
+        """Deliver the event the message names; :class:`EventBusy` when another worker is at it."""
+        try:
+            run_id = str(json.loads(content)["run"])
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping a malformed event message")
+            return
+        token = secrets.token_hex(8)
+        claim = asyncio.ensure_future(asyncio.to_thread(self.records.change, run_id, lambda h: self._claim(h, token)))
+        try:
+            header = await asyncio.shield(claim)
+            event = (header or {}).get("event") or {}
+            if header is None or event.get("state") not in ("delivering", "pending", "queued"):
+                return  # no such run, or its event is done
+            if event.get("claimedBy") != token:
+                raise EventBusy(f"run {run_id}: its event is being delivered by another worker")
+            renew = asyncio.create_task(self._renew(run_id, token))
+            try:
+                await self._deliver(run_id, header, event)
+            finally:
+                renew.cancel()
+        except asyncio.CancelledError:  # stopped mid-way: another worker may take it at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release(claim, run_id, token))
+            raise
+        await asyncio.to_thread(self.records.change, run_id, _finished)
+
+    async def _deliver(self, run_id: str, header: dict[str, Any], event: dict[str, Any]) -> None:
+        run = run_of(header, await asyncio.to_thread(self.records.jobs, run_id))
+        outcomes = event.get("destinations") or {}
+        done = {n for n, o in outcomes.items() if o.get("state") in ("delivered", "undelivered")}
+        todo = [d for d in wanted(self.config, run.state) if d.name not in done]
+        document = cloud_event(run, self.config.source)
+
+        async def report(name: str, outcome: dict[str, Any]) -> None:
+            await asyncio.to_thread(self.records.change, run_id, _outcome(name, outcome))
+
+        await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
+
+    def _claim(self, header: dict[str, Any], token: str) -> dict[str, Any] | None:
+        event = header.get("event") or {}
+        state = event.get("state")
+        held = state == "delivering" and str(event.get("claimedUntil", "")) > _now().isoformat()
+        if state not in ("pending", "queued", "delivering") or held:
+            return None
+        until = (_now() + timedelta(seconds=self.claim)).isoformat()
+        return {"event": {**event, "state": "delivering", "claimedBy": token, "claimedUntil": until}}
+
+    async def _renew(self, run_id: str, token: str) -> None:
+        def extend(header: dict[str, Any]) -> dict[str, Any] | None:
+            event = header.get("event") or {}
+            if event.get("claimedBy") != token:
+                return None
+            return {"event": {**event, "claimedUntil": (_now() + timedelta(seconds=self.claim)).isoformat()}}
+
+        while True:
+            await asyncio.sleep(self.claim / 3)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.records.change, run_id, extend)
+
+    async def _release(self, claim: asyncio.Future[Any], run_id: str, token: str) -> None:
+        """Give the claim up, once it has landed (the claim's write may still be under way)."""
+        with contextlib.suppress(Exception):
+            await claim
+        await asyncio.to_thread(self.records.change, run_id, lambda h: _unclaimed(h, token))
+
+
+def _unclaimed(header: dict[str, Any], token: str) -> dict[str, Any] | None:
+    event = header.get("event") or {}
+    if event.get("claimedBy") != token:
+        return None
+    return {"event": {**event, "state": "queued", "claimedBy": None, "claimedUntil": None}}
+
+
+def _outcome(name: str, outcome: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def change(header: dict[str, Any]) -> dict[str, Any]:
+        event = header.get("event") or {}
+        return {"event": {**event, "destinations": {**(event.get("destinations") or {}), name: outcome}}}
+
+    return change
+
+
+def _finished(header: dict[str, Any]) -> dict[str, Any]:
+    """The event's state from its destinations': ``none`` when no destination wanted it."""
+    event = {k: v for k, v in (header.get("event") or {}).items() if k not in ("claimedBy", "claimedUntil")}
+    outcomes = [o.get("state") for o in (event.get("destinations") or {}).values()]
+    event["state"] = (
+        "none" if not outcomes else "delivered" if all(s == "delivered" for s in outcomes) else "undelivered"
+    )
+    return {"event": event}
+
+
+async def serve_events(
+    queue: EventQueue,
+    sender: EventSender,
+    stop: asyncio.Event,
+    *,
+    lease: float,
+    poll: float,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Take event messages until ``stop``: each delivered in a task of its own (at most
+    :data:`CONCURRENCY`), its message kept hidden while it runs and deleted when it is done."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    tasks: set[asyncio.Task[None]] = set()
+    while not stop.is_set():
+        await gate.acquire()
+        message = await asyncio.to_thread(queue.receive, lease)
+        if message is None:
+            gate.release()
+            await _idle(stop, wake, poll)
+            continue
+        if stop.is_set():  # taken while stopping: given back at once
+            gate.release()
+            await asyncio.to_thread(queue.extend, message, 0)
+            break
+        task = asyncio.create_task(_one(queue, sender, message, lease, gate))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.sleep(0)  # every task makes its first step: one cancelled before it cleans nothing up
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, poll: float) -> None:
+    """Wait ``poll`` seconds, or less: until a stop, or a wake-up (this process queued an event)."""
+    waits = [asyncio.ensure_future(stop.wait())] + ([asyncio.ensure_future(wake.wait())] if wake else [])
+    await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    if wake is not None:
+        wake.clear()
+
+
+async def _one(
+    queue: EventQueue, sender: EventSender, message: Received, lease: float, gate: asyncio.Semaphore
+) -> None:
+    held = message
+
+    async def keep() -> None:
+        nonlocal held
+        while True:
+            await asyncio.sleep(lease / 2)
+            held = await asyncio.to_thread(queue.extend, held, lease)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        await sender.handle(message.content)
+    except asyncio.CancelledError:  # the worker stops: the message is visible again at once
+        keeper.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.to_thread(queue.extend, held, 0))
+        raise
+    except EventBusy as exc:
+        log.info("%s; the message comes back after its lease", exc)
+        return
+    except Exception:
+        log.exception("event message %s failed; it comes back after its lease", message.id)
+        return
+    finally:
+        keeper.cancel()
+        gate.release()
+    await asyncio.to_thread(queue.delete, held)

@@ -1,0 +1,206 @@
+"""Runs as the service keeps them: opening one, counting each job's end into it (and queueing
+its event when that ends it), looking at one (and repairing what a dead worker left uncounted).
+
+Every job belongs to exactly one run. A job's end is counted when the worker records it
+(:meth:`Runs.job_ended`); a worker that dies between the two leaves the job uncounted until its
+message comes back (the worker then finds the job finished and counts it) or until someone looks
+at the run (:meth:`Runs.look` counts every job it finds ended). Counting is idempotent
+(:mod:`shared.azure_storage.runs`): the run ends, and its event is queued, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from shared.azure_storage.records import JobRecord, Requester
+from shared.azure_storage.runs import Counted
+from shared.runs.model import ENDED, MESSAGE_CHARS, Counts, Run, RunJob, job_end, landed
+
+log = logging.getLogger(__name__)
+
+#: A ``pending`` event older than this is queued again by a look at its run: the worker that
+#: ended the run died before it could queue it.
+PENDING_GRACE = timedelta(seconds=30)
+#: Job states that are ends.
+JOB_ENDS = ("succeeded", "failed", "cancelled")
+
+
+class RunRecords(Protocol):
+    """What :class:`Runs` needs of the run store (:class:`shared.azure_storage.runs.RunStore`)."""
+
+    def create(self, run_id: str, fields: dict[str, Any], jobs: list[dict[str, Any]], *, open_: bool) -> None: ...
+    def add_job(self, run_id: str, job: dict[str, Any]) -> None: ...
+    def seal(self, run_id: str, up_to_date: int = 0) -> Counted: ...
+    def count(self, run_id: str, job_id: str, end: dict[str, Any]) -> Counted | None: ...
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+    def jobs(self, run_id: str) -> list[dict[str, Any]]: ...
+    def change(
+        self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None: ...
+    def request_cancel(self, run_id: str) -> dict[str, Any] | None: ...
+    def list(
+        self, kind: str | None, state: str | None, limit: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+
+class Sender(Protocol):
+    def send(self, content: str) -> None: ...
+
+
+def run_of(header: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> Run:
+    """The API's view of a run's record (and its jobs)."""
+    doc = {k: v for k, v in header.items() if k not in ("open", *Counts.model_fields)}
+    doc["counts"] = Counts(**{k: int(header.get(k) or 0) for k in Counts.model_fields})
+    doc["jobs"] = [RunJob.model_validate({k: v for k, v in j.items() if k != "counted"}) for j in jobs or []]
+    run = Run.model_validate(doc)
+    return run.model_copy(update={"targets": landed(run.jobs)})
+
+
+class Runs:
+    """Opening runs and counting their jobs' ends; queueing their events."""
+
+    def __init__(self, records: RunRecords, events: Sender, job: Callable[[str], JobRecord | None]) -> None:
+        self.records = records
+        self.events = events
+        #: A job's status record by id (to repair a run from its jobs' records).
+        self.job = job
+        #: Called (from any thread) when an event is queued: this process's event loop looks at
+        #: once instead of at its next poll.
+        self.on_queued: Callable[[], None] | None = None
+
+    def open(
+        self,
+        run_id: str,
+        kind: str,
+        trigger: dict[str, Any],
+        jobs: list[dict[str, Any]] | None = None,
+        *,
+        open_: bool = False,
+        retry_of: str | None = None,
+    ) -> None:
+        """A new run with ``jobs`` (``{"id", "source", "targets"}``); an ``open_`` one takes more
+        jobs (:meth:`add`) until :meth:`seal`."""
+        fields = {"kind": kind, "trigger": trigger, "retryOf": retry_of}
+        self.records.create(run_id, fields, jobs or [], open_=open_)
+
+    def add(self, run_id: str, job: dict[str, Any]) -> None:
+        self.records.add_job(run_id, job)
+
+    def seal(self, run_id: str, up_to_date: int = 0) -> None:
+        self._after(self.records.seal(run_id, up_to_date))
+
+    def job_ended(self, run_id: str, job_id: str, record: JobRecord) -> None:
+        """Count the job's end (from its status record) into its run; idempotent."""
+        counted = self.records.count(run_id, job_id, job_end(job_id, record.model_dump(mode="json")))
+        if counted is None:
+            log.warning("job %s names run %s, which does not list it", job_id, run_id)
+            return
+        self._after(counted, repair=not counted.ended)
+
+    def _after(self, counted: Counted, *, repair: bool = False) -> None:
+        """Queue the run's event when it has just ended; when ``repair``, also an event left
+        ``pending`` by a worker that died before queueing it."""
+        run = counted.run
+        event = run.get("event") or {}
+        if counted.ended or (repair and event.get("state") == "pending"):
+            self.queue_event(str(run["id"]))
+
+    def queue_event(self, run_id: str) -> None:
+        self.events.send(json.dumps({"run": run_id}))
+        if self.on_queued is not None:
+            self.on_queued()
+        self.records.change(run_id, _queued)
+        log.info("run %s ended; its event is queued", run_id)
+
+    def look(self, run_id: str) -> Run | None:
+        """The run with its jobs; any job the run has not counted but whose record shows it ended
+        is counted now (a worker died between the two), and a long-``pending`` event queued."""
+        header = self.records.get(run_id)
+        if header is None:
+            return None
+        jobs = self.records.jobs(run_id)
+        repaired, states = False, {}
+        for job in jobs:
+            if job.get("counted"):
+                continue
+            record = self.job(job["id"])
+            if record is not None and record.state in JOB_ENDS:
+                self.job_ended(run_id, job["id"], record)
+                repaired = True
+            elif record is not None:
+                states[record.id] = record.state
+        if repaired:
+            header, jobs = self.records.get(run_id) or header, self.records.jobs(run_id)
+        elif _stale(header):
+            self.queue_event(run_id)
+        view = run_of(header, jobs)
+        for member in view.jobs:  # jobs not yet ended: their state as their records say
+            member.state = states.get(member.id, member.state)
+        return view
+
+
+def trigger(kind: str, requested_by: Requester | None, **more: str | None) -> dict[str, Any]:
+    """A run's trigger from who asked (a job's :class:`Requester`) and what (rule, event id)."""
+    who = requested_by.name or requested_by.kind if requested_by else None
+    return {"type": kind, "requestedBy": who, **{k: v for k, v in more.items() if v}}
+
+
+class RunSlot:
+    """The run new jobs go into, made with its first job: a run of one (``open_`` False), or an
+    open run its creator adds jobs to and then seals (a mirror pass of one rule, a promotion). A
+    slot that never gets a job makes no run."""
+
+    def __init__(
+        self, runs: Runs, new_id: Callable[[], str], kind: str, trigger: dict[str, Any], *, open_: bool = True,
+        retry_of: str | None = None,
+    ) -> None:  # fmt: skip
+        self.runs, self.new_id, self.kind, self.trigger = runs, new_id, kind, trigger
+        self.open_, self.retry_of = open_, retry_of
+        self.id: str | None = None
+        self.made = False
+        self._making = threading.Lock()
+
+    def reserve(self) -> str:
+        """The run's id (chosen now; the run is made with its first job)."""
+        if self.id is None:
+            self.id = self.new_id()
+        return self.id
+
+    def add(self, job: JobRecord) -> None:
+        """The job into the run (a pass may submit several jobs at once: one makes the run)."""
+        member = {"id": job.id, "source": job.source, "targets": job.targets}
+        with self._making:
+            if not self.made:
+                run = self.reserve()
+                self.runs.open(run, self.kind, self.trigger, [member], open_=self.open_, retry_of=self.retry_of)
+                self.made = True
+                return
+        self.runs.add(self.reserve(), member)
+
+    def seal(self, up_to_date: int = 0) -> None:
+        if self.made and self.open_ and self.id is not None:
+            self.runs.seal(self.id, up_to_date)
+
+
+def _queued(header: dict[str, Any]) -> dict[str, Any] | None:
+    event = header.get("event") or {}
+    if event.get("state") != "pending":
+        return None
+    return {"event": {**event, "state": "queued"}}
+
+
+def _stale(header: dict[str, Any]) -> bool:
+    event = header.get("event") or {}
+    ended = header.get("endedAt")
+    if header.get("state") not in ENDED or event.get("state") != "pending" or not ended:
+        return False
+    at = datetime.fromisoformat(ended) if isinstance(ended, str) else ended
+    return bool(datetime.now(UTC) - at > PENDING_GRACE)
+
+
+__all__ = ["MESSAGE_CHARS", "Runs", "run_of"]
