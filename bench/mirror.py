@@ -1,8 +1,9 @@
 """The cost of one mirror pass: a source registry with one image under N tags (default 1,000),
 an empty target, a dry pass and an enqueueing pass of a rule selecting every version tag.
 
-Each pass is timed straight against the registries (wall seconds, Ferry's CPU seconds, and the
-CPU seconds the two ``docker-registry`` processes spent answering), then run once more through the
+Each pass is timed straight against the registries (dry and enqueueing runs interleaved after a
+warm-up run; the median run reported): wall seconds, Ferry's CPU seconds, and the
+CPU seconds the two ``docker-registry`` processes spent answering, then run once more through the
 fake Docker Hub (tests/harness/fakehub.py, limit out of reach) to count the source's requests by
 kind independently of Ferry. Planning is timed on a tag list of openjdk's size (about 18,000
 tags, generated in its shapes): CPU seconds of ``Mirror.explain``. Prints a JSON document.
