@@ -294,10 +294,7 @@ class BlobOps:
             except FerryError as error:
                 if await self._landed(repo, desc, session):
                     return
-                # A session resumed after a cut (a registry restarted mid-PATCH) may hold bytes the
-                # registry never wrote whole: its refusal of the finish (DIGEST_INVALID) is worth
-                # one more try from a fresh session; the source's bytes are digest-checked anyway.
-                await attempts.failed(error, retryable=error.retryable or session.resumed)
+                await attempts.failed(error, retryable=error.retryable or session.resumed)  # see Session
             except BaseException:
                 await self.cancel_upload(session.location, repo)
                 raise

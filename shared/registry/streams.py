@@ -54,7 +54,9 @@ def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
 
 class Session:
     """An upload session, where the registry last said it continues (its ``Location``), and
-    whether its bytes went up in more than one piece after a failure (``resumed``)."""
+    whether its bytes went up in more than one piece after a failure (``resumed``): a registry
+    restarted mid-``PATCH`` may keep bytes it never wrote whole and refuse the finish
+    (``DIGEST_INVALID``), which is then worth a fresh session (the source is digest-checked)."""
 
     __slots__ = ("location", "resumed")
 
