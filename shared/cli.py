@@ -327,8 +327,8 @@ def _rules(args: argparse.Namespace) -> int:
     from shared.automation import commands
 
     if args.rules_command == "match":
-        return commands.match(args.image, args.rules)
-    return commands.plan(args.file) if args.rules_command == "plan" else commands.check(args.file)
+        return commands.match(args.image, args.rules, os.environ)
+    return commands.plan(args.file, os.environ) if args.rules_command == "plan" else commands.check(args.file)
 
 
 def _through_service(args: argparse.Namespace) -> int | None:

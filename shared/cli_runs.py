@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shared.cli_service import _refused, client_of
+from shared.cli_service import _refused, answered, client_of
 from shared.errors import ServiceError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
 
@@ -117,26 +117,24 @@ def wait(client: ServiceClient, run_id: str, poll: float = 0.5) -> int:
 
 def runs(args: argparse.Namespace) -> int:
     """``ferry runs list|show|wait|cancel|retry``."""
-    client = client_of(args)
-    try:
+
+    def ask(client: ServiceClient) -> int | dict[str, Any]:
         if args.runs_command == "wait":
             return wait(client, args.id)
         if args.runs_command == "list":
-            doc = client.runs(args.kind, args.state, args.limit)
-        elif args.runs_command == "cancel":
-            doc = client.cancel_run(args.id)
-        elif args.runs_command == "retry":
+            return client.runs(args.kind, args.state, args.limit)
+        if args.runs_command == "cancel":
+            return client.cancel_run(args.id)
+        if args.runs_command == "retry":
             doc = client.retry_run(args.id)
             print(
                 f"ferry: run {doc['id']} retries the failures of {args.id}; `ferry runs wait {doc['id']}`",
                 file=sys.stderr,
             )
-        else:
-            doc = client.run(args.id)
-    except ServiceError as exc:
-        return _refused(exc)
-    print(json.dumps(doc, indent=2))
-    return EXIT_OK
+            return doc
+        return client.run(args.id)
+
+    return answered(args, ask)
 
 
 def add_parser(commands: Any) -> None:

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ServiceError
@@ -169,11 +170,23 @@ def _refused(exc: ServiceError) -> int:
     return EXIT_FAILED
 
 
+def answered(args: argparse.Namespace, ask: Callable[[ServiceClient], int | dict[str, Any]]) -> int:
+    """Ask the service (``ask`` returns an exit code, or the answer to print as JSON); a refusal
+    is printed as the service gave it."""
+    try:
+        done = ask(client_of(args))
+    except ServiceError as exc:
+        return _refused(exc)
+    if isinstance(done, int):
+        return done
+    print(json.dumps(done, indent=2))
+    return EXIT_OK
+
+
 def jobs(args: argparse.Namespace) -> int:
     """``ferry jobs list|show|cancel|retry|wait``."""
 
-    client = client_of(args)
-    try:
+    def ask(client: ServiceClient) -> int | dict[str, Any]:
         if args.jobs_command == "wait":
             return follow(client, args.id)
         if args.jobs_command == "retry":
@@ -183,14 +196,12 @@ def jobs(args: argparse.Namespace) -> int:
             if (args.output or ("table" if sys.stdout.isatty() else "json")) == "table":
                 print(table(doc.get("items") or []))
                 return EXIT_OK
-        elif args.jobs_command == "cancel":
-            doc = client.cancel(args.id)
-        else:
-            doc = client.job(args.id)
-    except ServiceError as exc:
-        return _refused(exc)
-    print(json.dumps(doc, indent=2))
-    return EXIT_OK
+            return doc
+        if args.jobs_command == "cancel":
+            return client.cancel(args.id)
+        return client.job(args.id)
+
+    return answered(args, ask)
 
 
 #: ``ferry jobs list``'s table: (heading, how a job shows in that column).

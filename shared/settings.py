@@ -131,14 +131,7 @@ class Settings(BaseModel):
     def credential(self, name: str | None) -> Credential:
         if name is None:
             return Anonymous()
-        found = self.credentials.get(credential_key(name))
-        if found is None:
-            prefix = credential_env(name)
-            raise ConfigurationError(
-                f"credential {name!r} is not configured (set {prefix}_USERNAME and {prefix}_PASSWORD; "
-                "a password alone is an access token)"
-            )
-        return found.credential()
+        return named_credential(self.credentials, name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -189,6 +182,19 @@ def _registry_list(raw: str, setting: str) -> frozenset[str]:
         return frozenset(parse_registry(r) for r in raw.split(",") if r.strip())
     except ValueError as exc:
         raise ConfigurationError(f"setting {setting}: {exc}") from None
+
+
+def named_credential(credentials: Mapping[str, NamedCredential], name: str) -> Credential:
+    """The credential configured as ``name`` (``FERRY_CREDENTIAL_<NAME>_*``), or an error naming
+    the settings to set."""
+    found = credentials.get(credential_key(name))
+    if found is None:
+        prefix = credential_env(name)
+        raise ConfigurationError(
+            f"credential {name!r} is not configured (set {prefix}_USERNAME and {prefix}_PASSWORD; "
+            "a password alone is an access token)"
+        )
+    return found.credential()
 
 
 def named_credentials(env: Mapping[str, str]) -> dict[str, NamedCredential]:

@@ -292,3 +292,27 @@ def test_ctrl_c_mid_streamed_upload_deletes_the_session_on_the_registry(target_r
         assert not any(m == "PUT" and "/manifests/" in p for m, p in relay.requests)
     finally:
         relay.stop()
+
+
+LOADED = (
+    "import sys, json\nfrom shared import cli\ncode = cli.main(sys.argv[1:])\n"
+    "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} | {m for m in sys.modules if m.startswith('shared.')})))\n"
+    "sys.exit(code)"
+)
+
+
+async def test_a_local_import_without_verify_loads_no_verifier_telemetry_or_service_client(
+    open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """Start-up: a local ``ferry import`` imports only what it runs; no signature checks (cryptography,
+    rfc8785), telemetry, Azure SDK or the service's client unless it is asked for."""
+    await seed(open_reg, repo, make_image(seed="lean"), "v1")
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "shared.importing.run" in loaded  # the import ran here
+    heavy = {"shared.verify", "cryptography", "rfc8785", "opentelemetry", "azure", "shared.service.client"}
+    assert not heavy & loaded, heavy & loaded

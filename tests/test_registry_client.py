@@ -173,3 +173,20 @@ async def test_put_blob_finds_present_blobs_either_way(open_reg: Reg, repo: str,
         assert await dst.put_blob(blob.descriptor, open_at) == "present"
         assert await client.blob_exists(repo, blob.descriptor.digest) == len(blob.data)
     assert sent == [0]
+
+
+async def test_a_registrys_cookies_are_not_kept_or_sent_back() -> None:
+    """Ferry keeps no cookie jar: what a registry sets is not carried to its next request (and
+    no answer is parsed for cookies, a tenth of a mirror pass's ``HEAD``)."""
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        body = json.dumps({"name": "a/b", "tags": ["v1"]}).encode()
+        return 200, {"Content-Type": "application/json", "Set-Cookie": "session=s3cret; Path=/"}, body
+
+    with fake_server(respond) as (host, seen):
+        async with RegistryClient(host, options=FAST) as client:
+            await client.list_tags("a/b")
+            await client.list_tags("a/b")
+            assert not client.transport.http.cookies
+    assert len(seen) == 2
+    assert all("cookie" not in {k.lower() for k in h} for _, _, h in seen)

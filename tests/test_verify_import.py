@@ -160,7 +160,7 @@ async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
 ) -> None:
     """Resolve once, verify that digest, copy that digest: the source tag moved to an unsigned
     image right after the check (containers/skopeo#560) changes nothing that is copied."""
-    from shared.importing import run
+    from shared.verify import verifier  # run_import imports it when a policy is given
 
     root = await signed_image(open_reg, repo)
     swapped = make_image(seed=f"{repo}-swap")
@@ -171,7 +171,7 @@ async def test_the_verified_digest_is_the_one_copied_even_if_the_tag_moves(
         await seed(open_reg, repo, swapped, "1.0")  # the attacker's push, after the check
         return verdict
 
-    monkeypatch.setattr(run, "verify", verify_then_move_the_tag)
+    monkeypatch.setattr(verifier, "verify", verify_then_move_the_tag)
     result = await promote(open_reg, target_reg, repo, prod_policy(tmp_path))
     assert result["digest"] == str(root.digest)
     async with target_reg.client() as client:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
+from collections.abc import Mapping
 
 from shared import environment
 from shared.automation.plan import plan as plan_mirrors
@@ -21,7 +21,7 @@ from shared.credentials.resolver import Resolver
 from shared.errors import ConfigurationError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from shared.oci.reference import parse_reference
-from shared.settings import credential_env, credential_key, named_credentials
+from shared.settings import named_credential, named_credentials
 from shared.text import clean
 
 DEFAULT_RULES = "rules.yaml"
@@ -45,28 +45,22 @@ def _load(file: str) -> Rules | int:
         return _refused(exc)
 
 
-def plan(file: str) -> int:
+def plan(file: str, env: Mapping[str, str]) -> int:
     """One JSON document: per mirror, the tags it would select, skip (and why) and miss; exit 1
-    when a mirror's tags could not be listed."""
+    when a mirror's tags could not be listed. ``env``: the settings (named credentials, the
+    transport, the pull floor), handed in by the command's root."""
     rules = _load(file)
     if isinstance(rules, int):
         return rules
     try:
-        named = named_credentials(os.environ)
-        options = environment.transport(os.environ, loopback_default=True)
-        reserve = environment.RATELIMIT_FLOOR.whole(os.environ)
+        named = named_credentials(env)
+        options = environment.transport(env, loopback_default=True)
+        reserve = environment.RATELIMIT_FLOOR.whole(env)
     except ConfigurationError as exc:
         return _refused(exc)
 
     def lookup(name: str) -> Credential:
-        found = named.get(credential_key(name))
-        if found is None:
-            prefix = credential_env(name)
-            raise ConfigurationError(
-                f"credential {name!r} is not configured (set {prefix}_USERNAME and {prefix}_PASSWORD; "
-                "a password alone is an access token)"
-            )
-        return found.credential()
+        return named_credential(named, name)
 
     report = asyncio.run(plan_mirrors(rules, Resolver(lookup), options, reserve))
     print(json.dumps(report, indent=2))
@@ -107,10 +101,10 @@ def check(file: str) -> int:
     return EXIT_OK
 
 
-def match(image: str, file: str | None) -> int:
+def match(image: str, file: str | None, env: Mapping[str, str]) -> int:
     """Per promotion, whether a push of ``image`` matches and why, as the service explains an
     event; exit 0 when one matches, 1 when none does."""
-    path = file or os.environ.get("FERRY_RULES_FILE") or DEFAULT_RULES
+    path = file or env.get("FERRY_RULES_FILE") or DEFAULT_RULES
     try:
         ref = parse_reference(image)
     except ValueError as exc:

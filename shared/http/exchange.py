@@ -122,6 +122,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         headers = [(k, v) for k, v in raw if k.lower() != b"content-encoding"] if encoding else raw
         assert isinstance(response.stream, httpx.AsyncByteStream)
         body = GuardedBody(response.stream, request, response, op, self)
+        if encoding is None:  # the answer as it came, its body guarded (no second Response to build)
+            response.stream = body
+            response.extensions = {**response.extensions, ENCODING: None}
+            return response
         return httpx.Response(
             response.status_code,
             headers=headers,
@@ -154,10 +158,12 @@ class GuardedBody(httpx.AsyncByteStream):
         if status >= 300:  # a redirect, an error, a 401: never content, whatever the request's cap
             cap = SMALL_BODY if cap is None else min(cap, SMALL_BODY)
         self._cap = cap
-        bodiless = request.method == "HEAD" or status in (204, 304)  # Content-Length is the GET's
-        self._declared = None if bodiless else header_int(headers.get("content-length"))
+        self._bodiless = request.method == "HEAD" or status in (204, 304)  # Content-Length is the GET's
+        self._declared = None if self._bodiless else header_int(headers.get("content-length"))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._bodiless:  # framed as having no body (RFC 9112 §6.3): nothing is read, so nothing to bound
+            return
         options = self._owner.options
         window, quota = options.stall_window, int(options.stall_floor * options.stall_window)
         waited, arrived, total = 0.0, 0, 0

@@ -10,7 +10,9 @@ import httpx
 
 #: The longest response head (status line and headers) accepted.
 MAX_HEAD = 64 * 1024
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: What a received field value or reason phrase may hold: VCHAR, obs-text, SP and HTAB.
+_RECEIVED = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 
 def protocol_error(message: str, request: httpx.Request) -> httpx.RemoteProtocolError:
@@ -18,7 +20,7 @@ def protocol_error(message: str, request: httpx.Request) -> httpx.RemoteProtocol
 
 
 def _is_token(name: bytes) -> bool:
-    return bool(name) and all(c in _TCHAR for c in name)
+    return bool(name) and not name.translate(None, _TCHAR)  # nothing left once tchars are deleted
 
 
 def _is_field_value(value: bytes) -> bool:
@@ -34,7 +36,7 @@ _MAX_CHUNK_DIGITS = 16
 def _is_received_value(value: bytes) -> bool:
     """Only VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5): no control character, which a terminal
     would obey, in a field value or a reason phrase Ferry accepts."""
-    return not value.translate(None, delete=b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)))
+    return not value.translate(None, _RECEIVED)
 
 
 def parse_chunk_size(line: bytes) -> int | None:

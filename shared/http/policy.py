@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import re
 import socket
@@ -65,6 +66,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of the name, asked on every request
 def is_loopback(host: str) -> bool:
     if host.lower().rstrip(".") == "localhost":
         return True

@@ -303,7 +303,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         key: Key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         authority = url.netloc.decode("ascii")
-        await within(self._slots.acquire(), timeouts.get("pool"), Phase.POOL, request)
+        if self._slots.locked():  # a wait for a slot, bounded by the pool timeout
+            await within(self._slots.acquire(), timeouts.get("pool"), Phase.POOL, request)
+        else:
+            await self._slots.acquire()  # free: taken at once, no timer to arm
         connection: Connection | None = None
         try:
             connection = self._take(key)

@@ -299,7 +299,8 @@ class Connection:
                 wire.write(b"0\r\n\r\n")
             elif expected is not None and sent != expected:
                 raise httpx.LocalProtocolError("request body shorter than its Content-Length", request=request)
-            await within(wire.drain(), write_timeout, Phase.WRITE, request)
+            if wire.congested:  # otherwise asyncio has the bytes (or sent them): nothing to wait for
+                await within(wire.drain(), write_timeout, Phase.WRITE, request)
         except ConnectionError as exc:
             raise httpx.WriteError(f"{type(exc).__name__} (WriteError)", request=request) from exc
 

@@ -25,10 +25,10 @@ from shared.importing.result import ImportResult
 from shared.importing.run import MayTag, run_import
 from shared.importing.spec import ImportSpec
 from shared.registry import RegistryClient
-from shared.verify.policy import Policy
 
-if TYPE_CHECKING:  # the ARM engine's modules only when it runs
+if TYPE_CHECKING:  # the ARM engine's modules only when it runs; shared.verify only with a policy
     from shared.importing.arm import ArmSource
+    from shared.verify.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,31 @@ class BlobCounts:
 
 
 @dataclass(slots=True)
+class PlannedManifest:
+    """A manifest a dry run would copy, and whether the target holds it already."""
+
+    digest: str
+    mediaType: str
+    present: bool
+
+
+@dataclass(slots=True)
+class DryRunPlan:
+    """What a dry run found: what would be copied, mounted or is present (fields in JSON order)."""
+
+    manifests: list[PlannedManifest]
+    blobs: int
+    uniqueBytes: int
+    blobsPresent: int
+    bytesPresent: int
+    blobsToMount: int
+    blobsToCopy: int
+    bytesToCopy: int
+    foreignBlobs: int
+    referrers: list[str]
+
+
+@dataclass(slots=True)
 class ImportResult:
     """The import's outcome: the image (``digest``...), where it landed (``targets``), what moved
     (a copy), what would (a dry run's ``plan``), or ACR's operation (``arm``)."""
@@ -33,7 +58,7 @@ class ImportResult:
     targets: list[str] | None = None
     upToDate: bool | None = None
     dryRun: bool | None = None
-    plan: dict[str, Any] | None = None
+    plan: DryRunPlan | None = None
     manifests: int | None = None
     manifestsPresent: int | None = None
     blobs: BlobCounts | None = None

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared import stopping, telemetry
 from shared.content.protocols import Source, Target
@@ -28,14 +29,15 @@ from shared.engine.copy import CopyOptions, copy_graph, totals
 from shared.engine.plan import Plan, PlanOptions, build_plan
 from shared.engine.progress import Progress, Reporter
 from shared.errors import DigestMismatchError, TagExistsError
-from shared.importing.result import BlobCounts, ImportResult
+from shared.importing.result import BlobCounts, DryRunPlan, ImportResult, PlannedManifest
 from shared.importing.spec import ImportSpec, TargetRef
 from shared.oci.manifest import Descriptor
 from shared.registry.client import RegistryClient
 from shared.registry.store import RegistryRepository, RegistryTargets
-from shared.verify.carry import carry
-from shared.verify.policy import Policy
-from shared.verify.verifier import Verdict, enforce, verify
+
+if TYPE_CHECKING:  # shared.verify (cryptography, rfc8785) loads only when a policy is given
+    from shared.verify.policy import Policy
+    from shared.verify.verifier import Verdict
 
 #: Asked right before a tag moves: may this job move it? (No, when a newer job wants the tag.)
 MayTag = Callable[[TargetRef], Awaitable[bool]]
@@ -88,28 +90,28 @@ def root_present(current: dict[TargetRef, Descriptor | None], repository: str, r
     return any(desc is not None and desc.digest == root.digest for desc in mine)
 
 
-async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry: bool) -> dict[str, Any]:
+async def _dry_run(spec: ImportSpec, plan: Plan, targets: Targets, same_registry: bool) -> DryRunPlan:
     dst = targets(spec.repositories[0])
     blobs = [b for b in plan.blobs.values() if not b.is_foreign]
     present = await asyncio.gather(*(dst.exists(b) for b in blobs))
     here = [b for b, p in zip(blobs, present, strict=True) if p]
     missing = [b for b, p in zip(blobs, present, strict=True) if not p]
     manifests_present = await asyncio.gather(*(dst.exists(m) for m in plan.manifests.values()))
-    return {
-        "manifests": [
-            {"digest": str(d.digest), "mediaType": d.media_type, "present": p}
+    return DryRunPlan(
+        manifests=[
+            PlannedManifest(digest=str(d.digest), mediaType=d.media_type, present=p)
             for d, p in zip(plan.manifests.values(), manifests_present, strict=True)
         ],
-        "blobs": len(plan.blobs),
-        "uniqueBytes": plan.unique_bytes,
-        "blobsPresent": len(here),
-        "bytesPresent": sum(b.size for b in here),
-        "blobsToMount": len(missing) if same_registry else 0,
-        "blobsToCopy": 0 if same_registry else len(missing),
-        "bytesToCopy": 0 if same_registry else sum(b.size for b in missing),
-        "foreignBlobs": len(plan.blobs) - len(blobs),
-        "referrers": [str(r.digest) for r, _ in plan.referrers],
-    }
+        blobs=len(plan.blobs),
+        uniqueBytes=plan.unique_bytes,
+        blobsPresent=len(here),
+        bytesPresent=sum(b.size for b in here),
+        blobsToMount=len(missing) if same_registry else 0,
+        blobsToCopy=0 if same_registry else len(missing),
+        bytesToCopy=0 if same_registry else sum(b.size for b in missing),
+        foreignBlobs=len(plan.blobs) - len(blobs),
+        referrers=[str(r.digest) for r, _ in plan.referrers],
+    )
 
 
 def _describe(spec: ImportSpec, root: Descriptor, plan: Plan | None) -> ImportResult:
@@ -136,25 +138,30 @@ def up_to_date(spec: ImportSpec, root: Descriptor, current: dict[TargetRef, Desc
     return all(desc is not None and desc.digest == root.digest for desc in current.values())
 
 
-async def _copy(
-    spec: ImportSpec,
-    src: Source,
-    targets: Targets,
-    plan: Plan,
-    current: dict[TargetRef, Descriptor | None],
-    concurrency: int,
-    reporter: Reporter,
-    may_tag: MayTag | None = None,
-    verdict: Verdict | None = None,
-) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One copy's parts, resolved and planned: what ``_copy`` and ``_copy_graphs`` work on."""
+
+    spec: ImportSpec
+    src: Source
+    targets: Targets
+    plan: Plan
+    current: dict[TargetRef, Descriptor | None]
+    concurrency: int
+    reporter: Reporter
+    verdict: Verdict | None = None
+
+
+async def _copy(job: _Copy, may_tag: MayTag | None = None) -> list[str]:
     """Copy the graph and its proof (:mod:`shared.verify.carry`) into each target repository
     (later ones mount from the first), then tag; returns the tags a newer job wanted, not moved."""
+    spec, plan, current, targets = job.spec, job.plan, job.current, job.targets
     superseded: list[str] = []
-    progress = reporter.progress
+    progress = job.reporter.progress
     totals(plan, progress)
     progress.manifests_total *= len(spec.repositories)
     progress.blobs_total *= len(spec.repositories)
-    await _copy_graphs(spec, src, targets, plan, current, concurrency, reporter, verdict)
+    await _copy_graphs(job)
     data = plan.data[plan.root.digest]
     moving = [t for t in spec.tagged if (d := current[t]) is None or d.digest != plan.root.digest]
     if may_tag is not None:  # a newer job for the same tag wins, whichever finishes first
@@ -164,34 +171,28 @@ async def _copy(
     stopping.commit()  # the last point a stop applies: from here every tag moves, or the import fails
     with telemetry.phase("tags", **{"ferry.tags": [str(t) for t in moving]}):
         await asyncio.gather(*(targets(t.repository).tag(plan.root, data, t.tag or "") for t in moving))
-    reporter.tick(force=True)
+    job.reporter.tick(force=True)
     return superseded
 
 
-async def _copy_graphs(
-    spec: ImportSpec,
-    src: Source,
-    targets: Targets,
-    plan: Plan,
-    current: dict[TargetRef, Descriptor | None],
-    concurrency: int,
-    reporter: Reporter,
-    verdict: Verdict | None,
-) -> None:
+async def _copy_graphs(job: _Copy) -> None:
     """The graph into each target repository, the first streamed, the others mounted from it;
     with a verdict, the signatures that verified it after it."""
     first: str | None = None
-    tagged = {t.repository for t in spec.tagged}
-    for repository in spec.repositories:
+    tagged = {t.repository for t in job.spec.tagged}
+    for repository in job.spec.repositories:
         options = CopyOptions(
-            concurrency=concurrency,
+            concurrency=job.concurrency,
             mount_from=first,
             push_root=repository not in tagged,
-            root_present=root_present(current, repository, plan.root),
+            root_present=root_present(job.current, repository, job.plan.root),
         )
-        await copy_graph(src, targets(repository), plan, options, reporter)
-        if verdict is not None and not plan.filtered:  # a filtered index is a new, unsigned digest
-            await carry(verdict.evidence, src, targets(repository), mount_from=first, concurrency=concurrency)
+        await copy_graph(job.src, job.targets(repository), job.plan, options, job.reporter)
+        if job.verdict is not None and not job.plan.filtered:  # a filtered index is a new, unsigned digest
+            from shared.verify.carry import carry  # noqa: PLC0415 - shared.verify loads only with a policy
+
+            dst = job.targets(repository)
+            await carry(job.verdict.evidence, job.src, dst, mount_from=first, concurrency=job.concurrency)
         first = first or repository
 
 
@@ -242,7 +243,8 @@ async def run_import(
         result.plan = await _dry_run(spec, plan, targets, source.registry == target.registry)
     else:
         reporter = Reporter(Progress(), on_progress, progress_interval)
-        superseded = await _copy(spec, src, targets, plan, current, concurrency, reporter, may_tag, verdict)
+        job = _Copy(spec, src, targets, plan, current, concurrency, reporter, verdict)
+        superseded = await _copy(job, may_tag)
         _counts(result, plan, reporter.progress)
         if superseded:
             result.superseded = superseded  # a newer job asked for these tags: not moved
@@ -264,6 +266,8 @@ async def _verify(policy: Policy | None, source: RegistryClient, spec: ImportSpe
     """The resolved digest, verified before anything else is read or copied (``enforce`` raises)."""
     if policy is None:
         return None
+    from shared.verify.verifier import enforce, verify  # noqa: PLC0415 - cryptography only with a policy
+
     verdict = await verify(policy, source, spec.source.repository, root)
     enforce(verdict)
     return verdict

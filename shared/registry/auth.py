@@ -237,17 +237,11 @@ class RegistryAuth(httpx.Auth):
                 form.append(("tenant", tenant))
             exchange = realm.copy_with(path=realm.path[: -len("/token")] + "/exchange", query=None)
             doc = await self._post(exchange, form, "exchange token")
-            refresh = doc.get("refresh_token")
-            if not isinstance(refresh, str) or not _TOKEN.fullmatch(refresh):
-                raise AuthenticationError(
-                    op="exchange token",
-                    origin=self.side.label,
-                    method="POST",
-                    url=str(exchange),
-                    status=200,
-                    problem="token exchange answered without a usable refresh_token",
-                )
-            register_secret(refresh)
+            refresh = self._usable(
+                doc.get("refresh_token"),
+                ("exchange token", "POST", str(exchange)),
+                "token exchange answered without a usable refresh_token",
+            )
             self._acr_refresh = CachedToken(refresh, now, expires_at(now, None, refresh))
             return refresh
 
@@ -298,16 +292,18 @@ class RegistryAuth(httpx.Auth):
             raise refused(op, self.side, response, "token service answered with something that is not a JSON object")
         return doc
 
-    def _usable(self, value: object) -> str:
-        """A token that can go into a header, registered as a secret; else AuthenticationError."""
+    def _usable(
+        self,
+        value: object,
+        asked: tuple[str, str, str] = ("fetch token", "", ""),
+        problem: str = "token service answered without a usable token",
+    ) -> str:
+        """A token that can go into a header, registered as a secret; else AuthenticationError
+        naming what was ``asked`` (operation, method, URL) of the token service."""
         if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            op, method, url = asked
             raise AuthenticationError(
-                op="fetch token",
-                origin=self.side.label,
-                method="",
-                url="",
-                status=200,
-                problem="token service answered without a usable token",
+                op=op, origin=self.side.label, method=method, url=url, status=200, problem=problem
             )
         register_secret(value)
         return value

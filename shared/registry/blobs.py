@@ -294,7 +294,7 @@ class BlobOps:
             except FerryError as error:
                 if await self._landed(repo, desc, session):
                     return
-                await attempts.failed(error)
+                await attempts.failed(error, retryable=error.retryable or session.resumed)  # see Session
             except BaseException:
                 await self.cancel_upload(session.location, repo)
                 raise
@@ -323,6 +323,7 @@ class BlobOps:
                 raise
             except FerryError as exc:
                 session.location, offset = await self._chunk_failed(repo, session.location, exc, attempts)
+                session.resumed = True
                 log.info("upload of %s to %s/%s resumes at byte %d", desc.digest, self.registry, repo, offset)
             finally:
                 await source.aclose()

@@ -53,13 +53,17 @@ def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
 
 
 class Session:
-    """An upload session, where the registry last said it continues (its ``Location``)."""
+    """An upload session, where the registry last said it continues (its ``Location``), and
+    whether its bytes went up in more than one piece after a failure (``resumed``): a registry
+    restarted mid-``PATCH`` may keep bytes it never wrote whole and refuse the finish
+    (``DIGEST_INVALID``), which is then worth a fresh session (the source is digest-checked)."""
 
-    __slots__ = ("location",)
+    __slots__ = ("location", "resumed")
 
     def __init__(self, location: httpx.URL | None) -> None:
         assert location is not None
         self.location = location
+        self.resumed = False
 
 
 class Slicer:
