@@ -125,7 +125,8 @@ def operations(svc: Services, src: str, dst: str, jobs: int) -> dict[str, Any]:
     run_id = api.post("/api/runs", json=_batch(src, dst, jobs, "ops")).json()["id"]
     submitted = dict(counting.calls)
     drain(svc)
-    state = (store.get(run_id) or {}).get("state")
+    record = store.get(run_id)
+    state = record.state if record is not None else None
     total = dict(counting.calls)
     ended = {k: total[k] - submitted.get(k, 0) for k in total}
     return {"jobs": jobs, "state": state, "atSubmit": submitted, "asJobsEnd": ended,

@@ -189,11 +189,11 @@ def test_a_worker_dying_between_a_jobs_end_and_the_runs_update_still_gives_one_e
     with pytest.raises(Died):
         drain(svc)
     assert record_json(svc, job_id)["state"] == "succeeded"  # type: ignore[index]  # the job ended...
-    assert svc.runs.records.get(run_id)["state"] == "running"  # type: ignore[index]  # ...the run never heard
+    assert svc.runs.records.get(run_id).state == "running"  # type: ignore[union-attr]  # ...the run never heard
     # Its message comes back after the lease; the next worker finds the job finished and counts it.
     time.sleep(5.5)
     drain(svc)
-    assert svc.runs.records.get(run_id)["state"] == "succeeded"  # type: ignore[index]
+    assert svc.runs.records.get(run_id).state == "succeeded"  # type: ignore[union-attr]
     assert [e["subject"] for e in delivered(svc, receiver, 1)] == [run_id]
     api.get(f"/api/runs/{run_id}")  # another look repairs nothing more
     delivered(svc, receiver, 1)
@@ -210,7 +210,7 @@ def test_a_look_at_a_run_repairs_what_a_dead_worker_left(
     job_id = api.post("/api/imports", json=item(open_reg, f"{repo}:v1", target_reg, f"{repo}:d")).json()["id"]
     drain(svc)
     run_id = api.get(f"/api/imports/{job_id}").json()["run"]
-    assert svc.runs.records.get(run_id)["state"] == "running"  # type: ignore[index]
+    assert svc.runs.records.get(run_id).state == "running"  # type: ignore[union-attr]
     run = api.get(f"/api/runs/{run_id}").json()
     assert run["state"] == "succeeded" and run["counts"]["succeeded"] == 1
     assert run["targets"][0]["target"] == f"{target_reg.host}/{repo}:d" and run["targets"][0]["digest"].startswith(

@@ -12,6 +12,10 @@ still waiting for it. A worker that dies between a job's end and this transactio
 job's row uncounted; the next report of the job's end (its message's redelivery, or a look at
 the run) counts it.
 
+The row format is this module's alone: :func:`header_row` / :func:`record_of` for the run's
+record (:class:`~shared.runs.model.RunRecord`), :func:`job_row` / :func:`job_of` for a job's row
+(:class:`~shared.runs.model.StoredJob`); everything above works on the typed values.
+
 Table operations a run adds: creating it, one transaction per 100 jobs (the first with the
 run's record); per job, two point reads and one transaction when it ends (more only when two
 workers collide on the run's ETag); one read and one merge per event state change.
@@ -21,10 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -32,15 +36,31 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.azure_storage.store import StorageConfig, _table_service
 from shared.runs.event import event_id, event_type
-from shared.runs.model import ENDED, Counts, JobEnd, outcome
+from shared.runs.model import (
+    ENDED,
+    Counts,
+    JobEnd,
+    RunChange,
+    RunJob,
+    RunKind,
+    RunRecord,
+    StoredEvent,
+    StoredJob,
+    Trigger,
+    outcome,
+)
 
 HEADER = "run"
 JOB = "job-"
 #: Operations in one entity group transaction (the Table service's limit).
 BATCH = 100
-#: Properties stored as JSON text.
-_NESTED = ("trigger", "event", "targets")
-_COUNTS = ("total", "succeeded", "failed", "cancelled", "upToDate")
+#: A table row as it is written or read: the one place a run is untyped.
+Row = dict[str, Any]
+#: One operation of an entity group transaction.
+Op = tuple[Any, ...]
+#: What a change to a run comes to: the record's fields to merge, and the job's row to write.
+Plan = tuple[RunChange, StoredJob | None]
+_KEYS = ("PartitionKey", "RowKey", "Timestamp")
 
 
 def partition(run_id: str) -> str:
@@ -51,29 +71,62 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in fields.items():
-        if isinstance(value, datetime):
-            out[key] = value.isoformat()
-        elif key in _NESTED:
-            out[key] = "" if value is None else json.dumps(value)
+# -- the row format: the one mapping between a run (and its jobs) and table rows ----------------
+
+
+def header_row(run_id: str, change: RunChange) -> Row:
+    """A run's fields as its record's row to merge: times as ISO text, the trigger and the event
+    as JSON text (empty: none), the counts one column each."""
+    row: Row = {"PartitionKey": partition(run_id), "RowKey": HEADER}
+    for name in change.model_fields_set:
+        value = getattr(change, name)
+        if name == "counts" and value is not None:
+            row.update(value.model_dump())
+        elif name == "trigger":
+            row[name] = "" if value is None else json.dumps(value.model_dump(mode="json", exclude_none=True))
+        elif name == "event":
+            row[name] = "" if value is None else json.dumps(_event_doc(value))
+        elif isinstance(value, datetime):
+            row[name] = value.isoformat()
         elif value is not None:
-            out[key] = value
-    return out
+            row[name] = value
+    return row
 
 
-def _decode(entity: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in entity.items():
-        if key in ("PartitionKey", "RowKey", "Timestamp") or key.startswith("odata"):
-            continue
-        doc[key] = (json.loads(value) if value else None) if key in _NESTED and isinstance(value, str) else value
+def _event_doc(event: StoredEvent) -> Row:
+    doc = event.model_dump(mode="json", exclude_none=True)
+    for name, outcome_ in event.destinations.items():  # an outcome keeps its cleared fields
+        doc["destinations"][name] = outcome_.model_dump(mode="json")
+    if not event.destinations:
+        doc.pop("destinations")
     return doc
 
 
-def counts_of(header: dict[str, Any]) -> Counts:
-    return Counts(**{k: int(header.get(k) or 0) for k in _COUNTS})
+def record_of(run_id: str, entity: Mapping[str, Any]) -> RunRecord:
+    """The run a record's row holds."""
+    doc = {k: v for k, v in entity.items() if k not in _KEYS and not k.startswith("odata")}
+    for name in ("trigger", "event"):
+        text = doc.pop(name, "")
+        if text:
+            doc[name] = json.loads(text)
+    doc["counts"] = Counts(**{k: int(doc.pop(k, 0) or 0) for k in Counts.model_fields})
+    doc["bytes"] = int(doc.get("bytes") or 0)
+    return RunRecord.model_validate({**doc, "id": run_id})
+
+
+def job_row(run_id: str, job: StoredJob) -> Row:
+    """A job's row in its run."""
+    doc = job.model_dump(mode="json", exclude_none=True, exclude={"id"})
+    doc["targets"] = json.dumps(job.targets)
+    return {"PartitionKey": partition(run_id), "RowKey": JOB + job.id, **doc}
+
+
+def job_of(entity: Mapping[str, Any]) -> StoredJob:
+    doc = {k: v for k, v in entity.items() if k not in _KEYS and not k.startswith("odata")}
+    text = doc.pop("targets", "")
+    return StoredJob.model_validate(
+        {**doc, "id": str(entity["RowKey"]).removeprefix(JOB), "targets": json.loads(text) if text else []}
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +134,7 @@ class Counted:
     """What reporting a job's end came to: the run's record as it then stands, and whether this
     report made the run end (then its event is ``pending``, for the caller to queue)."""
 
-    run: dict[str, Any]
+    run: RunRecord
     ended: bool
 
 
@@ -101,129 +154,107 @@ class RunStore:
 
     # -- making a run ----------------------------------------------------------------------
 
-    def create(self, run_id: str, fields: dict[str, Any], jobs: list[dict[str, Any]], *, open_: bool) -> None:
-        """The run's record with ``jobs`` (each ``{"id", "source", "targets"}``), in transactions of
+    def create(
+        self,
+        run_id: str,
+        kind: RunKind,
+        trigger: Trigger,
+        jobs: list[RunJob],
+        *,
+        open_: bool,
+        retry_of: str | None = None,
+    ) -> None:
+        """The run's record with ``jobs`` (their ids, sources and targets), in transactions of
         :data:`BATCH` rows. An open run may have jobs added (:meth:`add_job`) until :meth:`seal`."""
         at = _now()
-        header = {
-            **_encode({"state": "running", "createdAt": at, "updatedAt": at, **fields}),
-            "PartitionKey": partition(run_id),
-            "RowKey": HEADER,
-            "open": open_,
-            **{k: 0 for k in _COUNTS},
-            "total": len(jobs),
-        }
-        rows = [header, *(self._member(run_id, job, n) for n, job in enumerate(jobs))]
+        header = RunChange(
+            state="running", createdAt=at, updatedAt=at, kind=kind, trigger=trigger, retryOf=retry_of,
+            open=open_, counts=Counts(total=len(jobs)),
+        )  # fmt: skip
+        rows = [header_row(run_id, header), *(job_row(run_id, _member(job, n)) for n, job in enumerate(jobs))]
         for at_ in range(0, len(rows), BATCH):
             self.table.submit_transaction([("create", row) for row in rows[at_ : at_ + BATCH]])
 
-    @staticmethod
-    def _member(run_id: str, job: dict[str, Any], n: int) -> dict[str, Any]:
-        """A job's row: ``n`` is its place in the run (jobs made in one millisecond have ids in no order)."""
-        fields = {
-            "state": "queued",
-            "counted": False,
-            "n": n,
-            "source": job.get("source", ""),
-            "targets": job.get("targets"),
-        }
-        return {"PartitionKey": partition(run_id), "RowKey": JOB + job["id"], **_encode(fields)}
-
-    def add_job(self, run_id: str, job: dict[str, Any]) -> None:
+    def add_job(self, run_id: str, job: RunJob) -> None:
         """One more job in an open run: its row and the run's total, in one transaction."""
 
-        def change(header: dict[str, Any]) -> list[tuple[Any, ...]]:
-            if not header.get("open"):
+        def change(header: RunRecord, _member_: StoredJob | None) -> Plan:
+            if not header.open:
                 raise ValueError(f"run {run_id} is sealed: no job can be added")
-            return [
-                ("create", self._member(run_id, job, header["total"])),
-                self._header_op(run_id, header, {"total": header["total"] + 1}),
-            ]
+            counts = header.counts.model_copy(update={"total": header.counts.total + 1})
+            return RunChange(counts=counts), _member(job, header.counts.total)
 
-        self._transact(run_id, None, lambda h, _m: change(h))
+        self._transact(run_id, None, change)  # no read of the job's row: it is made
 
     def seal(self, run_id: str, up_to_date: int = 0) -> Counted:
         """No more jobs: the run ends now if every job it has has ended."""
 
-        def change(header: dict[str, Any]) -> list[tuple[Any, ...]]:
-            if not header.get("open"):
-                return []
-            return [self._header_op(run_id, header, self._ending({**header, "open": False, "upToDate": up_to_date}))]
+        def change(header: RunRecord, _member_: StoredJob | None) -> Plan | None:
+            if not header.open:
+                return None
+            counts = header.counts.model_copy(update={"upToDate": up_to_date})
+            return self._ending(header, header.merged(RunChange(open=False, counts=counts))), None
 
-        return self._transact(run_id, None, lambda h, _m: change(h))
+        return self._transact(run_id, None, change)
 
     # -- a job's end ----------------------------------------------------------------------
 
-    def count(self, run_id: str, job_id: str, end: dict[str, Any]) -> Counted | None:
+    def count(self, run_id: str, end: RunJob) -> Counted | None:
         """Count a job's end (:func:`shared.runs.model.job_end`) once; None when the run has no
         such job (or no such run)."""
-        state: JobEnd = end["state"]
+        state = cast(JobEnd, end.state)
+        given = {k: v for k, v in end.model_dump(exclude={"id"}).items() if v not in (None, "", [])}
 
-        def change(header: dict[str, Any], member: dict[str, Any] | None) -> list[tuple[Any, ...]]:
+        def change(header: RunRecord, member: StoredJob | None) -> Plan | None:
             if member is None:
                 raise LookupError
-            if member.get("counted"):
-                return []
-            counts = counts_of(header).plus(state)
-            fields = {
-                state: getattr(counts, state),
-                "bytes": int(header.get("bytes") or 0) + int(end.get("bytes") or 0),
-            }
-            kept = {k: v for k, v in member.items() if k not in ("id", "_etag")}
-            given = {k: v for k, v in end.items() if v not in (None, "", [])}
-            row = {
-                "PartitionKey": partition(run_id),
-                "RowKey": JOB + job_id,
-                **_encode({**kept, **given, "counted": True}),
-            }
-            return [
-                ("update", row, self._match(member, UpdateMode.REPLACE)),
-                self._header_op(run_id, header, self._ending({**header, **fields})),
-            ]
+            if member.counted:
+                return None
+            after = RunChange(counts=header.counts.plus(state), bytes=header.bytes + end.bytes)
+            row = member.model_copy(update={**given, "counted": True})
+            return self._ending(header, header.merged(after)), row
 
         try:
-            return self._transact(run_id, job_id, change)
+            return self._transact(run_id, end.id, change)
         except LookupError:
             return None
 
-    def _ending(self, header: dict[str, Any]) -> dict[str, Any]:
-        """``header``'s changes, with the run's state from its counts: when it has ended, the end
-        time and its event, ``pending``."""
-        state = outcome(
-            counts_of(header), open_=bool(header.get("open")), cancel_requested=bool(header.get("cancelRequestedAt"))
-        )
-        changes = {k: v for k, v in header.items() if k in (*_COUNTS, "bytes", "open")}
-        changes["state"] = state
-        if state in ENDED and header.get("state") not in ENDED:
-            changes["endedAt"] = _now()
-            changes["event"] = {"id": event_id(header["id"]), "type": event_type(state), "state": "pending"}
-        return changes
-
-    def _header_op(self, run_id: str, header: dict[str, Any], fields: dict[str, Any]) -> tuple[Any, ...]:
-        row = {"PartitionKey": partition(run_id), "RowKey": HEADER, **_encode({**fields, "updatedAt": _now()})}
-        return ("update", row, self._match(header, UpdateMode.MERGE))
+    @staticmethod
+    def _ending(before: RunRecord, after: RunRecord) -> RunChange:
+        """The record's changes (``after``'s counts, bytes, openness), with the run's state from its
+        counts: when it has ended, the end time and its event, ``pending``."""
+        state = outcome(after.counts, open_=after.open, cancel_requested=after.cancelRequestedAt is not None)
+        change = RunChange(counts=after.counts, bytes=after.bytes, open=after.open, state=state)
+        if state in ENDED and before.state not in ENDED:
+            change.endedAt = _now()
+            change.event = StoredEvent(id=event_id(before.id), type=event_type(state), state="pending")
+        return change
 
     @staticmethod
-    def _match(row: dict[str, Any], mode: UpdateMode) -> dict[str, Any]:
-        return {"mode": mode, "etag": row["_etag"], "match_condition": MatchConditions.IfNotModified}
+    def _match(etag: str, mode: UpdateMode) -> Row:
+        return {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
     def _transact(
-        self,
-        run_id: str,
-        job_id: str | None,
-        change: Callable[[dict[str, Any], dict[str, Any] | None], list[tuple[Any, ...]]],
+        self, run_id: str, job_id: str | None, change: Callable[[RunRecord, StoredJob | None], Plan | None]
     ) -> Counted:
-        """Read the run (and the job's row), apply ``change``'s operations in one transaction under
-        the ETags read; on a conflict, read again and ask again."""
+        """Read the run (and the job's row), apply ``change``'s plan in one transaction under the
+        ETags read; on a conflict, read again and ask again."""
         for _ in range(100):
-            header = self._read(run_id, HEADER)
-            if header is None:
+            found = self._read(run_id)
+            if found is None:
                 raise LookupError(run_id)
-            member = self._read(run_id, JOB + job_id) if job_id else None
-            ops = change(header, member)
-            if not ops:
-                header.pop("_etag")
+            header, etag = found
+            member = self._read_job(run_id, job_id) if job_id else None
+            plan = change(header, member[0] if member else None)
+            if plan is None:
                 return Counted(header, False)
+            fields, job = plan
+            fields.updatedAt = _now()
+            ops: list[Op] = []
+            if job is not None:
+                row = job_row(run_id, job)
+                ops.append(("update", row, self._match(member[1], UpdateMode.REPLACE)) if member else ("create", row))
+            ops.append(("update", header_row(run_id, fields), self._match(etag, UpdateMode.MERGE)))
             try:
                 self.table.submit_transaction(ops)
             except (TableTransactionError, ResourceExistsError) as exc:
@@ -231,41 +262,43 @@ class RunStore:
                     continue
                 raise
             # What this transaction wrote, not a read after it: a later writer's end is not ours.
-            written: Any = next((op[1] for op in ops if op[1]["RowKey"] == HEADER), {})
-            after = {**header, **_decode(dict(written))}
-            after.pop("_etag")
-            return Counted(after, header.get("state") not in ENDED and after.get("state") in ENDED)
+            after = header.merged(fields)
+            return Counted(after, header.state not in ENDED and after.state in ENDED)
         raise RuntimeError(f"run {run_id}: its record kept changing under 100 attempts to update it")
 
-    def _read(self, run_id: str, row: str) -> dict[str, Any] | None:
+    def _read(self, run_id: str) -> tuple[RunRecord, str] | None:
         try:
-            entity = self.table.get_entity(partition(run_id), row)
+            entity = self.table.get_entity(partition(run_id), HEADER)
         except ResourceNotFoundError:
             return None
-        return {**_decode(dict(entity)), "id": run_id, "_etag": entity.metadata["etag"]}
+        return record_of(run_id, entity), str(entity.metadata["etag"])
+
+    def _read_job(self, run_id: str, job_id: str) -> tuple[StoredJob, str] | None:
+        try:
+            entity = self.table.get_entity(partition(run_id), JOB + job_id)
+        except ResourceNotFoundError:
+            return None
+        return job_of(entity), str(entity.metadata["etag"])
 
     # -- reading --------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
+    def get(self, run_id: str) -> RunRecord | None:
         """The run's record, or None."""
-        found = self._read(run_id, HEADER) if run_id.isalnum() else None
-        if found is not None:
-            found.pop("_etag")
-        return found
+        found = self._read(run_id) if run_id.isalnum() else None
+        return found[0] if found else None
 
-    def jobs(self, run_id: str) -> list[dict[str, Any]]:
+    def jobs(self, run_id: str) -> list[StoredJob]:
         """The run's jobs as it counted them, in the order they were added."""
         query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
         rows = self.table.query_entities(query, parameters={"p": partition(run_id), "lo": JOB, "hi": "job."})
-        found = [{**_decode(dict(e)), "id": str(e["RowKey"]).removeprefix(JOB)} for e in rows]
-        return sorted(found, key=lambda j: int(j.pop("n", 0)))
+        return sorted((job_of(e) for e in rows), key=lambda j: j.n)
 
     def list(
         self, kind: str | None, state: str | None, limit: int, continuation: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[RunRecord], str | None]:
         """Runs newest first, ``limit`` a page, filtered by kind and state."""
         query = "PartitionKey ge 'run-' and PartitionKey lt 'run.' and RowKey eq 'run'"
-        parameters: dict[str, Any] = {}
+        parameters: dict[str, str] = {}
         for name, value in (("kind", kind), ("state", state)):
             if value:
                 query += f" and {name} eq @{name}"
@@ -274,26 +307,26 @@ class RunStore:
             continuation_token=json.loads(continuation) if continuation else None
         )
         page: Iterator[Any] = next(pages, iter(()))
-        items = [{**_decode(dict(e)), "id": str(e["PartitionKey"]).removeprefix("run-")} for e in page]
+        items = [record_of(str(e["PartitionKey"]).removeprefix("run-"), e) for e in page]
         token = getattr(pages, "continuation_token", None)
         return items, json.dumps(token) if token else None
 
     # -- changes to a run's record --------------------------------------------------------
 
-    def change(self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any] | None:
+    def change(self, run_id: str, change: Callable[[RunRecord], RunChange | None]) -> RunRecord | None:
         """Merge what ``change`` makes of the run's record (None: leave it) under its ETag;
         returns the record as it then stands (None when there is no such run)."""
         for _ in range(100):
-            header = self._read(run_id, HEADER)
-            if header is None:
+            found = self._read(run_id)
+            if found is None:
                 return None
+            header, etag = found
             fields = change(header)
             if fields is None:
-                header.pop("_etag")
                 return header
-            row = {"PartitionKey": partition(run_id), "RowKey": HEADER, **_encode({**fields, "updatedAt": _now()})}
+            fields.updatedAt = _now()
             try:
-                self.table.update_entity(row, **self._match(header, UpdateMode.MERGE))
+                self.table.update_entity(header_row(run_id, fields), **self._match(etag, UpdateMode.MERGE))
             except HttpResponseError as exc:
                 if exc.status_code == 412:
                     continue
@@ -301,9 +334,14 @@ class RunStore:
             return self.get(run_id)
         raise RuntimeError(f"run {run_id}: its record kept changing under 100 attempts to update it")
 
-    def request_cancel(self, run_id: str) -> dict[str, Any] | None:
+    def request_cancel(self, run_id: str) -> RunRecord | None:
         """Ask the run to stop: recorded once; its jobs are cancelled one by one by the caller."""
-        return self.change(run_id, lambda h: None if h.get("cancelRequestedAt") else {"cancelRequestedAt": _now()})
+        return self.change(run_id, lambda h: None if h.cancelRequestedAt else RunChange(cancelRequestedAt=_now()))
+
+
+def _member(job: RunJob, n: int) -> StoredJob:
+    """A job's row as it joins the run: queued, not yet counted."""
+    return StoredJob(id=job.id, source=job.source, targets=job.targets, n=n, state="queued", counted=False)
 
 
 def _conflict(exc: Exception) -> bool:

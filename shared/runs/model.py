@@ -137,6 +137,63 @@ class Run(BaseModel):
     jobs: list[RunJob] = Field(default_factory=list)
 
 
+class StoredJob(RunJob):
+    """A job's row in its run: ``n`` its place (jobs made in one millisecond have ids in no order)
+    and whether the run has ``counted`` its end."""
+
+    n: int = 0
+    counted: bool = False
+
+
+class StoredEvent(EventRecord):
+    """The run's event as its record keeps it: also who is delivering it, and until when."""
+
+    claimedBy: str | None = None
+    claimedUntil: datetime | None = None
+
+
+class RunChange(BaseModel):
+    """The fields of a run's record to merge; only those set are written."""
+
+    kind: RunKind | None = None
+    state: RunState | None = None
+    trigger: Trigger | None = None
+    retryOf: str | None = None
+    open: bool | None = None
+    counts: Counts | None = None
+    bytes: int | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+    endedAt: datetime | None = None
+    cancelRequestedAt: datetime | None = None
+    event: StoredEvent | None = None
+
+
+class RunRecord(RunChange):
+    """A run as the status table keeps it (the row format is :mod:`shared.azure_storage.runs`'s)."""
+
+    id: str
+    kind: RunKind
+    state: RunState = "running"
+    trigger: Trigger = Field(default_factory=Trigger)
+    open: bool = False
+    counts: Counts = Field(default_factory=Counts)
+    bytes: int = 0
+    createdAt: datetime
+    updatedAt: datetime
+
+    def merged(self, change: RunChange) -> RunRecord:
+        """The record with ``change`` merged in."""
+        return self.model_copy(update={name: getattr(change, name) for name in change.model_fields_set})
+
+    def view(self, jobs: list[StoredJob] | None = None) -> Run:
+        """The API's view of the run (and its jobs)."""
+        members = [RunJob.model_validate(j.model_dump(exclude={"n", "counted"})) for j in jobs or []]
+        event = None if self.event is None else EventRecord.model_validate(self.event.model_dump())
+        doc = self.model_dump(exclude={"open", "event"})
+        return Run.model_validate({**doc, "event": event, "jobs": members, "targets": landed(members)})
+
+
 def landed(jobs: list[RunJob]) -> list[Landed]:
     """Each target a succeeded job moved, with the digest it landed."""
     return [

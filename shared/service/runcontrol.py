@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
 
 from shared.azure_storage.records import FINISHED, Requester, Statuses
 from shared.errors import BadRequest, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
-from shared.runs.model import ENDED, Run
+from shared.runs.model import ENDED, Run, RunJob
 from shared.service import control
-from shared.service.runs import Runs, RunSlot, run_of, trigger
+from shared.service.runs import Runs, RunSlot, trigger
 from shared.service.submit import Submitter
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def submit_batch(
             return first, False
         run_id = first  # new, or claimed but never written: write it now
     jobs = [(r, submitter.record(r, submitter.new_id(), requested_by=requested_by, run=run_id)) for r in requests]
-    members = [{"id": j.id, "source": j.source, "targets": j.targets} for _, j in jobs]
+    members = [RunJob(id=j.id, source=j.source, targets=j.targets) for _, j in jobs]
     runs.open(run_id, "batch", trigger("api", requested_by), members)
     for request, job in jobs:
         try:
@@ -81,7 +80,7 @@ def listing(
 ) -> tuple[list[Run], str | None]:
     """Runs newest first, without their jobs."""
     items, token = runs.records.list(kind, state, limit, continuation)
-    return [run_of(item) for item in items], token
+    return [item.view() for item in items], token
 
 
 def count(runs: Runs, statuses: Statuses, run_id: str, job_id: str) -> None:
@@ -111,7 +110,7 @@ def cancel(submitter: Submitter, runs: Runs, run_id: str) -> Run:
 
 def retry(
     submitter: Submitter, runs: Runs, run_id: str, requested_by: Requester | None = None
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[str, list[dict[str, str]]]:
     """A new run of the run's failed and cancelled jobs; returns its id and what each came to."""
     run = show(runs, run_id)
     if run.state not in ENDED:
@@ -120,7 +119,7 @@ def retry(
     if not failed:
         raise JobStateError(f"run {run_id} {run.state}: it has no failed or cancelled job to retry", state=run.state)
     slot = RunSlot(runs, submitter.new_id, "retry", trigger("retry", requested_by), retry_of=run_id)
-    notes = []
+    notes: list[dict[str, str]] = []
     for job in failed:
         try:
             status, _ = submitter.resubmit(job.id, requested_by=requested_by, run=slot)

@@ -26,7 +26,8 @@ from shared.events.config import EventsConfig
 from shared.events.delivery import deliver, wanted
 from shared.events.publish import Publisher
 from shared.runs.event import cloud_event, encode
-from shared.service.runs import RunRecords, run_of
+from shared.runs.model import DestinationOutcome, RunChange, RunRecord, StoredEvent
+from shared.service.runs import RunRecords
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,10 @@ class EventSender:
         claim = asyncio.ensure_future(asyncio.to_thread(self.records.change, run_id, lambda h: self._claim(h, token)))
         try:
             header = await asyncio.shield(claim)
-            event = (header or {}).get("event") or {}
-            if header is None or event.get("state") not in ("delivering", "pending", "queued"):
+            event = header.event if header is not None else None
+            if header is None or event is None or event.state not in ("delivering", "pending", "queued"):
                 return  # no such run, or its event is done
-            if event.get("claimedBy") != token:
+            if event.claimedBy != token:
                 raise EventBusy(f"run {run_id}: its event is being delivered by another worker")
             renew = asyncio.create_task(self._renew(run_id, token))
             try:
@@ -87,69 +88,74 @@ class EventSender:
             raise
         await asyncio.to_thread(self.records.change, run_id, _finished)
 
-    async def _deliver(self, run_id: str, header: dict[str, Any], event: dict[str, Any]) -> None:
-        run = run_of(header, await asyncio.to_thread(self.records.jobs, run_id))
-        outcomes = event.get("destinations") or {}
-        done = {n for n, o in outcomes.items() if o.get("state") in ("delivered", "undelivered")}
+    async def _deliver(self, run_id: str, header: RunRecord, event: StoredEvent) -> None:
+        run = header.view(await asyncio.to_thread(self.records.jobs, run_id))
+        done = {n for n, o in event.destinations.items() if o.state in ("delivered", "undelivered")}
         todo = [d for d in wanted(self.config, run.state) if d.name not in done]
         document = cloud_event(run, self.config.source)
 
-        async def report(name: str, outcome: dict[str, Any]) -> None:
-            await asyncio.to_thread(self.records.change, run_id, _outcome(name, outcome))
+        async def report(name: str, outcome: dict[str, Any]) -> None:  # the delivery's report, as JSON
+            await asyncio.to_thread(
+                self.records.change, run_id, _outcome(name, DestinationOutcome.model_validate(outcome))
+            )
 
         await deliver(self.config, self.publisher, document["id"], encode(document), todo, report)
 
-    def _claim(self, header: dict[str, Any], token: str) -> dict[str, Any] | None:
-        event = header.get("event") or {}
-        state = event.get("state")
-        held = state == "delivering" and str(event.get("claimedUntil", "")) > _now().isoformat()
-        if state not in ("pending", "queued", "delivering") or held:
+    def _claim(self, header: RunRecord, token: str) -> RunChange | None:
+        event = header.event
+        if event is None or event.state not in ("pending", "queued", "delivering"):
             return None
-        until = (_now() + timedelta(seconds=self.claim)).isoformat()
-        return {"event": {**event, "state": "delivering", "claimedBy": token, "claimedUntil": until}}
+        if event.state == "delivering" and event.claimedUntil is not None and event.claimedUntil > _now():
+            return None  # held by another worker
+        until = _now() + timedelta(seconds=self.claim)
+        return RunChange(
+            event=event.model_copy(update={"state": "delivering", "claimedBy": token, "claimedUntil": until})
+        )
 
     async def _renew(self, run_id: str, token: str) -> None:
-        def extend(header: dict[str, Any]) -> dict[str, Any] | None:
-            event = header.get("event") or {}
-            if event.get("claimedBy") != token:
+        def extend(header: RunRecord) -> RunChange | None:
+            event = header.event
+            if event is None or event.claimedBy != token:
                 return None
-            return {"event": {**event, "claimedUntil": (_now() + timedelta(seconds=self.claim)).isoformat()}}
+            return RunChange(event=event.model_copy(update={"claimedUntil": _now() + timedelta(seconds=self.claim)}))
 
         while True:
             await asyncio.sleep(self.claim / 3)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.records.change, run_id, extend)
 
-    async def _release(self, claim: asyncio.Future[Any], run_id: str, token: str) -> None:
+    async def _release(self, claim: asyncio.Future[RunRecord | None], run_id: str, token: str) -> None:
         """Give the claim up, once it has landed (the claim's write may still be under way)."""
         with contextlib.suppress(Exception):
             await claim
         await asyncio.to_thread(self.records.change, run_id, lambda h: _unclaimed(h, token))
 
 
-def _unclaimed(header: dict[str, Any], token: str) -> dict[str, Any] | None:
-    event = header.get("event") or {}
-    if event.get("claimedBy") != token:
+def _unclaimed(header: RunRecord, token: str) -> RunChange | None:
+    event = header.event
+    if event is None or event.claimedBy != token:
         return None
-    return {"event": {**event, "state": "queued", "claimedBy": None, "claimedUntil": None}}
+    return RunChange(event=event.model_copy(update={"state": "queued", "claimedBy": None, "claimedUntil": None}))
 
 
-def _outcome(name: str, outcome: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def change(header: dict[str, Any]) -> dict[str, Any]:
-        event = header.get("event") or {}
-        return {"event": {**event, "destinations": {**(event.get("destinations") or {}), name: outcome}}}
+def _outcome(name: str, outcome: DestinationOutcome) -> Callable[[RunRecord], RunChange | None]:
+    def change(header: RunRecord) -> RunChange | None:
+        event = header.event
+        if event is None:
+            return None
+        return RunChange(event=event.model_copy(update={"destinations": {**event.destinations, name: outcome}}))
 
     return change
 
 
-def _finished(header: dict[str, Any]) -> dict[str, Any]:
+def _finished(header: RunRecord) -> RunChange | None:
     """The event's state from its destinations': ``none`` when no destination wanted it."""
-    event = {k: v for k, v in (header.get("event") or {}).items() if k not in ("claimedBy", "claimedUntil")}
-    outcomes = [o.get("state") for o in (event.get("destinations") or {}).values()]
-    event["state"] = (
-        "none" if not outcomes else "delivered" if all(s == "delivered" for s in outcomes) else "undelivered"
-    )
-    return {"event": event}
+    event = header.event
+    if event is None:
+        return None
+    outcomes = [o.state for o in event.destinations.values()]
+    state = "none" if not outcomes else "delivered" if all(s == "delivered" for s in outcomes) else "undelivered"
+    return RunChange(event=event.model_copy(update={"state": state, "claimedBy": None, "claimedUntil": None}))
 
 
 async def serve_events(

@@ -15,11 +15,22 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 from shared.azure_storage.records import JobRecord, Requester
 from shared.azure_storage.runs import Counted
-from shared.runs.model import ENDED, MESSAGE_CHARS, Counts, Run, RunJob, job_end, landed
+from shared.runs.model import (
+    ENDED,
+    MESSAGE_CHARS,
+    Run,
+    RunChange,
+    RunJob,
+    RunKind,
+    RunRecord,
+    StoredJob,
+    Trigger,
+    job_end,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,32 +44,35 @@ JOB_ENDS = ("succeeded", "failed", "cancelled")
 class RunRecords(Protocol):
     """What :class:`Runs` needs of the run store (:class:`shared.azure_storage.runs.RunStore`)."""
 
-    def create(self, run_id: str, fields: dict[str, Any], jobs: list[dict[str, Any]], *, open_: bool) -> None: ...
-    def add_job(self, run_id: str, job: dict[str, Any]) -> None: ...
+    def create(
+        self,
+        run_id: str,
+        kind: RunKind,
+        trigger: Trigger,
+        jobs: list[RunJob],
+        *,
+        open_: bool,
+        retry_of: str | None = None,
+    ) -> None: ...
+    def add_job(self, run_id: str, job: RunJob) -> None: ...
     def seal(self, run_id: str, up_to_date: int = 0) -> Counted: ...
-    def count(self, run_id: str, job_id: str, end: dict[str, Any]) -> Counted | None: ...
-    def get(self, run_id: str) -> dict[str, Any] | None: ...
-    def jobs(self, run_id: str) -> list[dict[str, Any]]: ...
-    def change(
-        self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> dict[str, Any] | None: ...
-    def request_cancel(self, run_id: str) -> dict[str, Any] | None: ...
+    def count(self, run_id: str, end: RunJob) -> Counted | None: ...
+    def get(self, run_id: str) -> RunRecord | None: ...
+    def jobs(self, run_id: str) -> list[StoredJob]: ...
+    def change(self, run_id: str, change: Callable[[RunRecord], RunChange | None]) -> RunRecord | None: ...
+    def request_cancel(self, run_id: str) -> RunRecord | None: ...
     def list(
         self, kind: str | None, state: str | None, limit: int, continuation: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
+    ) -> tuple[list[RunRecord], str | None]: ...
 
 
 class Sender(Protocol):
     def send(self, content: str) -> None: ...
 
 
-def run_of(header: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> Run:
+def run_of(record: RunRecord, jobs: list[StoredJob] | None = None) -> Run:
     """The API's view of a run's record (and its jobs)."""
-    doc = {k: v for k, v in header.items() if k not in ("open", *Counts.model_fields)}
-    doc["counts"] = Counts(**{k: int(header.get(k) or 0) for k in Counts.model_fields})
-    doc["jobs"] = [RunJob.model_validate({k: v for k, v in j.items() if k != "counted"}) for j in jobs or []]
-    run = Run.model_validate(doc)
-    return run.model_copy(update={"targets": landed(run.jobs)})
+    return record.view(jobs)
 
 
 class Runs:
@@ -76,19 +90,18 @@ class Runs:
     def open(
         self,
         run_id: str,
-        kind: str,
-        trigger: dict[str, Any],
-        jobs: list[dict[str, Any]] | None = None,
+        kind: RunKind,
+        trigger: Trigger,
+        jobs: list[RunJob] | None = None,
         *,
         open_: bool = False,
         retry_of: str | None = None,
     ) -> None:
-        """A new run with ``jobs`` (``{"id", "source", "targets"}``); an ``open_`` one takes more
+        """A new run with ``jobs`` (their ids, sources and targets); an ``open_`` one takes more
         jobs (:meth:`add`) until :meth:`seal`."""
-        fields = {"kind": kind, "trigger": trigger, "retryOf": retry_of}
-        self.records.create(run_id, fields, jobs or [], open_=open_)
+        self.records.create(run_id, kind, trigger, jobs or [], open_=open_, retry_of=retry_of)
 
-    def add(self, run_id: str, job: dict[str, Any]) -> None:
+    def add(self, run_id: str, job: RunJob) -> None:
         self.records.add_job(run_id, job)
 
     def seal(self, run_id: str, up_to_date: int = 0) -> None:
@@ -96,7 +109,8 @@ class Runs:
 
     def job_ended(self, run_id: str, job_id: str, record: JobRecord) -> None:
         """Count the job's end (from its status record) into its run; idempotent."""
-        counted = self.records.count(run_id, job_id, job_end(job_id, record.model_dump(mode="json")))
+        end = RunJob.model_validate({**job_end(job_id, record.model_dump(mode="json")), "id": job_id})
+        counted = self.records.count(run_id, end)
         if counted is None:
             log.warning("job %s names run %s, which does not list it", job_id, run_id)
             return
@@ -106,9 +120,8 @@ class Runs:
         """Queue the run's event when it has just ended; when ``repair``, also an event left
         ``pending`` by a worker that died before queueing it."""
         run = counted.run
-        event = run.get("event") or {}
-        if counted.ended or (repair and event.get("state") == "pending"):
-            self.queue_event(str(run["id"]))
+        if counted.ended or (repair and run.event is not None and run.event.state == "pending"):
+            self.queue_event(run.id)
 
     def queue_event(self, run_id: str) -> None:
         self.events.send(json.dumps({"run": run_id}))
@@ -126,11 +139,11 @@ class Runs:
         jobs = self.records.jobs(run_id)
         repaired, states = False, {}
         for job in jobs:
-            if job.get("counted"):
+            if job.counted:
                 continue
-            record = self.job(job["id"])
+            record = self.job(job.id)
             if record is not None and record.state in JOB_ENDS:
-                self.job_ended(run_id, job["id"], record)
+                self.job_ended(run_id, job.id, record)
                 repaired = True
             elif record is not None:
                 states[record.id] = record.state
@@ -138,16 +151,16 @@ class Runs:
             header, jobs = self.records.get(run_id) or header, self.records.jobs(run_id)
         elif _stale(header):
             self.queue_event(run_id)
-        view = run_of(header, jobs)
+        view = header.view(jobs)
         for member in view.jobs:  # jobs not yet ended: their state as their records say
             member.state = states.get(member.id, member.state)
         return view
 
 
-def trigger(kind: str, requested_by: Requester | None, **more: str | None) -> dict[str, Any]:
+def trigger(kind: str, requested_by: Requester | None, **more: str | None) -> Trigger:
     """A run's trigger from who asked (a job's :class:`Requester`) and what (rule, event id)."""
     who = requested_by.name or requested_by.kind if requested_by else None
-    return {"type": kind, "requestedBy": who, **{k: v for k, v in more.items() if v}}
+    return Trigger.model_validate({"type": kind, "requestedBy": who, **{k: v for k, v in more.items() if v}})
 
 
 class RunSlot:
@@ -156,10 +169,11 @@ class RunSlot:
     slot that never gets a job makes no run."""
 
     def __init__(
-        self, runs: Runs, new_id: Callable[[], str], kind: str, trigger: dict[str, Any], *, open_: bool = True,
+        self, runs: Runs, new_id: Callable[[], str], kind: str, trigger: Trigger, *, open_: bool = True,
         retry_of: str | None = None,
     ) -> None:  # fmt: skip
-        self.runs, self.new_id, self.kind, self.trigger = runs, new_id, kind, trigger
+        self.runs, self.new_id, self.trigger = runs, new_id, trigger
+        self.kind = cast(RunKind, kind)  # checked when the run is written (RunChange's kind)
         self.open_, self.retry_of = open_, retry_of
         self.id: str | None = None
         self.made = False
@@ -173,7 +187,7 @@ class RunSlot:
 
     def add(self, job: JobRecord) -> None:
         """The job into the run (a pass may submit several jobs at once: one makes the run)."""
-        member = {"id": job.id, "source": job.source, "targets": job.targets}
+        member = RunJob(id=job.id, source=job.source, targets=job.targets)
         with self._making:
             if not self.made:
                 run = self.reserve()
@@ -187,20 +201,18 @@ class RunSlot:
             self.runs.seal(self.id, up_to_date)
 
 
-def _queued(header: dict[str, Any]) -> dict[str, Any] | None:
-    event = header.get("event") or {}
-    if event.get("state") != "pending":
+def _queued(header: RunRecord) -> RunChange | None:
+    event = header.event
+    if event is None or event.state != "pending":
         return None
-    return {"event": {**event, "state": "queued"}}
+    return RunChange(event=event.model_copy(update={"state": "queued"}))
 
 
-def _stale(header: dict[str, Any]) -> bool:
-    event = header.get("event") or {}
-    ended = header.get("endedAt")
-    if header.get("state") not in ENDED or event.get("state") != "pending" or not ended:
+def _stale(header: RunRecord) -> bool:
+    event, ended = header.event, header.endedAt
+    if header.state not in ENDED or event is None or event.state != "pending" or ended is None:
         return False
-    at = datetime.fromisoformat(ended) if isinstance(ended, str) else ended
-    return bool(datetime.now(UTC) - at > PENDING_GRACE)
+    return bool(datetime.now(UTC) - ended > PENDING_GRACE)
 
 
 __all__ = ["MESSAGE_CHARS", "Runs", "run_of"]
