@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Events delivered at once by one worker.
 CONCURRENCY = 16
+#: Seconds a stopping worker lets a delivery already under way end before cutting it.
+STOP_GRACE = 5.0
 
 
 class EventQueue(Protocol):
@@ -78,8 +80,9 @@ class EventSender:
             if event.claimedBy != token:
                 raise EventBusy(f"run {run_id}: its event is being delivered by another worker")
             renew = asyncio.create_task(self._renew(run_id, token))
+            sending = asyncio.ensure_future(self._deliver(run_id, header, event))
             try:
-                await self._deliver(run_id, header, event)
+                await _despite_a_stop(sending)
             finally:
                 renew.cancel()
         except asyncio.CancelledError:  # stopped mid-way: another worker may take it at once
@@ -129,6 +132,20 @@ class EventSender:
         with contextlib.suppress(Exception):
             await claim
         await asyncio.to_thread(self.records.change, run_id, lambda h: _unclaimed(h, token))
+
+
+async def _despite_a_stop(sending: asyncio.Future[None]) -> None:
+    """Await a delivery; on a stop, let a request already on its way end (for at most
+    :data:`STOP_GRACE` seconds) rather than cut it: a subscriber that got the event before the cut
+    would get it again from the next worker. Cancelled (so released) only if it does not end."""
+    try:
+        await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        done, _ = await asyncio.wait({sending}, timeout=STOP_GRACE)
+        if not done or sending.cancelled() or sending.exception() is not None:
+            sending.cancel()
+            raise
+        # delivered: the stop is honoured once the event is recorded as done (the caller goes on)
 
 
 def _unclaimed(header: RunRecord, token: str) -> RunChange | None:
