@@ -211,12 +211,16 @@
     $("now-runs").hidden = !runsExist;
   }
 
+  // A run's trigger in words ("api, by function key sha256:…", "mirror nginx", "event 42"), not JSON.
+  const triggerText = (t) => !t ? "" : [t.type, t.rule, t.eventId && `event ${t.eventId}`, t.requestedBy && `by ${t.requestedBy}`]
+    .filter(Boolean).join(", ");
+
   const runCounts = (run) => Object.entries(run.counts || {}).map(([k, v]) => `${k} ${v}`).join(", ");
 
   async function loadRunningRuns() {
     const page = await api("/api/runs?state=running&limit=20");
     $("running-runs").replaceChildren(...(page.items || []).map((run) => el("article", { class: "card" },
-      el("div", {}, el("b", { text: run.kind || "run" }), " ", el("span", { class: "ref", text: run.trigger ? JSON.stringify(run.trigger) : run.id })),
+      el("div", {}, el("b", { text: run.kind || "run" }), " ", el("span", { class: "ref", text: triggerText(run.trigger) || run.id })),
       el("div", { class: "figures", text: runCounts(run) }))));
   }
 
@@ -225,7 +229,7 @@
     const page = await api(`/api/runs?limit=50${append && runsNext ? "&continuation=" + encodeURIComponent(runsNext) : ""}`);
     const rows = (page.items || []).map((run) => el("tr", {},
       el("td", {}, when(run.createdAt || run.startedAt)), el("td", { text: run.kind || "" }),
-      el("td", { class: "ref", text: run.trigger ? JSON.stringify(run.trigger) : "" }), el("td", {}, badge(run.state || "?")),
+      el("td", { class: "ref", text: triggerText(run.trigger) }), el("td", {}, badge(run.state || "?")),
       el("td", { text: runCounts(run) })));
     const body = $("runs").tBodies[0];
     if (append) body.append(...rows); else body.replaceChildren(...rows);
