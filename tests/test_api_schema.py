@@ -16,6 +16,7 @@ from tests.harness.azurite import Azurite
 from tests.harness.service import environment, make_services
 
 pytestmark = pytest.mark.process  # every test here uses Azurite
+pytest_plugins = ["schemathesis.pytest.plugin"]  # not autoloaded (pyproject.toml)
 
 _services: dict[str, Services] = {}
 app = create_app(lambda: _services["svc"])
