@@ -210,14 +210,14 @@ def test_the_fake_topic_refuses_what_event_grid_refuses(
 
 def test_make_ups_receiver_takes_a_signed_event_and_refuses_a_forged_one() -> None:
     import io
-    import threading
 
     from scripts.receiver import server
     from shared.credentials import Secret
+    from tests.harness import loopback
 
     out = io.StringIO()
     httpd = server(0, Secret(SECRET), out)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    loopback.serve(httpd)
     url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     try:
         assert send([hook(url)])["ops"]["state"] == "delivered"
@@ -228,8 +228,7 @@ def test_make_ups_receiver_takes_a_signed_event_and_refuses_a_forged_one() -> No
         )
         assert forged.status_code == 401
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        loopback.stop(httpd)
     assert out.getvalue().splitlines() == [
         "ferry.run.failed r1 (None, ): 0 succeeded, 0 failed, 0 cancelled of 0, 0 bytes",
         "refused a delivery: bad or old signature",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.harness import loopback
 
 #: (method, path, headers) -> (status, headers, body)
 Responder = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], bytes]]
@@ -44,12 +45,11 @@ def fake_server(
 
     server = ThreadingHTTPServer((address, 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
+    loopback.serve(server)
     try:
         yield f"{address}:{server.server_address[1]}", seen
     finally:
-        server.shutdown()
-        server.server_close()
+        loopback.stop(server)
 
 
 @contextmanager
@@ -101,9 +101,8 @@ def trickle_server(content_type: str, length: int, interval: float) -> Iterator[
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
+    loopback.serve(server)
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
-        server.shutdown()
-        server.server_close()
+        loopback.stop(server)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from tests.harness import loopback
 
 Pieces = list[tuple[bytes, float]]
 
@@ -127,9 +128,8 @@ class _Server(socketserver.ThreadingTCPServer):
 def hostile_server(answer: Answer, address: str = "127.0.0.1") -> Iterator[tuple[str, list[Seen]]]:
     """Serve ``answer`` on ``address``; yields ``(host:port, requests seen)``."""
     server = _Server(answer, address)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
+    loopback.serve(server)
     try:
         yield f"{address}:{server.server_address[1]}", server.seen
     finally:
-        server.shutdown()
-        server.server_close()
+        loopback.stop(server)

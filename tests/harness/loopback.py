@@ -3,10 +3,30 @@ port, a handler class that knows its owner, and a clean stop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+def serve(server: socketserver.TCPServer) -> None:
+    """Serve ``server`` on a daemon thread until :func:`stop`."""
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+def stop(server: socketserver.TCPServer) -> None:
+    """Stop ``server`` now. ``shutdown()`` alone waits for ``serve_forever`` to look again (its
+    50 ms poll, for every server a test stops); shutting the listening socket wakes its select at
+    once, and the shut socket accepts nothing more."""
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    with contextlib.suppress(OSError):
+        server.socket.shutdown(socket.SHUT_RDWR)
+    stopper.join()
+    server.server_close()
 
 
 class LoopbackServer:
@@ -21,13 +41,12 @@ class LoopbackServer:
         handler = type(f"{type(self).__name__}Handler", (self.handler,), {"owner": owner})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown within 50 ms
+        serve(self._server)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            stop(self._server)
 
     @property
     def port(self) -> int:

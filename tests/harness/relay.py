@@ -11,6 +11,8 @@ import socketserver
 import threading
 from typing import Any
 
+from tests.harness import loopback
+
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|PUT|PATCH|POST|DELETE) (/v2/[^ \r\n]*) HTTP/1\.1\r\n")
 
 
@@ -33,12 +35,11 @@ class Relay:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> Relay:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        loopback.serve(self._server)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        loopback.stop(self._server)
 
     def _pipe(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
