@@ -459,6 +459,7 @@ def test_the_newest_job_for_a_tag_wins_whatever_finishes_last(
     assert asyncio.run(live()) == str(new.digest)
 
 
+@pytest.mark.process  # a Python process
 def test_the_function_app_fails_at_start_up_naming_a_bad_setting() -> None:
     import subprocess
 

@@ -66,6 +66,7 @@ def test_off_without_settings_records_nothing() -> None:
     assert telemetry.carrier() == {}
 
 
+@pytest.mark.process  # a Python process
 def test_off_imports_nothing_of_opentelemetry() -> None:
     """A local ``ferry import`` pays no start-up for telemetry it does not use."""
     code = "import sys, shared.telemetry, shared.importing.run; print(any(m.startswith('opentelemetry') for m in sys.modules))"
