@@ -256,7 +256,9 @@ def test_endless_slow_bodies_fail_quickly() -> None:
     from shared.oci.manifest import Descriptor
     from tests.harness.fakes import trickle_server
 
-    options = TransportOptions(allow_loopback=True, max_attempts=1, stall_floor=1_000_000, stall_window=1.0)
+    # A byte every 50 ms keeps coming (no read ever times out), far under the floor: a stall
+    # within the 0.3 s window, for the manifest and for the blob.
+    options = TransportOptions(allow_loopback=True, max_attempts=1, stall_floor=1_000_000, stall_window=0.3)
 
     async def manifest(host: str) -> None:
         async with RegistryClient(host, Anonymous(), options) as client:
@@ -268,7 +270,7 @@ def test_endless_slow_bodies_fail_quickly() -> None:
             _ = [c async for c in client.fetch_blob("a/b", desc)]
 
     for run in (manifest, blob):
-        with trickle_server("application/vnd.oci.image.manifest.v1+json", 1_000_000, 0.2) as host:
+        with trickle_server("application/vnd.oci.image.manifest.v1+json", 1_000_000, 0.05) as host:
             started = time.monotonic()
             with pytest.raises(TransportError, match="stalled"):
                 asyncio.run(run(host))
