@@ -316,3 +316,37 @@ async def test_a_local_import_without_verify_loads_no_verifier_telemetry_or_serv
     assert "shared.importing.run" in loaded  # the import ran here
     heavy = {"shared.verify", "cryptography", "rfc8785", "opentelemetry", "azure", "shared.service.client"}
     assert not heavy & loaded, heavy & loaded
+
+
+START = """
+import gc, sys
+from shared import cli
+started = []
+gc.callbacks.append(lambda phase, info: phase == "start" and started.append(info["generation"]))
+real_main, real_collecting = cli.main, cli._collecting
+def main(argv=None):
+    started.clear()  # run() has paused the collector by now
+    return real_main(argv)
+def collecting():
+    print(f"start-up: {len(started)} collections, enabled {gc.isenabled()}", file=sys.stderr)
+    real_collecting()
+    print(f"then: enabled {gc.isenabled()}, frozen {gc.get_freeze_count()}", file=sys.stderr)
+cli.main, cli._collecting = main, collecting
+sys.argv[0] = "ferry"
+cli.run()
+"""
+
+
+async def test_a_local_imports_start_up_runs_no_garbage_collection(open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    """Start-up allocates ~100k objects that live as long as the process: the collector is paused
+    while they are made (its ~50 collections found nothing), then runs again, blind to them."""
+    await seed(open_reg, repo, make_image(seed="collect"), "v1")
+    done = subprocess.run(
+        [sys.executable, "-c", START, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    said = [line for line in done.stderr.splitlines() if line.startswith(("start-up:", "then:"))]
+    assert said[0] == "start-up: 0 collections, enabled False", done.stderr
+    assert said[1].startswith("then: enabled True, frozen ") and int(said[1].rsplit(" ", 1)[1]) > 10_000, said
