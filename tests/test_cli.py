@@ -305,7 +305,8 @@ async def test_a_local_import_without_verify_loads_no_verifier_telemetry_or_serv
     open_reg: Reg, target_reg: Reg, repo: str
 ) -> None:
     """Start-up: a local ``ferry import`` imports only what it runs; no signature checks (cryptography,
-    rfc8785), telemetry, Azure SDK or the service's client unless it is asked for."""
+    rfc8785), telemetry, Azure SDK or the service's client unless it is asked for, and no
+    challenge parser or token cache from registries that never ask for credentials."""
     await seed(open_reg, repo, make_image(seed="lean"), "v1")
     done = subprocess.run(
         [sys.executable, "-c", LOADED, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
@@ -315,6 +316,7 @@ async def test_a_local_import_without_verify_loads_no_verifier_telemetry_or_serv
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "shared.importing.run" in loaded  # the import ran here
     heavy = {"shared.verify", "cryptography", "rfc8785", "opentelemetry", "azure", "shared.service.client"}
+    heavy |= {"shared.registry.challenge", "shared.registry.tokens"}  # only once a registry answers 401
     assert not heavy & loaded, heavy & loaded
 
 

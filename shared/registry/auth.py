@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import httpx
@@ -35,10 +36,12 @@ from shared.http.exchange import extensions
 from shared.http.mapping import Side, error_from_exception, error_from_response, refused
 from shared.http.policy import TransportOptions
 from shared.registry import scopes as sc
-from shared.registry.challenge import Challenge, parse_challenge
-from shared.registry.tokens import CachedToken, expires_at, jwt_claims
 from shared.strict import loads_bounded
 from shared.text import register_secret
+
+if TYPE_CHECKING:  # both load once a registry asks for credentials (a 401): an open one never does
+    from shared.registry.challenge import Challenge
+    from shared.registry.tokens import CachedToken
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,19 @@ def _basic(username: str, password: str) -> str:
     encoded = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     register_secret(encoded)  # a registry that echoes the header must not put it in a message
     return "Basic " + encoded
+
+
+def _token(value: str, now: float, expires_in: object = None) -> CachedToken:
+    """A fetched token, cached until it expires (as ``expires_in`` or its own ``exp`` says)."""
+    from shared.registry.tokens import CachedToken, expires_at  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    return CachedToken(value, now, expires_at(now, expires_in, value))
+
+
+def _tenant_of(entra_token: str) -> object:
+    from shared.registry.tokens import jwt_claims  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    return jwt_claims(entra_token).get("tid", "")
 
 
 @dataclass(slots=True)
@@ -118,6 +134,8 @@ class RegistryAuth(httpx.Auth):
             return
         if _origin(response.request.url) != home:
             return  # a challenge from another origin (after a redirect) is not answered
+        from shared.registry.challenge import parse_challenge  # noqa: PLC0415 - see TYPE_CHECKING above
+
         challenge = parse_challenge(", ".join(response.headers.get_list("www-authenticate")))
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             return
@@ -192,7 +210,7 @@ class RegistryAuth(httpx.Auth):
         given = credential.registry_token()
         if given is not None and not acr:
             # A registry token given as is: nothing to fetch.
-            return CachedToken(self._usable(given.reveal()), now, expires_at(now, None, given.reveal()))
+            return _token(self._usable(given.reveal()), now)
         if credential.acr_only and not acr:
             raise ConfigurationError(
                 f"an Entra identity can sign in only to Azure Container Registry; {self.registry} is not one"
@@ -231,7 +249,7 @@ class RegistryAuth(httpx.Auth):
             if cached is not None and cached.fresh(now, self._options.token_margin):
                 return cached.value
             entra = await credential.entra_token()
-            tenant = credential.tenant_id or str(jwt_claims(entra).get("tid", ""))
+            tenant = credential.tenant_id or str(_tenant_of(entra))
             form = [("grant_type", "access_token"), ("service", service), ("access_token", entra)]
             if tenant:
                 form.append(("tenant", tenant))
@@ -242,7 +260,7 @@ class RegistryAuth(httpx.Auth):
                 ("exchange token", "POST", str(exchange)),
                 "token exchange answered without a usable refresh_token",
             )
-            self._acr_refresh = CachedToken(refresh, now, expires_at(now, None, refresh))
+            self._acr_refresh = _token(refresh, now)
             return refresh
 
     # -- token endpoint HTTP ----------------------------------------------------------------
@@ -311,4 +329,4 @@ class RegistryAuth(httpx.Auth):
     def _cached(self, doc: dict[str, object], now: float) -> CachedToken:
         # The spec names it ``token``; OAuth2 clients expect ``access_token``: accept both.
         value = self._usable(doc.get("token") or doc.get("access_token"))
-        return CachedToken(value, now, expires_at(now, doc.get("expires_in"), value))
+        return _token(value, now, doc.get("expires_in"))
