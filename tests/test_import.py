@@ -11,6 +11,7 @@ import pytest
 
 from shared.credentials import Credential
 from shared.errors import DigestMismatchError, LimitExceededError, NotFoundError, TagExistsError
+from shared.importing.result import ResultDocument
 from shared.importing.run import run_import
 from shared.importing.spec import Limits, build_spec
 from shared.oci import mediatypes as mt
@@ -43,7 +44,7 @@ async def do_import(
     src_reg: Reg | None = None,
     dst_reg: Reg | None = None,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> ResultDocument:
     """Import through ``src``/``dst`` (a Reg, or the host of a proxy in front of one)."""
     src_host = src if isinstance(src, str) else src.host
     dst_host = dst if isinstance(dst, str) else dst.host
