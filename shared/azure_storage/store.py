@@ -83,10 +83,10 @@ _KEYS = ("PartitionKey", "RowKey", "Timestamp")
 #: An attempt's nested value (the worker instance), stored as JSON text.
 _ATTEMPT_NESTED = ("worker",)
 #: Rows are made from typed values: nothing to coerce, and no column left out unnoticed.
-_ROW = ConfigDict(strict=True, extra="forbid")
+ROWS = ConfigDict(strict=True, extra="forbid")
 
 
-@with_config(_ROW)
+@with_config(ROWS)
 class JobRow(TypedDict, total=False):
     """A job's record as a row (a merge writes the columns its change sets). A row written before
     attempts had rows of their own holds ``attempts``, the count, in place of ``attemptCount``
@@ -115,7 +115,7 @@ class JobRow(TypedDict, total=False):
     waiting: str
 
 
-@with_config(_ROW)
+@with_config(ROWS)
 class AttemptRow(TypedDict, total=False):
     """One attempt at a job as a row (the worker instance as JSON text)."""
 
@@ -152,7 +152,7 @@ def row_of(job_id: str, change: JobChange, *, whole: bool = False) -> JobRow:
 
 def _decode(entity: TableEntity, nested: tuple[str, ...]) -> dict[str, Any]:
     """A row as the JSON its record is read from (the edge where a row enters)."""
-    doc: dict[str, Any] = {"id": entity["RowKey"]}
+    doc = {"id": entity["RowKey"]}
     for key, value in entity.items():
         if key in _KEYS or key.startswith("odata"):
             continue
