@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Required
 
 from azure.data.tables import TableEntity
 from pydantic import TypeAdapter, with_config
-from typing_extensions import TypedDict
 
-from shared.azure_storage.store import ROWS
+from shared.azure_storage.store import ROWS, TableRow
 from shared.runs.model import Counts, RunChange, RunRecord, StoredEvent, StoredJob
 
 HEADER = "run"
@@ -28,12 +26,10 @@ def partition(run_id: str) -> str:
 
 
 @with_config(ROWS)
-class RunRow(TypedDict, total=False):
+class RunRow(TableRow, total=False):
     """A run's record as a row (a merge writes the columns its change sets): times as ISO text,
     the trigger and the event as JSON text (empty: none), the counts one column each."""
 
-    PartitionKey: Required[str]
-    RowKey: Required[str]
     kind: str
     state: str
     trigger: str
@@ -53,11 +49,9 @@ class RunRow(TypedDict, total=False):
 
 
 @with_config(ROWS)
-class RunJobRow(TypedDict, total=False):
+class RunJobRow(TableRow, total=False):
     """A job's row in its run (row key ``job-<job id>``): its targets as JSON text."""
 
-    PartitionKey: Required[str]
-    RowKey: Required[str]
     state: str
     source: str
     targets: str
@@ -70,6 +64,7 @@ class RunJobRow(TypedDict, total=False):
     counted: bool
 
 
+#: Each row checked against its shape as it is made.
 _RUN_ROW = TypeAdapter(RunRow)
 _JOB_ROW = TypeAdapter(RunJobRow)
 

@@ -86,14 +86,19 @@ _ATTEMPT_NESTED = ("worker",)
 ROWS = ConfigDict(strict=True, extra="forbid")
 
 
+class TableRow(TypedDict):
+    """What every row has: its partition and its key in the partition."""
+
+    PartitionKey: str
+    RowKey: str
+
+
 @with_config(ROWS)
-class JobRow(TypedDict, total=False):
+class JobRow(TableRow, total=False):
     """A job's record as a row (a merge writes the columns its change sets). A row written before
     attempts had rows of their own holds ``attempts``, the count, in place of ``attemptCount``
     (:func:`record_of` reads either)."""
 
-    PartitionKey: Required[str]
-    RowKey: Required[str]
     state: str
     createdAt: str
     updatedAt: str
@@ -116,11 +121,9 @@ class JobRow(TypedDict, total=False):
 
 
 @with_config(ROWS)
-class AttemptRow(TypedDict, total=False):
+class AttemptRow(TableRow, total=False):
     """One attempt at a job as a row (the worker instance as JSON text)."""
 
-    PartitionKey: Required[str]
-    RowKey: Required[str]
     number: Required[int]
     startedAt: Required[str]
     finishedAt: str
@@ -131,6 +134,7 @@ class AttemptRow(TypedDict, total=False):
     worker: str
 
 
+#: Each row checked against its shape as it is made.
 _JOB_ROW = TypeAdapter(JobRow)
 _ATTEMPT_ROW = TypeAdapter(AttemptRow)
 

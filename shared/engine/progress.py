@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypedDict
+from dataclasses import asdict, dataclass, field
+from typing import TypedDict, cast
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 class Snapshot(TypedDict):
@@ -58,20 +63,10 @@ class Progress:
 
     def snapshot(self) -> Snapshot:
         """The progress as the API shows it: camelCase, as every other field of a job."""
-        return Snapshot(
-            manifestsTotal=self.manifests_total,
-            blobsTotal=self.blobs_total,
-            bytesTotal=self.bytes_total,
-            manifestsDone=self.manifests_done,
-            manifestsPresent=self.manifests_present,
-            blobsCopied=self.blobs_copied,
-            blobsMounted=self.blobs_mounted,
-            blobsPresent=self.blobs_present,
-            blobsForeign=self.blobs_foreign,
-            bytesMoved=self.bytes_moved,
-            bytesSkipped=self.bytes_skipped,
-            seconds=round(self.seconds, 3),
-        )
+        doc = asdict(self)
+        doc.pop("started")
+        doc["seconds"] = round(self.seconds, 3)
+        return cast(Snapshot, {_camel(k): v for k, v in doc.items()})  # its keys, in order: tests/test_documents.py
 
 
 class Reporter:
