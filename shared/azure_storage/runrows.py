@@ -11,9 +11,9 @@ import json
 from datetime import datetime
 
 from azure.data.tables import TableEntity
-from pydantic import TypeAdapter, with_config
+from pydantic import with_config
 
-from shared.azure_storage.store import ROWS, TableRow
+from shared.azure_storage.store import ROWS, TableRow, checked
 from shared.runs.model import Counts, RunChange, RunRecord, StoredEvent, StoredJob
 
 HEADER = "run"
@@ -64,11 +64,6 @@ class RunJobRow(TableRow, total=False):
     counted: bool
 
 
-#: Each row checked against its shape as it is made.
-_RUN_ROW = TypeAdapter(RunRow)
-_JOB_ROW = TypeAdapter(RunJobRow)
-
-
 def header_row(run_id: str, change: RunChange) -> RunRow:
     """A run's fields as its record's row to merge."""
     row: dict[str, str | int | bool] = {"PartitionKey": partition(run_id), "RowKey": HEADER}
@@ -84,7 +79,7 @@ def header_row(run_id: str, change: RunChange) -> RunRow:
             row[name] = value.isoformat()
         elif value is not None:
             row[name] = value
-    return _RUN_ROW.validate_python(row)
+    return checked(RunRow, row)
 
 
 def _event_text(event: StoredEvent) -> str:
@@ -112,7 +107,7 @@ def job_row(run_id: str, job: StoredJob) -> RunJobRow:
     """A job's row in its run."""
     doc = job.model_dump(mode="json", exclude_none=True, exclude={"id"})
     doc["targets"] = json.dumps(job.targets)
-    return _JOB_ROW.validate_python({"PartitionKey": partition(run_id), "RowKey": JOB + job.id, **doc})
+    return checked(RunJobRow, {"PartitionKey": partition(run_id), "RowKey": JOB + job.id, **doc})
 
 
 def job_of(entity: TableEntity) -> StoredJob:
