@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -19,8 +20,9 @@ class ProgressLine:
     def __call__(self, p: Progress) -> None:
         self.draw(p.snapshot())
 
-    def draw(self, snap: dict[str, Any]) -> None:
-        """The line for a progress snapshot (what the worker records, camelCase)."""
+    def draw(self, snap: Mapping[str, Any]) -> None:
+        """The line for a progress snapshot (:class:`~shared.engine.progress.Snapshot`: what the
+        worker records, or a service job's as the API shows it)."""
         seconds = max(float(snap.get("seconds") or 0), 1e-6)
         blobs = sum(int(snap.get(k) or 0) for k in ("blobsCopied", "blobsMounted", "blobsPresent", "blobsForeign"))
         moved, done = (

@@ -6,12 +6,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TypedDict, cast
 
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+class Snapshot(TypedDict):
+    """:meth:`Progress.snapshot`: the progress as a job's record keeps it and the API shows it."""
+
+    manifestsTotal: int
+    blobsTotal: int
+    bytesTotal: int
+    manifestsDone: int
+    manifestsPresent: int
+    blobsCopied: int
+    blobsMounted: int
+    blobsPresent: int
+    blobsForeign: int
+    bytesMoved: int
+    bytesSkipped: int
+    seconds: float
 
 
 @dataclass
@@ -44,12 +61,12 @@ class Progress:
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         """The progress as the API shows it: camelCase, as every other field of a job."""
         doc = asdict(self)
         doc.pop("started")
         doc["seconds"] = round(self.seconds, 3)
-        return {_camel(k): v for k, v in doc.items()}
+        return cast(Snapshot, {_camel(k): v for k, v in doc.items()})  # its keys, in order: tests/test_documents.py
 
 
 class Reporter:

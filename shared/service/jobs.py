@@ -25,14 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping, telemetry
-from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
+from shared.azure_storage.records import FINISHED, Attempt, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
+from shared.engine.progress import Snapshot
 from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
 from shared.importing.engines import engine_for
 from shared.importing.launch import Access, Wiring, launch
 from shared.importing.request import ImportRequest
-from shared.importing.result import ImportResult
+from shared.importing.result import ImportResult, ResultDocument
 from shared.importing.spec import TargetRef
 from shared.logs import job_fields
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 2.0
 
 
-def _observed(attempt: Attempt, result: Document | None = None, outcome: str | None = None) -> None:
+def _observed(attempt: Attempt, result: ResultDocument | None = None, outcome: str | None = None) -> None:
     """The attempt's end on the job's span and in the metrics (nothing when telemetry is off)."""
     outcome = outcome or attempt.outcome
     seconds = (now() - attempt.startedAt).total_seconds()
@@ -244,7 +245,7 @@ class Worker:
             log.exception("job %s: could not count its end into run %s", record.id, run)
 
     async def _succeeded(
-        self, job_id: str, result: ImportResult, final: Document | None, attempt: Attempt, fields: Document
+        self, job_id: str, result: ImportResult, final: Snapshot | None, attempt: Attempt, fields: dict[str, Any]
     ) -> None:
         attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
         change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)
@@ -259,7 +260,7 @@ class Worker:
         target would not delete, said in the record) and no tag moved."""
         await progress.aclose()
         copied = progress.now()
-        attempt.outcome, attempt.bytes = "cancelled", (copied or {}).get("bytesMoved", 0)
+        attempt.outcome, attempt.bytes = "cancelled", copied["bytesMoved"] if copied else 0
         change = JobChange(state="cancelled", progress=copied)
         if left:
             attempt.message = f"the target would not delete {len(left)} upload session(s): {', '.join(left)}"
@@ -276,7 +277,7 @@ class Worker:
         # detail: what lies under the message (the HTTP exchange)
         error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
         attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
-        attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
+        attempt.bytes = copied["bytesMoved"] if (copied := progress.now()) else 0
         number = attempt.number
         if exc.retryable and failures < self.settings.max_dequeue_count:
             state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))
