@@ -308,18 +308,24 @@ LOADED = (
 )
 
 
+async def _local_import(script: str, open_reg: Reg, target_reg: Reg, repo: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run as ``python -c`` with a local import's arguments, of a small image seeded first."""
+    await seed(open_reg, repo, make_image(seed="start-up"), "v1")
+    done = subprocess.run(
+        [sys.executable, "-c", script, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 async def test_a_local_import_without_verify_loads_no_verifier_telemetry_or_service_client(
     open_reg: Reg, target_reg: Reg, repo: str
 ) -> None:
     """Start-up: a local ``ferry import`` imports only what it runs; no signature checks (cryptography,
     rfc8785), telemetry, Azure SDK or the service's client unless it is asked for, and no
     challenge parser or token cache from registries that never ask for credentials."""
-    await seed(open_reg, repo, make_image(seed="lean"), "v1")
-    done = subprocess.run(
-        [sys.executable, "-c", LOADED, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = await _local_import(LOADED, open_reg, target_reg, repo)
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "shared.importing.run" in loaded  # the import ran here
     heavy = {"shared.verify", "cryptography", "rfc8785", "opentelemetry", "azure", "shared.service.client"}
@@ -349,12 +355,7 @@ cli.run()
 async def test_a_local_imports_start_up_runs_no_garbage_collection(open_reg: Reg, target_reg: Reg, repo: str) -> None:
     """Start-up allocates ~100k objects that live as long as the process: the collector is paused
     while they are made (its ~50 collections found nothing), then runs again, blind to them."""
-    await seed(open_reg, repo, make_image(seed="collect"), "v1")
-    done = subprocess.run(
-        [sys.executable, "-c", START, "import", "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = await _local_import(START, open_reg, target_reg, repo)
     assert json.loads(done.stdout)["status"] == "succeeded"
     said = [line for line in done.stderr.splitlines() if line.startswith(("start-up:", "then:"))]
     assert said[0] == "start-up: 0 collections, enabled False", done.stderr
