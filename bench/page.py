@@ -31,6 +31,8 @@ import httpx
 
 from shared.azure_storage.records import Attempt, JobError, JobRecord, now
 from shared.azure_storage.store import StatusStore, StorageConfig, new_job_id, row_of
+from shared.engine.progress import Progress
+from shared.importing.result import BlobCounts, ImportResult
 from tests.harness.azurite import Azurite
 from tests.harness.browser import DESKTOP, Watched, chromium
 from tests.harness.registry import free_port
@@ -55,10 +57,12 @@ def _record(i: int, jobs: int) -> JobRecord:
         codes = ("NOT_FOUND", "DENIED", "RATE_LIMITED", "UNAVAILABLE")
         record.error = JobError(code=codes[i % 4], message=f"source registry docker.io: app{i % 50} failed ({i})")
     if state == "succeeded":
-        record.result = {"digest": "sha256:" + "a" * 64, "bytes": 1 << 20, "blobs": {"copied": 3, "total": 3}}
+        copied = BlobCounts(total=3, copied=3, mounted=0, present=0, foreign=0)
+        record.result = ImportResult(record.source, "sha256:" + "a" * 64, bytes=1 << 20, blobs=copied).document()
     if state == "running":
-        record.progress = {"bytesTotal": 100 << 20, "bytesDone": (i % 100) << 20, "bytesMoved": (i % 100) << 20,
-                           "blobsTotal": 10, "blobsCopied": i % 10, "seconds": 5.0}  # fmt: skip
+        moved = (i % 100) << 20
+        progress = Progress(bytes_total=100 << 20, bytes_moved=moved, blobs_total=10, blobs_copied=i % 10)
+        record.progress = {**progress.snapshot(), "seconds": 5.0}
     return record
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, field_serializer
 
+from shared.engine.progress import Snapshot
 from shared.importing.request import ImportRequest
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -89,7 +90,7 @@ class JobChange(BaseModel):
     source: str | None = None
     targets: list[str] | None = None
     request: ImportRequest | None = None
-    progress: Document | None = None
+    progress: Snapshot | None = None
     result: Document | None = None
     error: JobError | None = None
     run: str | None = None

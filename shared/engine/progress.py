@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+from typing_extensions import TypedDict  # pydantic validates it (a job's progress): typing's is refused before 3.12
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+class Snapshot(TypedDict):
+    """A copy's progress as the worker records it and the API shows it (a job's ``progress``):
+    manifests and blobs to copy and done so far, blob bytes sent (``bytesMoved``) and those the
+    target had or got by a mount (``bytesSkipped``), and the seconds since the copy began."""
+
+    manifestsTotal: int
+    blobsTotal: int
+    bytesTotal: int
+    manifestsDone: int
+    manifestsPresent: int
+    blobsCopied: int
+    blobsMounted: int
+    blobsPresent: int
+    blobsForeign: int
+    bytesMoved: int
+    bytesSkipped: int
+    seconds: float
 
 
 @dataclass
@@ -44,12 +59,22 @@ class Progress:
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
-    def snapshot(self) -> dict[str, Any]:
-        """The progress as the API shows it: camelCase, as every other field of a job."""
-        doc = asdict(self)
-        doc.pop("started")
-        doc["seconds"] = round(self.seconds, 3)
-        return {_camel(k): v for k, v in doc.items()}
+    def snapshot(self) -> Snapshot:
+        """The progress as the API shows it (fields in this order)."""
+        return Snapshot(
+            manifestsTotal=self.manifests_total,
+            blobsTotal=self.blobs_total,
+            bytesTotal=self.bytes_total,
+            manifestsDone=self.manifests_done,
+            manifestsPresent=self.manifests_present,
+            blobsCopied=self.blobs_copied,
+            blobsMounted=self.blobs_mounted,
+            blobsPresent=self.blobs_present,
+            blobsForeign=self.blobs_foreign,
+            bytesMoved=self.bytes_moved,
+            bytesSkipped=self.bytes_skipped,
+            seconds=round(self.seconds, 3),
+        )
 
 
 class Reporter:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared import stopping
 from shared.azure_storage.records import FINISHED, Attempt, JobChange, JobRecord, Statuses, WorkerInstance, now
-from shared.engine.progress import Progress
+from shared.engine.progress import Progress, Snapshot
 from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,9 @@ class ProgressWriter:
         self._job_id = job_id
         self._task: asyncio.Task[None] | None = None
         self._progress: Progress | None = None
-        self.latest: dict[str, Any] | None = None
+        self.latest: Snapshot | None = None
 
-    def now(self) -> dict[str, Any] | None:
+    def now(self) -> Snapshot | None:
         """The progress as it stands (not as last reported), or None before the copy began."""
         return self._progress.snapshot() if self._progress is not None else None
 
@@ -132,7 +132,7 @@ class ProgressWriter:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._write(self.latest))
 
-    async def _write(self, snapshot: dict[str, Any]) -> None:
+    async def _write(self, snapshot: Snapshot) -> None:
         try:
             change = JobChange(progress=snapshot, updatedAt=now())
             await asyncio.to_thread(self._statuses.update, self._job_id, change)

@@ -25,9 +25,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import stopping, telemetry
-from shared.azure_storage.records import FINISHED, Attempt, Document, JobChange, JobError, JobRecord, Statuses, now
+from shared.azure_storage.records import FINISHED, Attempt, JobChange, JobError, JobRecord, Statuses, now
 from shared.credentials import Anonymous, Credential
 from shared.credentials.resolver import Resolver
+from shared.engine.progress import Snapshot
 from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
 from shared.importing.engines import engine_for
 from shared.importing.launch import Access, Wiring, launch
@@ -50,12 +51,12 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 2.0
 
 
-def _observed(attempt: Attempt, result: Document | None = None, outcome: str | None = None) -> None:
+def _observed(attempt: Attempt, result: ImportResult | None = None, outcome: str | None = None) -> None:
     """The attempt's end on the job's span and in the metrics (nothing when telemetry is off)."""
     outcome = outcome or attempt.outcome
     seconds = (now() - attempt.startedAt).total_seconds()
-    telemetry.ended(telemetry.current(), outcome, result, attempt.code)
-    nbytes, engine = int(attempt.bytes or 0), (result or {}).get("engine")
+    telemetry.ended(telemetry.current(), outcome, result.document() if result else None, attempt.code)
+    nbytes, engine = int(attempt.bytes or 0), result.engine if result else None
     telemetry.record_job(outcome, seconds, attempt.code, nbytes, engine)
 
 
@@ -244,14 +245,14 @@ class Worker:
             log.exception("job %s: could not count its end into run %s", record.id, run)
 
     async def _succeeded(
-        self, job_id: str, result: ImportResult, final: Document | None, attempt: Attempt, fields: Document
+        self, job_id: str, result: ImportResult, final: Snapshot | None, attempt: Attempt, fields: dict[str, str]
     ) -> None:
         attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
         change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)
         if result.verification is not None:  # what verified what, kept with the job (docs/signing.md)
             change.verification = [result.verification]
         await self._ended(job_id, attempt, change)
-        _observed(attempt, change.result)
+        _observed(attempt, result)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
     async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter, left: list[str]) -> None:
@@ -259,7 +260,7 @@ class Worker:
         target would not delete, said in the record) and no tag moved."""
         await progress.aclose()
         copied = progress.now()
-        attempt.outcome, attempt.bytes = "cancelled", (copied or {}).get("bytesMoved", 0)
+        attempt.outcome, attempt.bytes = "cancelled", copied["bytesMoved"] if copied else 0
         change = JobChange(state="cancelled", progress=copied)
         if left:
             attempt.message = f"the target would not delete {len(left)} upload session(s): {', '.join(left)}"
@@ -276,7 +277,8 @@ class Worker:
         # detail: what lies under the message (the HTTP exchange)
         error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
         attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
-        attempt.bytes = (progress.now() or {}).get("bytesMoved", 0)
+        copied = progress.now()
+        attempt.bytes = copied["bytesMoved"] if copied else 0
         number = attempt.number
         if exc.retryable and failures < self.settings.max_dequeue_count:
             state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))
