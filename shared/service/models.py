@@ -1,17 +1,24 @@
-"""The service's documents at its edges: the queue message (:class:`ImportJob`) and the API's view
-of a job (:class:`ImportStatus`, made from its :class:`~shared.azure_storage.records.JobRecord`).
-The request itself is :class:`shared.importing.request.ImportRequest`."""
+"""The service's documents at its edges: the queue message (:class:`ImportJob`), the API's view
+of a job (:class:`ImportStatus`, made from its :class:`~shared.azure_storage.records.JobRecord`)
+and its other answers (:class:`Accepted`, :class:`JobList`, :class:`RunAccepted`,
+:class:`RunList`), which the API sends and its client (:mod:`shared.service.client`) reads. The
+request itself is :class:`shared.importing.request.ImportRequest`; a run is
+:class:`shared.runs.model.Run`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from typing_extensions import TypedDict
 
 from shared.azure_storage.records import Attempt, JobRecord, Requester, State, Waiting, now
+from shared.engine.progress import Snapshot
 from shared.importing.request import ImportRequest
+from shared.importing.result import ImportResult
 from shared.importing.spec import ImportSpec
+from shared.runs.model import Run
 
 
 class ImportJob(BaseModel):
@@ -35,6 +42,14 @@ class ImportJob(BaseModel):
         return request.without_secrets()
 
 
+class SessionsLeft(BaseModel):
+    """A cancelled job's ``result`` when the target would not delete its upload sessions: their
+    URLs, without query (the registry keeps them until it expires them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    uploadSessionsLeft: list[str]
+
+
 class ImportStatus(BaseModel):
     """``GET /api/imports/{id}``: a job's state, as the status table records it, with every
     attempt (``GET /api/imports`` shows the last one only)."""
@@ -51,8 +66,10 @@ class ImportStatus(BaseModel):
     cancelRequestedAt: datetime | None = None
     source: str = ""
     targets: list[str] = Field(default_factory=list)
-    progress: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    progress: Snapshot | None = None
+    result: ImportResult | SessionsLeft | None = Field(
+        None, description="What the import came to (a cancelled job: the upload sessions left open)."
+    )
     error: dict[str, str] | None = None
     run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
     requestedBy: Requester | None = Field(
@@ -62,6 +79,56 @@ class ImportStatus(BaseModel):
     waiting: Waiting | None = Field(
         None, description="Why a queued job waits, and until when (the pull budget).", exclude_if=lambda v: v is None
     )
+
+    @field_serializer("result")
+    def _result(self, result: ImportResult | SessionsLeft | None) -> dict[str, Any] | None:
+        """The result's JSON: an import's fields that are set, in order (``document()``)."""
+        if isinstance(result, ImportResult):
+            return result.document()
+        return None if result is None else result.model_dump()
+
+
+class Accepted(BaseModel):
+    """``202`` for ``POST /api/imports`` and ``POST .../retry``: the job, where to follow it, and
+    whether this request made it (``false``: an ``Idempotency-Key`` seen before)."""
+
+    id: str
+    state: str
+    location: str
+    created: bool
+
+
+class JobList(BaseModel):
+    """``GET /api/imports``: jobs newest first, each with its last attempt; ``next`` continues."""
+
+    items: list[ImportStatus]
+    next: str | None = None
+
+
+class RetriedJob(TypedDict):
+    """A job of a run being retried: the new job's ``id``, or the ``error`` that kept it from
+    being retried."""
+
+    retryOf: str
+    id: NotRequired[str]
+    error: NotRequired[str]
+
+
+class RunAccepted(BaseModel):
+    """``202`` for ``POST /api/runs`` and ``POST /api/runs/{id}/retry``."""
+
+    id: str
+    state: str
+    location: str
+    created: bool
+    jobs: list[RetriedJob] = Field(default_factory=list, description="A retry: each job retried, or why not.")
+
+
+class RunList(BaseModel):
+    """``GET /api/runs``: runs newest first, without their jobs; ``next`` continues."""
+
+    items: list[Run]
+    next: str | None = None
 
 
 def status_of(record: JobRecord, attempts: list[Attempt] | None = None) -> ImportStatus:
