@@ -1,5 +1,2 @@
-"""The only code that imports azure.storage and azure.data.tables."""
-
-from shared.azure_storage.store import JobQueue, Received, StatusStore, StorageConfig, new_job_id
-
-__all__ = ["JobQueue", "Received", "StatusStore", "StorageConfig", "new_job_id"]
+"""The only code that imports azure.storage and azure.data.tables (:mod:`.store`, :mod:`.runs`,
+:mod:`.budget`, :mod:`.rules`); :mod:`.records` holds plain values, read without them."""
