@@ -3,6 +3,7 @@ host's key check, Easy Auth) and of a service that answers badly."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from shared.errors import ServiceError
+from shared.importing.result import BlobCounts, DryRunPlan, ImportResult, PlannedManifest
 from shared.service.client import ServiceClient
 from shared.service.models import SessionsLeft
 
@@ -204,3 +206,22 @@ def test_a_refusal_carries_its_bad_fields_and_the_state_it_found() -> None:
         client.cancel("1")
     assert (caught.value.code, caught.value.fields, caught.value.state) == ("HTTP_502", [], None)
     assert str(caught.value) == '{"fields": "no", "error": "upstream"}'
+
+
+def test_a_result_of_every_shape_reads_back_as_the_json_the_service_sent() -> None:
+    """A dry run's plan, an ARM import's operation, a verification, every optional field: read as
+    an ``ImportResult`` and written out again, the same JSON, key for key and in order."""
+    plan = DryRunPlan([PlannedManifest("sha256:" + "c" * 64, "application/vnd.oci.image.index.v1+json", True)],
+                      2, 5, 1, 2, 0, 1, 3, 0, ["sha256:" + "d" * 64])  # fmt: skip
+    result = ImportResult(
+        "src.example/a:1", "sha256:" + "a" * 64, "application/vnd.oci.image.index.v1+json", 964, "sha256:" + "b" * 64,
+        ["linux/amd64"], "a note", ["t.example/a:1"], False, True, plan, 1, 0, BlobCounts(3, 1, 1, 1, 0), 9, 9, [],
+        ["a:old"], {"policy": "p", "mode": "warn", "verified": [{"signer": "s", "authority": "k"}], "note": "n"},
+        {"status": "Succeeded", "correlationId": None, "seconds": 1.5}, 1.25, "arm", "requested", "hub-a",
+    )  # fmt: skip
+    sent = json.dumps({**QUEUED, "state": "succeeded", "result": result.document()})
+    client = _service({("GET", "/api/imports/1"): httpx.Response(200, text=sent)})
+    read = client.job("1")
+    assert isinstance(read.result, ImportResult) and read.result.plan and read.result.plan.manifests[0].present
+    shown = read.model_dump(mode="json")
+    assert json.dumps(shown["result"]) == json.dumps(json.loads(sent)["result"])
