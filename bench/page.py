@@ -32,7 +32,7 @@ import httpx
 from shared.azure_storage.records import Attempt, JobError, JobRecord, now
 from shared.azure_storage.store import StatusStore, StorageConfig, new_job_id, row_of
 from shared.engine.progress import Progress
-from shared.importing.result import BlobCounts, ImportResult
+from shared.importing.result import BlobCounts, ResultDocument
 from tests.harness.azurite import Azurite
 from tests.harness.browser import DESKTOP, Watched, chromium
 from tests.harness.registry import free_port
@@ -57,19 +57,18 @@ def _record(i: int, jobs: int) -> JobRecord:
         codes = ("NOT_FOUND", "DENIED", "RATE_LIMITED", "UNAVAILABLE")
         record.error = JobError(code=codes[i % 4], message=f"source registry docker.io: app{i % 50} failed ({i})")
     if state == "succeeded":
-        copied = BlobCounts(total=3, copied=3, mounted=0, present=0, foreign=0)
-        record.result = ImportResult(record.source, "sha256:" + "a" * 64, bytes=1 << 20, blobs=copied).document()
+        blobs = BlobCounts(total=3, copied=3, mounted=0, present=0, foreign=0)
+        record.result = ResultDocument(digest="sha256:" + "a" * 64, bytes=1 << 20, blobs=blobs)
     if state == "running":
-        moved = (i % 100) << 20
-        progress = Progress(bytes_total=100 << 20, bytes_moved=moved, blobs_total=10, blobs_copied=i % 10)
-        record.progress = {**progress.snapshot(), "seconds": 5.0}
+        done = Progress(blobs_total=10, bytes_total=100 << 20, blobs_copied=i % 10, bytes_moved=(i % 100) << 20)
+        record.progress = done.snapshot()
     return record
 
 
 def fill(store: StatusStore, jobs: int) -> float:
     """Insert ``jobs`` records in batches of 100 (one partition, one transaction each)."""
     started = time.monotonic()
-    rows = [row_of(r.id, r.fields()) for r in (_record(i, jobs) for i in range(jobs))]
+    rows = [row_of(r.id, r) for r in (_record(i, jobs) for i in range(jobs))]
     for at in range(0, len(rows), 100):
         store.table.submit_transaction([("upsert", row) for row in rows[at : at + 100]])
     return time.monotonic() - started

@@ -276,11 +276,12 @@ def main() -> int:
         "## Faults and hostile input", "", "| tests | outcome | seconds |", "|---|---|---:|",
         *[f"| `{t}`{NAMED.get(t, '')} | {s} | {d} |" for t, s, d in outcomes], "",
         "## How an upload ends on a stop", "",
-        "Every blob streams in one `PATCH` of no stated length, then a bodyless `PUT ?digest=` (the monolithic "
-        "`PUT` of stated length, which a stop could only cut, is no longer used by the engine). Asked to stop "
-        "(Ctrl-C, a cancel), a body ends at once, even while its source is slow; the registry answers it and the "
-        "session is deleted (`DELETE`). A finishing `PUT` already sent completes into a blob no manifest "
-        "references (garbage collection removes it). A session a registry would not delete is named, without its "
+        "A blob over 1 MiB streams in one `PATCH` of no stated length, then a bodyless `PUT ?digest=`. Asked to "
+        "stop (Ctrl-C, a cancel), that body ends at once, even while its source is slow; the registry answers it "
+        "and the session is deleted (`DELETE`). A blob of up to 1 MiB is read whole first (a stop ends that wait "
+        "and deletes its session, which holds nothing yet), then sent from memory in one `PUT` of stated length, "
+        "which a stop lets finish: milliseconds, into a blob no manifest references (garbage collection removes "
+        "it), as does a finishing `PUT` already sent. No stop leaves a session holding data. A session a registry would not delete is named, without its "
         "query, in the CLI's output and in the job's `result.uploadSessionsLeft`. Once the import commits (right "
         "before its first tag moves) a stop waits for the last tag (tests/test_stop.py).", "",
         "Reproduce: `make reliability` (or `PYTHONPATH=. .venv/bin/python -m bench.reliability --jobs 200 --workers 4`).", "",

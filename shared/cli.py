@@ -374,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     except FerryError as exc:
         fail(exc, exc.code)
         return EXIT_FAILED
-    result["status"] = "succeeded"
-    print(json.dumps(result, indent=2))
+    print(json.dumps({**result, "status": "succeeded"}, indent=2))
     return EXIT_OK
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import ServiceError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
-from shared.importing.result import ImportResult
 
 if TYPE_CHECKING:  # the client (and httpx, pydantic) only when a command talks to a service
     from pydantic import BaseModel
@@ -148,8 +147,7 @@ def _stopped_following(job_id: str) -> int:
 def _ended(status: ImportStatus) -> int:
     """The JSON document a local run prints, and its exit code."""
     if status.state == "succeeded":
-        result = status.result.document() if isinstance(status.result, ImportResult) else {}
-        print(json.dumps({**result, "status": "succeeded"}, indent=2))
+        print(json.dumps({**(status.result or {}), "status": "succeeded"}, indent=2))
         return EXIT_OK
     if status.state == "cancelled":
         doc = {"status": "cancelled", "id": status.id, "progress": status.progress}

@@ -2,10 +2,12 @@
 task the work starts sees it): the CLI asks for one on Ctrl-C, the worker when a job is cancelled.
 
 The engine stops at safe points: before each blob or manifest it has not started, and inside a
-blob's upload, which streams in a body of no stated length (``Transfer-Encoding: chunked``):
-asked, the body ends at once, even while waiting on the source (:func:`before_stop`), so the
-registry answers the request and hands back the session's current URL, and the session is then
-deleted. Cutting the connection instead would leave distribution's session unreachable: its
+blob's upload. A blob over 1 MiB streams in a body of no stated length (``Transfer-Encoding:
+chunked``): asked, the body ends at once, even while waiting on the source (:func:`before_stop`),
+so the registry answers the request and hands back the session's current URL, and the session is
+then deleted. A smaller one is read whole first (a stop ends that wait, and its session, empty,
+is deleted), then sent from memory in one ``PUT`` that a stop lets finish, into a blob nothing
+references. Cutting the connection instead would leave distribution's session unreachable: its
 URL's signed ``_state`` names an offset the registry no longer has, so even ``DELETE`` is
 refused, and the session lingers with its data until the registry purges it (a week later by
 default). A session a registry would not delete is noted (:func:`left_behind`) for the CLI's

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http import create_app
-from shared.arm.importer import ArmImporter, ArmOptions
+from shared.arm.importer import ArmImporter, ArmOperation, ArmOptions, ImportImageParameters
 from shared.credentials import AccessToken, Anonymous, Credential, Secret, UsernamePassword
 from shared.errors import (
     ArmOperationError,
@@ -192,7 +192,7 @@ def importer(arm: FakeArm, timeout: float = 30.0) -> ArmImporter:
     return ArmImporter(FakeArmCredential(), ArmOptions(endpoint=arm.url, timeout=timeout, poll_default=0.01), FAST)
 
 
-async def _run(arm: FakeArm, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+async def _run(arm: FakeArm, body: ImportImageParameters, timeout: float = 30.0) -> ArmOperation:
     client = importer(arm, timeout)
     try:
         return await client.run(PROD_ID, body)
@@ -207,7 +207,7 @@ def test_import_completes_in_every_protocol_form(
     index = make_multiarch(seed=f"arm-{mode}")
     asyncio.run(seed(open_reg, repo, index))
     arm.mode = mode
-    body = {
+    body: ImportImageParameters = {
         "source": {"registryUri": open_reg.host, "sourceImage": f"{repo}:v1"},
         "targetTags": [f"{repo}:arm"],
         "mode": "NoForce",
@@ -259,7 +259,7 @@ def test_denied_and_unauthenticated(arm: FakeArm) -> None:
     async def wrong_audience() -> None:
         client = ArmImporter(WrongAudience(), ArmOptions(endpoint=arm.url), FAST)
         try:
-            await client.run(PROD_ID, {"source": {}, "mode": "NoForce"})
+            await client.run(PROD_ID, {"source": {"registryUri": "x.io", "sourceImage": "a:1"}, "mode": "NoForce"})
         finally:
             await client.aclose()
 

@@ -187,9 +187,15 @@ def test_bad_options_and_settings_exit_2_naming_them(args: list[str], env: dict[
     assert message in done.stdout + done.stderr and "Traceback" not in done.stderr
 
 
-def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(target_reg: Reg, repo: str) -> None:
-    """SIGINT while a layer streams: the upload session is cancelled (DELETE), one line on
-    stderr, exit 130, no traceback, and the target tag never moves."""
+@pytest.mark.parametrize(
+    ("size", "sent"), [(300_000, "POST"), (1_500_000, "PATCH")], ids=["read whole, then one PUT", "streamed"]
+)
+def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(
+    size: int, sent: str, target_reg: Reg, repo: str
+) -> None:
+    """SIGINT while a layer is read (up to 1 MiB: read whole before its one ``PUT``) or streams
+    (larger: one ``PATCH``): the upload session is cancelled (DELETE), one line on stderr, exit
+    130, no traceback, and the target tag never moves."""
     import signal
     import time
 
@@ -197,7 +203,7 @@ def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(target_reg: Reg,
     from tests.harness.hostile import hostile_server, response
     from tests.harness.images import make_image as image_of
 
-    image = image_of((300_000,), seed="ctrl-c")
+    image = image_of((size,), seed="ctrl-c")
     layer = image.blobs[1]
     blobs = {str(b.descriptor.digest): b.data for b in image.blobs}
 
@@ -227,9 +233,10 @@ def test_ctrl_c_mid_import_cancels_the_uploads_and_moves_no_tag(target_reg: Reg,
                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             deadline = time.monotonic() + 20
-            while not any(r.method == "PATCH" and "/blobs/uploads/" in r.path for r in proxy.seen):
+            while sum(r.method == sent and "/blobs/uploads/" in r.path for r in proxy.seen) < 2 - (sent == "PATCH"):
                 assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
                 time.sleep(0.05)
+            time.sleep(0.3)  # the config is in; the layer trickles
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=20)
         assert proc.returncode == 130, out + err

@@ -31,6 +31,7 @@ from shared.errors import (
     TransportError,
 )
 from shared.http import wire
+from shared.importing.result import ResultDocument
 from shared.importing.run import run_import
 from shared.importing.spec import build_spec
 from shared.oci import mediatypes as mt
@@ -298,7 +299,7 @@ def test_no_content_coding_comes_between_the_bytes_and_their_digest(target_reg: 
     with fake_server(gzipping) as (source, _):
         spec = build_spec(f"{source}/evil/app:v1", target_reg.host, ["identity/app:v1"])
 
-        async def go() -> dict[str, Any]:
+        async def go() -> ResultDocument:
             async with (
                 RegistryClient(source, Anonymous(), OPTIONS) as src,
                 RegistryClient(target_reg.host, Anonymous(), OPTIONS) as dst,

@@ -1,10 +1,12 @@
 """A stop leaves nothing behind (issue #20, points 1 and 4).
 
 - Ctrl-C in the CLI (a process of its own, SIGINT) and a cancel through the service stop the
-  copy of blobs of every size (256 KiB, 12 MiB, 36 MiB: below and above the old 32 MiB line
-  between a monolithic ``PUT`` and a streamed ``PATCH``) from a throttled source at random
+  copy of blobs of every size (256 KiB, 320 KiB: read whole, then one ``PUT`` from memory; 12 MiB,
+  36 MiB: a streamed ``PATCH``, also over the old 32 MiB line) from a throttled source at random
   moments; the target registry's storage then holds no upload session with data
   (``_uploads/<id>/data``), and no tag moved.
+- A stop asked as a small blob's ``PUT`` leaves lets that ``PUT`` finish: the blob lands,
+  referenced by nothing, and no session holds data.
 - A many-tag import stopped at every step (each answer the target gives) moved either none of
   its tags or all of them: the engine commits before the first tag moves, and a stop after that
   (even one that cancels outright, as a second Ctrl-C or the worker's grace running out do)
@@ -193,6 +195,41 @@ def test_a_cancel_at_a_random_moment_leaves_no_upload_session_with_data(
         {"after (s)": round(delay, 2), "stopped after (s)": round(stopped, 2), "sessions with data left": 0,
          "tags moved": 0},
     )  # fmt: skip
+
+
+def test_a_stop_as_a_small_blob_goes_up_lets_its_put_finish(open_reg: Reg, target_reg: Reg, repo: str) -> None:
+    """A blob of up to 1 MiB goes up from memory in one ``PUT`` (``POST``, ``PUT``: no ``PATCH``);
+    a stop asked as the first such ``PUT`` leaves lets it finish into a blob nothing references
+    yet (garbage collection's to remove), the import stops, and no session holds data."""
+    image = make_image((300 * 1024, 200 * 1024), seed="small-stop")
+    asyncio.run(seed(open_reg, "small/app", image))
+    spec = build_spec(f"{open_reg.host}/small/app:v1", target_reg.host, [f"{repo}:v1"])
+    stop, sent = stopping.Stop(), []
+
+    async def hook(request: httpx.Request) -> None:
+        sent.append((request.method, request.url.path))
+        if request.method == "PUT" and "/blobs/uploads/" in request.url.path:
+            stop.ask()
+
+    async def run() -> None:
+        async with RegistryClient(open_reg.host, None, FAST) as s, RegistryClient(target_reg.host, None, FAST) as d:
+            d.transport.http.event_hooks["request"].append(hook)
+            with stopping.scope(stop):
+                await run_import(spec, s, d)
+
+    with pytest.raises(stopping.Stopped):
+        asyncio.run(run())
+    puts = [path for method, path in sent if method == "PUT"]
+    assert puts and all("/blobs/uploads/" in p for p in puts), sent  # no manifest, no tag
+    assert not any(method == "PATCH" for method, _ in sent), sent
+    landed = [
+        b
+        for b in image.blobs
+        if httpx.head(f"http://{target_reg.host}/v2/{repo}/blobs/{b.descriptor.digest}").is_success
+    ]
+    assert len(landed) == len(puts)  # every PUT sent finished
+    assert sessions_with_data(target_reg, repo) == 0
+    assert _tags(target_reg, repo) == []
 
 
 # -- point 4: all tags or none -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.errors import SignatureInvalidError, SignatureRequiredError
+from shared.importing.result import ResultDocument
 from shared.importing.run import run_import
 from shared.importing.spec import build_spec
 from shared.oci.manifest import Descriptor
@@ -65,7 +66,7 @@ async def signed_image(reg: Reg, repo: str, *, attest: bool = True) -> Descripto
     return root
 
 
-async def promote(src: Reg, dst: Reg, repo: str, policy: Policy) -> dict[str, Any]:
+async def promote(src: Reg, dst: Reg, repo: str, policy: Policy) -> ResultDocument:
     spec = build_spec(f"{src.host}/{repo}:1.0", dst.host, [f"{repo}:1.0"])
     async with RegistryClient(src.host, src.credential, FAST) as s, RegistryClient(dst.host, dst.credential, FAST) as d:
         return (await run_import(spec, s, d, verification=policy)).document()

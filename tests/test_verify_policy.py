@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.verify.load import parse_policies
+from shared.verify.load import load_policies_file, parse_policies
 from shared.verify.policy import Condition, PolicyError
 from tests.harness.signing import Key, NotaryCA
 
@@ -138,6 +138,24 @@ def test_an_unknown_policy_name_is_refused(tmp_path: Path) -> None:
     policies = parse_policies(good(tmp_path), tmp_path)
     with pytest.raises(PolicyError, match="unknown verification policy 'dev'"):
         policies.get("dev", "promotions[0].verify")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("policies:\n  prod: [\n", "not valid YAML: line 3, column 1: expected the node content"),
+        ('{"policies": {},}', "not valid JSON: line 1, column 17:"),
+    ],
+)
+def test_a_rules_file_that_is_not_yaml_or_json_is_refused_by_line_and_column(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    """The verifier reads the rules file as the rules do: one reader, the same words."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=f"rules file {path}: ") as caught:
+        load_policies_file(path)
+    assert words in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 
 import httpx
 
@@ -50,6 +50,42 @@ log = logging.getLogger(__name__)
 API_VERSION = "2023-07-01"
 ARM_SCOPE = "https://management.azure.com/.default"
 RUNNING = {"InProgress", "Running", "Accepted", "Creating", "Updating", "NotStarted"}
+
+
+class ImportSourceCredentials(TypedDict, total=False):
+    """``ImportSourceCredentials``: a password (or a token) is required, a username optional."""
+
+    username: str
+    password: Required[str]
+
+
+class ImportSource(TypedDict, total=False):
+    """``ImportSource``: the image (``repo[:tag]`` or ``repo@digest``) and its registry, by login
+    server (``registryUri``) or by ARM resource ID (``resourceId``)."""
+
+    sourceImage: Required[str]
+    registryUri: str
+    resourceId: str
+    credentials: ImportSourceCredentials
+
+
+class ImportImageParameters(TypedDict, total=False):
+    """The ``importImage`` body, ``ImportImageParameters`` of the REST reference ("Registries -
+    Import Image"): the source, then ``repo[:tag]`` targets and manifest-only repositories."""
+
+    source: Required[ImportSource]
+    targetTags: list[str]
+    untaggedTargetRepositories: list[str]
+    mode: Literal["NoForce", "Force"]
+
+
+class ArmOperation(TypedDict):
+    """What an import through ARM came to: its final status, ARM's correlation id for the call,
+    and how long it took (seconds, to the millisecond)."""
+
+    status: str
+    correlationId: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -96,22 +132,19 @@ class ArmImporter:
     def url(self, target_resource_id: str) -> str:
         return f"{self.options.endpoint.rstrip('/')}{target_resource_id}/importImage?api-version={API_VERSION}"
 
-    async def run(self, target_resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, target_resource_id: str, body: ImportImageParameters) -> ArmOperation:
         """Import and wait; returns what ARM said (status, correlation id, seconds)."""
         started = time.monotonic()
         headers = {"Authorization": f"Bearer {await self._token()}"}
         response = await self._send("POST", self.url(target_resource_id), headers, json=body)
         correlation = response.headers.get("x-ms-correlation-request-id", "")
         if response.status_code == 200:
-            return {
-                "status": "Succeeded",
-                "correlationId": correlation,
-                "seconds": round(time.monotonic() - started, 3),
-            }
-        if response.status_code != 202:
+            status = "Succeeded"
+        elif response.status_code == 202:
+            status = await self._poll(response, headers, started)
+        else:
             raise self._error("import image", response)
-        status = await self._poll(response, headers, started)
-        return {"status": status, "correlationId": correlation, "seconds": round(time.monotonic() - started, 3)}
+        return ArmOperation(status=status, correlationId=correlation, seconds=round(time.monotonic() - started, 3))
 
     async def _poll(self, accepted: httpx.Response, headers: dict[str, str], started: float) -> str:
         async_op = accepted.headers.get("azure-asyncoperation")

@@ -25,7 +25,6 @@ mirrors:
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from shared.importing.request import Platforms, RegistryName
 from shared.oci.reference import parse_reference, parse_repository, parse_tag
 from shared.verify.load import parse_policies
 from shared.verify.policy import Policies, PolicyError
+from shared.yamljson import SyntaxProblem, parse_yaml_or_json
 
 _TEMPLATE_FIELDS = {"repository", "tag", "digest"}
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -337,17 +337,6 @@ class RulesError(ConfigurationError):
         self.source, self.problems = source, problems
 
 
-def _syntax(exc: Exception) -> str:
-    """A YAML or JSON syntax error with its line and column (1-based), as an editor shows them."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"not valid YAML: {where}{problem}" + (f" ({context})" if context else "")
-
-
 def _problem(doc: Any, error: Any) -> str:
     loc = tuple(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -360,14 +349,9 @@ def parse_rules(text: str, source: str = "rules", base: Path | None = None) -> R
     """Rules from YAML or JSON text; :class:`RulesError` names each bad rule and field. Files a
     verification policy names are relative to ``base`` (the rules file's folder)."""
     try:
-        if text.lstrip().startswith("{"):
-            doc = json.loads(text)
-        else:
-            import yaml  # noqa: PLC0415 - only the triggers and the CLI read rules
-
-            doc = yaml.safe_load(text)
-    except Exception as exc:
-        raise RulesError(source, [_syntax(exc)[:300]]) from None
+        doc = parse_yaml_or_json(text)
+    except SyntaxProblem as exc:
+        raise RulesError(source, [str(exc)[:300]]) from None
     if doc is None:
         doc = {}
     try:

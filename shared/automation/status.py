@@ -18,7 +18,7 @@ from shared import telemetry
 from shared.automation.passes import MirrorReport
 from shared.automation.rules import Rules
 from shared.azure_storage.records import JobRecord
-from shared.azure_storage.rules import RuleRecords
+from shared.azure_storage.rules import RulePass, RuleRecords
 
 #: The jobs followed per rule when reading (a mirror selects at most 200 tags).
 MAX_JOBS = 200
@@ -30,29 +30,30 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _passed(records: RuleRecords, name: str, kind: str, fields: dict[str, Any]) -> None:
+def _passed(records: RuleRecords, name: str, kind: str, fields: RulePass) -> None:
     """Write a pass: ``lastSuccess`` now when nothing is behind, else ``behindSince`` kept."""
     at = _now()
-    before = records.get(name) or {}
-    behind = bool(fields["jobs"]) or bool(fields.get("deferred"))
-    fields.update(kind=kind, lastPass=at)
-    fields["lastSuccess"] = before.get("lastSuccess") if behind else at
+    before = records.get(name) or RulePass()
+    jobs = fields.get("jobs", {})
+    behind = bool(jobs) or bool(fields.get("deferred"))
+    fields["kind"], fields["lastPass"] = kind, at
+    last = fields["lastSuccess"] = before.get("lastSuccess") if behind else at
     fields["behindSince"] = (before.get("behindSince") or at) if behind else None
     records.put(name, fields)
-    last = fields["lastSuccess"]
-    telemetry.rule_status(name, kind, datetime.fromisoformat(last).timestamp() if last else None, len(fields["jobs"]))
+    telemetry.rule_status(name, kind, datetime.fromisoformat(last).timestamp() if last else None, len(jobs))
 
 
 def mirror_passed(records: RuleRecords, report: MirrorReport) -> None:
     jobs = {tag: job for tag, job in report.jobs.items() if tag not in report.unchanged}
-    fields = {"selected": len(report.selected), "upToDate": len(report.unchanged), "jobs": jobs,
-              "deferred": report.deferred}  # fmt: skip
+    fields = RulePass(
+        selected=len(report.selected), upToDate=len(report.unchanged), jobs=jobs, deferred=report.deferred
+    )
     _passed(records, report.name, "mirror", fields)
 
 
 def promoted(records: RuleRecords, rule: str, pushed: str, jobs: dict[str, str]) -> None:
     """A push the promotion ``rule`` acted on (``pushed`` names it), with its job per target."""
-    _passed(records, rule, "promotion", {"selected": len(jobs), "upToDate": 0, "jobs": jobs, "lastPush": pushed})
+    _passed(records, rule, "promotion", RulePass(selected=len(jobs), upToDate=0, jobs=jobs, lastPush=pushed))
 
 
 def _describe(rules: Rules) -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def _describe(rules: Rules) -> list[dict[str, Any]]:
     return out
 
 
-def _follow(record: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
+def _follow(record: RulePass, lookup: Lookup) -> dict[str, Any]:
     """The rule's tags as its jobs now stand."""
     jobs: dict[str, str] = dict(list((record.get("jobs") or {}).items())[:MAX_JOBS])
     done, in_flight, failing, finished = 0, 0, [], []
@@ -79,10 +80,12 @@ def _follow(record: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
         else:
             in_flight += 1
     behind = len(jobs) - done
-    view = {"selected": record.get("selected", 0), "upToDate": int(record.get("upToDate", 0)) + done,
-            "behind": behind, "inFlight": in_flight, "failing": failing, "lastPass": record.get("lastPass"),
-            "lastSuccess": record.get("lastSuccess"), "deferred": record.get("deferred"),
-            "lastPush": record.get("lastPush")}  # fmt: skip
+    view: dict[str, Any] = {
+        "selected": record.get("selected", 0), "upToDate": int(record.get("upToDate", 0)) + done,
+        "behind": behind, "inFlight": in_flight, "failing": failing, "lastPass": record.get("lastPass"),
+        "lastSuccess": record.get("lastSuccess"), "deferred": record.get("deferred"),
+        "lastPush": record.get("lastPush"),
+    }  # fmt: skip
     if behind == 0 and not record.get("deferred"):
         view["state"] = "ok"
         view["lastSuccess"] = max([view["lastSuccess"] or "", *finished]) or None

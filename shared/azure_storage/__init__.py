@@ -1,2 +1,2 @@
-"""The only code that imports azure.storage and azure.data.tables (:mod:`.store`, :mod:`.runs`,
-:mod:`.budget`, :mod:`.rules`); :mod:`.records` holds plain values, read without them."""
+"""The only code that imports azure.storage and azure.data.tables; :mod:`.records` holds plain
+values (a job's record), read without them."""

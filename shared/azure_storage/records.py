@@ -5,18 +5,27 @@ these; the table's row format is :mod:`shared.azure_storage.store`'s business al
 
 :class:`JobChange` is a merge: only the fields it sets are written (a field set to None clears).
 :class:`Statuses` is the store's protocol, as the service uses it.
+
+The JSON documents a record keeps (the progress, the result, the verifications) are typed where
+they are made (:class:`~shared.engine.progress.Snapshot`,
+:class:`~shared.importing.result.ResultDocument`, :class:`~shared.verify.report.VerdictReport`)
+and :data:`Kept` as they were written: read back whole, in their order, a row from older code
+included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, field_serializer
+from pydantic_core import CoreSchema, core_schema
 
 from shared.engine.progress import Snapshot
 from shared.importing.request import ImportRequest
+from shared.importing.result import ResultDocument
+from shared.verify.report import VerdictReport
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 #: States a job does not leave.
@@ -25,8 +34,19 @@ FINISHED = ("succeeded", "failed", "cancelled")
 #: shut down mid-job: the message came back and a later attempt found this one still running);
 #: ``waiting`` when the source's pull budget stopped it (the job waits; not a failure).
 Outcome = Literal["running", "succeeded", "failed", "cancelled", "abandoned", "waiting"]
-#: A JSON document as it enters or leaves (a result, a progress snapshot, a verification).
-Document = dict[str, Any]
+
+
+class _AsWritten:
+    """A JSON object validated and serialized as the object it is (its keys, their order, their
+    values), whatever TypedDict types it for the code that writes and reads it."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+
+
+_T = TypeVar("_T")
+#: A JSON document a record keeps as it was written: typed by ``_T`` for the code, not re-shaped.
+Kept = Annotated[_T, _AsWritten()]
 
 
 def now() -> datetime:
@@ -90,21 +110,17 @@ class JobChange(BaseModel):
     source: str | None = None
     targets: list[str] | None = None
     request: ImportRequest | None = None
-    progress: Snapshot | None = None
-    result: Document | None = None
+    progress: Kept[Snapshot] | None = None
+    result: Kept[ResultDocument] | None = None
     error: JobError | None = None
     run: str | None = None
     requestedBy: Requester | None = None
-    verification: list[Document] | None = None
+    verification: list[Kept[VerdictReport]] | None = None
     waiting: Waiting | None = None
 
     @field_serializer("request")
-    def _request(self, request: ImportRequest | None) -> Document | None:
+    def _request(self, request: ImportRequest | None) -> dict[str, Any] | None:
         return None if request is None else request.without_secrets()
-
-    def fields(self) -> Document:
-        """The fields it sets, as plain JSON values."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class JobRecord(JobChange):

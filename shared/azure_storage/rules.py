@@ -5,14 +5,35 @@ up to date, the jobs it made for the others, since when it has been behind."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
 
 RULES = "rule"
 #: Properties stored as JSON text (table properties are flat).
 _NESTED = ("jobs",)
+
+
+class RulePass(TypedDict, total=False):
+    """A rule's last pass as its row keeps it (a field that is None is not stored): its kind
+    (``mirror``, ``promotion``), the tags it selected and those up to date, the job made (or found
+    in flight) for each other tag, why a mirror pass deferred tags, the push a promotion acted on,
+    and when (ISO text) it last passed, last had nothing behind, and has been behind since."""
+
+    kind: str
+    selected: int
+    upToDate: int
+    jobs: dict[str, str]
+    deferred: str | None
+    lastPush: str
+    lastPass: str
+    lastSuccess: str | None
+    behindSince: str | None
+
+
+_PASS = TypeAdapter(RulePass)
 
 
 class RuleRecords:
@@ -21,26 +42,26 @@ class RuleRecords:
     def __init__(self, table: TableClient) -> None:
         self.table = table
 
-    def get(self, name: str) -> dict[str, Any] | None:
+    def get(self, name: str) -> RulePass | None:
         try:
-            return _decode(dict(self.table.get_entity(RULES, name)))
+            return _decode(self.table.get_entity(RULES, name))
         except ResourceNotFoundError:
             return None
 
-    def put(self, name: str, fields: dict[str, Any]) -> None:
-        """Replace the rule's row with ``fields`` (plain values; ``jobs`` a mapping)."""
+    def put(self, name: str, fields: RulePass) -> None:
+        """Replace the rule's row with ``fields``."""
         row = {k: json.dumps(v) if k in _NESTED else v for k, v in fields.items() if v is not None}
         self.table.upsert_entity({"PartitionKey": RULES, "RowKey": name, **row}, mode=UpdateMode.REPLACE)
 
-    def all(self) -> dict[str, dict[str, Any]]:
+    def all(self) -> dict[str, RulePass]:
         found = self.table.query_entities("PartitionKey eq @p", parameters={"p": RULES})
-        return {str(e["RowKey"]): _decode(dict(e)) for e in found}
+        return {str(e["RowKey"]): _decode(e) for e in found}
 
 
-def _decode(entity: dict[str, Any]) -> dict[str, Any]:
+def _decode(entity: TableEntity) -> RulePass:
     doc = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey", "Timestamp")}
     doc = {k: v for k, v in doc.items() if not k.startswith("odata")}
     for key in _NESTED:
         if isinstance(doc.get(key), str):
             doc[key] = json.loads(doc[key]) if doc[key] else {}
-    return doc
+    return _PASS.validate_python(doc)

@@ -12,9 +12,7 @@ still waiting for it. A worker that dies between a job's end and this transactio
 job's row uncounted; the next report of the job's end (its message's redelivery, or a look at
 the run) counts it.
 
-The row format is this module's alone: :func:`header_row` / :func:`record_of` for the run's
-record (:class:`~shared.runs.model.RunRecord`), :func:`job_row` / :func:`job_of` for a job's row
-(:class:`~shared.runs.model.StoredJob`); everything above works on the typed values.
+The row format is :mod:`.runrows`': everything here works on the typed values.
 
 Table operations a run adds: creating it, one transaction per 100 jobs (the first with the
 run's record); per job, two point reads and one transaction when it ends (more only when two
@@ -25,15 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
+from shared.azure_storage.runrows import HEADER, JOB, header_row, job_of, job_row, partition, record_of
 from shared.azure_storage.store import StorageConfig, _table_service
 from shared.runs.event import event_id, event_type
 from shared.runs.model import (
@@ -50,83 +49,24 @@ from shared.runs.model import (
     outcome,
 )
 
-HEADER = "run"
-JOB = "job-"
 #: Operations in one entity group transaction (the Table service's limit).
 BATCH = 100
-#: A table row as it is written or read: the one place a run is untyped.
-Row = dict[str, Any]
 #: One operation of an entity group transaction.
 Op = tuple[Any, ...]
 #: What a change to a run comes to: the record's fields to merge, and the job's row to write.
 Plan = tuple[RunChange, StoredJob | None]
-_KEYS = ("PartitionKey", "RowKey", "Timestamp")
-
-
-def partition(run_id: str) -> str:
-    return f"run-{run_id}"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# -- the row format: the one mapping between a run (and its jobs) and table rows ----------------
+class Match(TypedDict):
+    """A write made only if the row is as it was read (its ETag)."""
 
-
-def header_row(run_id: str, change: RunChange) -> Row:
-    """A run's fields as its record's row to merge: times as ISO text, the trigger and the event
-    as JSON text (empty: none), the counts one column each."""
-    row: Row = {"PartitionKey": partition(run_id), "RowKey": HEADER}
-    for name in change.model_fields_set:
-        value = getattr(change, name)
-        if name == "counts" and value is not None:
-            row.update(value.model_dump())
-        elif name == "trigger":
-            row[name] = "" if value is None else json.dumps(value.model_dump(mode="json", exclude_none=True))
-        elif name == "event":
-            row[name] = "" if value is None else json.dumps(_event_doc(value))
-        elif isinstance(value, datetime):
-            row[name] = value.isoformat()
-        elif value is not None:
-            row[name] = value
-    return row
-
-
-def _event_doc(event: StoredEvent) -> Row:
-    doc = event.model_dump(mode="json", exclude_none=True)
-    for name, outcome_ in event.destinations.items():  # an outcome keeps its cleared fields
-        doc["destinations"][name] = outcome_.model_dump(mode="json")
-    if not event.destinations:
-        doc.pop("destinations")
-    return doc
-
-
-def record_of(run_id: str, entity: Mapping[str, Any]) -> RunRecord:
-    """The run a record's row holds."""
-    doc = {k: v for k, v in entity.items() if k not in _KEYS and not k.startswith("odata")}
-    for name in ("trigger", "event"):
-        text = doc.pop(name, "")
-        if text:
-            doc[name] = json.loads(text)
-    doc["counts"] = Counts(**{k: int(doc.pop(k, 0) or 0) for k in Counts.model_fields})
-    doc["bytes"] = int(doc.get("bytes") or 0)
-    return RunRecord.model_validate({**doc, "id": run_id})
-
-
-def job_row(run_id: str, job: StoredJob) -> Row:
-    """A job's row in its run."""
-    doc = job.model_dump(mode="json", exclude_none=True, exclude={"id"})
-    doc["targets"] = json.dumps(job.targets)
-    return {"PartitionKey": partition(run_id), "RowKey": JOB + job.id, **doc}
-
-
-def job_of(entity: Mapping[str, Any]) -> StoredJob:
-    doc = {k: v for k, v in entity.items() if k not in _KEYS and not k.startswith("odata")}
-    text = doc.pop("targets", "")
-    return StoredJob.model_validate(
-        {**doc, "id": str(entity["RowKey"]).removeprefix(JOB), "targets": json.loads(text) if text else []}
-    )
+    mode: UpdateMode
+    etag: str
+    match_condition: MatchConditions
 
 
 @dataclass(frozen=True)
@@ -231,8 +171,8 @@ class RunStore:
         return change
 
     @staticmethod
-    def _match(etag: str, mode: UpdateMode) -> Row:
-        return {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+    def _match(etag: str, mode: UpdateMode) -> Match:
+        return Match(mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified)
 
     def _transact(
         self, run_id: str, job_id: str | None, change: Callable[[RunRecord, StoredJob | None], Plan | None]
@@ -306,7 +246,7 @@ class RunStore:
         pages = self.table.query_entities(query, parameters=parameters, results_per_page=limit).by_page(
             continuation_token=json.loads(continuation) if continuation else None
         )
-        page: Iterator[Any] = next(pages, iter(()))
+        page: Iterator[TableEntity] = next(pages, iter(()))
         items = [record_of(str(e["PartitionKey"]).removeprefix("run-"), e) for e in page]
         token = getattr(pages, "continuation_token", None)
         return items, json.dumps(token) if token else None

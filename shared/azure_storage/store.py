@@ -1,9 +1,13 @@
-"""The import queue and the status table, on Azure Storage (``azure-storage-queue``,
-``azure-data-tables``): by connection string locally (Azurite), by identity in Azure.
+"""The status table, on Azure Storage (``azure-data-tables``): by connection string locally
+(Azurite), by identity in Azure; the queue is :mod:`.queue`.
 
-Queue messages are base64 text, as the Functions host's default ``messageEncoding`` expects.
 Status records live in one partition; their row key (the job id) starts with an inverted
-timestamp, so a plain query lists them newest first.
+timestamp, so a plain query lists them newest first. The row format is this module's alone: a
+job's row (:class:`JobRow`) holds the record's scalar fields as they are, its times as ISO text
+and its nested values (:data:`NESTED`) as JSON text; a merge cannot remove a property, so an
+empty string stands for "none". An attempt's row (:class:`AttemptRow`, partition ``attempt``, row
+key ``<job id>:<attempt, 4 digits>``) likewise. A row is checked against its shape as it is made:
+a field a record gains needs a column here.
 """
 
 from __future__ import annotations
@@ -11,29 +15,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
-import math
 import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
-from azure.storage.queue import (
-    QueueClient,
-    QueueMessage,
-    QueueServiceClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from shared.azure_storage.records import Attempt, JobChange, JobRecord
-
-log = logging.getLogger(__name__)
 
 PARTITION = "job"
 IDEMPOTENCY = "idempotency"
@@ -45,6 +40,7 @@ MESSAGES = "message"
 #: A binary property holds at most 64 KiB: a kept message is split into parts of this size.
 _PART = 60_000
 _MAX_MS = 10**13
+_R = TypeVar("_R")
 
 
 def new_job_id(at: float | None = None) -> str:
@@ -73,13 +69,6 @@ class StorageConfig:
         return DefaultAzureCredential()
 
 
-def _queue_service(config: StorageConfig) -> QueueServiceClient:
-    if config.connection_string:
-        return QueueServiceClient.from_connection_string(config.connection_string)
-    url = config.queue_service_uri or f"https://{config.account}.queue.core.windows.net"
-    return QueueServiceClient(url, credential=config.credential())
-
-
 def _table_service(config: StorageConfig) -> TableServiceClient:
     if config.connection_string:
         return TableServiceClient.from_connection_string(config.connection_string)
@@ -87,82 +76,87 @@ def _table_service(config: StorageConfig) -> TableServiceClient:
     return TableServiceClient(url, credential=config.credential())
 
 
-@dataclass
-class Received:
-    id: str
-    pop_receipt: str
-    dequeue_count: int
-    content: str
-
-
-class JobQueue:
-    """The ``imports`` queue and its ``imports-poison`` twin."""
-
-    def __init__(self, config: StorageConfig) -> None:
-        service = _queue_service(config)
-        # base64, as the Functions host's default messageEncoding expects
-        policies = {
-            "message_encode_policy": TextBase64EncodePolicy(),
-            "message_decode_policy": TextBase64DecodePolicy(),
-        }
-        self.queue: QueueClient = service.get_queue_client(config.queue_name, **policies)
-        self.poison: QueueClient = service.get_queue_client(f"{config.queue_name}-poison", **policies)
-
-    def ensure(self) -> None:
-        for q in (self.queue, self.poison):
-            with contextlib.suppress(ResourceExistsError):
-                q.create_queue()
-
-    def send(self, content: str, delay: float = 0) -> None:
-        """Put ``content`` on the queue, hidden for ``delay`` seconds first."""
-        self.queue.send_message(content, visibility_timeout=math.ceil(delay) if delay > 0 else None)
-
-    def receive(self, lease: float) -> Received | None:
-        for message in self.queue.receive_messages(max_messages=1, visibility_timeout=int(lease)):
-            return _received(message)
-        return None
-
-    def extend(self, message: Received, seconds: float) -> Received:
-        """Keep ``message`` hidden for ``seconds`` more (0 makes it visible at once)."""
-        updated = self.queue.update_message(message.id, message.pop_receipt, visibility_timeout=int(seconds))
-        return Received(message.id, updated.pop_receipt or message.pop_receipt, message.dequeue_count, message.content)
-
-    def delete(self, message: Received) -> None:
-        try:
-            self.queue.delete_message(message.id, message.pop_receipt)
-        except ResourceNotFoundError:
-            log.info("message %s was already gone", message.id)
-
-    def to_poison(self, message: Received) -> None:
-        self.poison.send_message(message.content)
-        self.delete(message)
-
-    def peek_poison(self) -> list[str]:
-        return [str(m.content) for m in self.poison.peek_messages(max_messages=32)]
-
-    def healthy(self) -> bool:
-        self.queue.get_queue_properties()
-        return True
-
-
-def _received(message: QueueMessage) -> Received:
-    return Received(message.id, message.pop_receipt or "", message.dequeue_count or 1, str(message.content))
-
+# -- the row format: the one mapping between a record and a table row ---------------------------
 
 #: Nested values are stored as JSON text (table properties are flat).
 NESTED = ("progress", "result", "error", "targets", "request", "lastAttempt", "requestedBy", "verification", "waiting")
 _KEYS = ("PartitionKey", "RowKey", "Timestamp")
 #: An attempt's nested value (the worker instance), stored as JSON text.
 _ATTEMPT_NESTED = ("worker",)
+#: Rows are made from typed values: nothing to coerce, and no column left out unnoticed.
+ROWS = ConfigDict(strict=True, extra="forbid")
 
 
-# -- the row format: the one mapping between a record and a table row ---------------------------
+class TableRow(TypedDict):
+    """What every row has: its partition and its key in the partition."""
+
+    PartitionKey: str
+    RowKey: str
 
 
-def row_of(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """A record's fields (plain JSON values, :meth:`JobChange.fields`) as the row to merge."""
-    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": job_id}
-    for key, value in fields.items():
+@with_config(ROWS)
+class JobRow(TableRow, total=False):
+    """A job's record as a row (a merge writes the columns its change sets). A row written before
+    attempts had rows of their own holds ``attempts``, the count, in place of ``attemptCount``
+    (:func:`record_of` reads either)."""
+
+    state: str
+    createdAt: str
+    updatedAt: str
+    startedAt: str
+    finishedAt: str
+    attemptCount: int
+    lastAttempt: str
+    retryOf: str
+    cancelRequestedAt: str
+    source: str
+    targets: str
+    request: str
+    progress: str
+    result: str
+    error: str
+    run: str
+    requestedBy: str
+    verification: str
+    waiting: str
+
+
+@with_config(ROWS)
+class AttemptRow(TableRow, total=False):
+    """One attempt at a job as a row (the worker instance as JSON text)."""
+
+    number: Required[int]
+    startedAt: Required[str]
+    finishedAt: str
+    outcome: str
+    code: str
+    message: str
+    bytes: int
+    worker: str
+
+
+#: Each row shape's validator, made on first use.
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def checked(shape: type[_R], row: Mapping[str, object]) -> _R:
+    """``row`` as its ``shape`` (a row TypedDict configured with :data:`ROWS`) says: a column the
+    shape lacks, or a value of another type, is refused (pydantic's ``ValidationError``)."""
+    return _adapter(shape).validate_python(row)
+
+
+def _adapter(shape: type[_R]) -> TypeAdapter[_R]:
+    """The shape's validator, made once (making one takes a millisecond; using it, a microsecond)."""
+    if shape not in _ADAPTERS:
+        _ADAPTERS[shape] = TypeAdapter(shape)
+    return _ADAPTERS[shape]
+
+
+def row_of(job_id: str, change: JobChange, *, whole: bool = False) -> JobRow:
+    """The row to merge for ``change`` (the fields it sets; ``whole``: every field, for a new
+    record)."""
+    entity: dict[str, str | int] = {"PartitionKey": PARTITION, "RowKey": job_id}
+    for key, value in change.model_dump(mode="json", exclude_unset=not whole).items():
         if key == "id":
             continue
         if value is None:  # a merge cannot remove a property: an empty string stands for "none"
@@ -170,11 +164,12 @@ def row_of(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
                 entity[key] = ""
             continue
         entity[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-    return entity
+    return checked(JobRow, entity)
 
 
-def _decode(entity: Mapping[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"id": entity["RowKey"]}
+def _decode(entity: TableEntity, nested: tuple[str, ...]) -> dict[str, Any]:
+    """A row as the JSON its record is read from (the edge where a row enters)."""
+    doc = {"id": entity["RowKey"]}
     for key, value in entity.items():
         if key in _KEYS or key.startswith("odata"):
             continue
@@ -185,7 +180,7 @@ def _decode(entity: Mapping[str, Any], nested: tuple[str, ...]) -> dict[str, Any
     return doc
 
 
-def record_of(entity: Mapping[str, Any]) -> JobRecord:
+def record_of(entity: TableEntity) -> JobRecord:
     """The record a job's row holds (rows from before attempts were kept: the count alone)."""
     doc = _decode(entity, NESTED)
     old = doc.pop("attempts", 0)
@@ -194,13 +189,13 @@ def record_of(entity: Mapping[str, Any]) -> JobRecord:
     return JobRecord.model_validate(doc)
 
 
-def attempt_row(job_id: str, attempt: Attempt) -> dict[str, Any]:
+def attempt_row(job_id: str, attempt: Attempt) -> AttemptRow:
     doc = attempt.model_dump(mode="json", exclude_none=True)
     row = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in doc.items()}
-    return {"PartitionKey": ATTEMPTS, "RowKey": f"{job_id}:{attempt.number:04d}", **row}
+    return checked(AttemptRow, {"PartitionKey": ATTEMPTS, "RowKey": f"{job_id}:{attempt.number:04d}", **row})
 
 
-def attempt_of(entity: Mapping[str, Any]) -> Attempt:
+def attempt_of(entity: TableEntity) -> Attempt:
     doc = _decode(entity, _ATTEMPT_NESTED)
     doc.pop("id")
     return Attempt.model_validate(doc)
@@ -217,7 +212,7 @@ class StatusStore:
             self.table.create_table()
 
     def insert(self, record: JobRecord) -> None:
-        self.table.create_entity(row_of(record.id, record.model_dump(mode="json")))
+        self.table.create_entity(row_of(record.id, record, whole=True))
 
     def get(self, job_id: str) -> JobRecord | None:
         try:
@@ -227,7 +222,7 @@ class StatusStore:
 
     def update(self, job_id: str, change: JobChange) -> None:
         """Merge ``change`` into the record."""
-        self.table.update_entity(row_of(job_id, change.fields()), mode=UpdateMode.MERGE)
+        self.table.update_entity(row_of(job_id, change), mode=UpdateMode.MERGE)
 
     def transition(self, job_id: str, change: Callable[[JobRecord], JobChange | None]) -> JobRecord | None:
         """Change the record by what ``change`` makes of it as it stands (the fields to merge, or
@@ -244,7 +239,7 @@ class StatusStore:
                 return current
             try:
                 self.table.update_entity(
-                    row_of(job_id, fields.fields()),
+                    row_of(job_id, fields),
                     mode=UpdateMode.MERGE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -284,14 +279,14 @@ class StatusStore:
 
     def list(self, state: str | None, limit: int, continuation: str | None) -> tuple[list[JobRecord], str | None]:
         query = f"PartitionKey eq '{PARTITION}'"
-        parameters: dict[str, Any] = {}
+        parameters: dict[str, str] = {}
         if state:
             query += " and state eq @state"
             parameters["state"] = state
         pages = self.table.query_entities(query, parameters=parameters, results_per_page=limit).by_page(
             continuation_token=json.loads(continuation) if continuation else None
         )
-        page: Iterator[dict[str, Any]] = next(pages, iter(()))
+        page: Iterator[TableEntity] = next(pages, iter(()))
         items = [record_of(e) for e in page]
         token = getattr(pages, "continuation_token", None)
         return items, json.dumps(token) if token else None

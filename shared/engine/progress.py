@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import TypedDict, cast
 
-from typing_extensions import TypedDict  # pydantic validates it (a job's progress): typing's is refused before 3.12
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 class Snapshot(TypedDict):
-    """A copy's progress as the worker records it and the API shows it (a job's ``progress``):
-    manifests and blobs to copy and done so far, blob bytes sent (``bytesMoved``) and those the
-    target had or got by a mount (``bytesSkipped``), and the seconds since the copy began."""
+    """:meth:`Progress.snapshot`: the progress as a job's record keeps it and the API shows it."""
 
     manifestsTotal: int
     blobsTotal: int
@@ -60,21 +62,11 @@ class Progress:
         return time.monotonic() - self.started
 
     def snapshot(self) -> Snapshot:
-        """The progress as the API shows it (fields in this order)."""
-        return Snapshot(
-            manifestsTotal=self.manifests_total,
-            blobsTotal=self.blobs_total,
-            bytesTotal=self.bytes_total,
-            manifestsDone=self.manifests_done,
-            manifestsPresent=self.manifests_present,
-            blobsCopied=self.blobs_copied,
-            blobsMounted=self.blobs_mounted,
-            blobsPresent=self.blobs_present,
-            blobsForeign=self.blobs_foreign,
-            bytesMoved=self.bytes_moved,
-            bytesSkipped=self.bytes_skipped,
-            seconds=round(self.seconds, 3),
-        )
+        """The progress as the API shows it: camelCase, as every other field of a job."""
+        doc = asdict(self)
+        doc.pop("started")
+        doc["seconds"] = round(self.seconds, 3)
+        return cast(Snapshot, {_camel(k): v for k, v in doc.items()})  # its keys, in order: tests/test_documents.py
 
 
 class Reporter:

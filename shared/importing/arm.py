@@ -6,9 +6,8 @@ so that both engines report the same fields. Which engine a job gets is the serv
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
-from shared.arm.importer import ArmImporter
+from shared.arm.importer import ArmImporter, ImportImageParameters, ImportSource, ImportSourceCredentials
 from shared.credentials import Credential
 from shared.importing.result import ImportResult
 from shared.importing.spec import ImportSpec
@@ -32,20 +31,22 @@ def _source_image(source: ArmSource) -> str:
     return str(replace(path, tag=None)) if path.digest else str(path)
 
 
-def arm_body(source: ArmSource, spec: ImportSpec, credential: Credential) -> dict[str, Any]:
+def arm_body(source: ArmSource, spec: ImportSpec, credential: Credential) -> ImportImageParameters:
     """ARM's ``ImportImageParameters`` for ``spec``, whole: the only place a password is put into
     a request body. ARM takes a username and password, or a password alone (a token); an identity
     sends none."""
-    doc: dict[str, Any] = {"sourceImage": _source_image(source)}
+    src = ImportSource(sourceImage=_source_image(source))
     if source.resource_id:
-        doc["resourceId"] = source.resource_id
+        src["resourceId"] = source.resource_id
     elif spec.source.registry:
-        doc["registryUri"] = spec.source.registry
+        src["registryUri"] = spec.source.registry
     login = credential.login()
     username, password = login if login is not None else (None, credential.registry_token())
     if password is not None:
-        doc["credentials"] = {"password": password.reveal(), **({"username": username} if username else {})}
-    body: dict[str, Any] = {"source": doc, "mode": "Force" if spec.force else "NoForce"}
+        src["credentials"] = ImportSourceCredentials(password=password.reveal())
+        if username:
+            src["credentials"]["username"] = username
+    body = ImportImageParameters(source=src, mode="Force" if spec.force else "NoForce")
     if tags := [f"{t.repository}:{t.tag}" for t in spec.tagged]:
         body["targetTags"] = tags
     if untagged := [t.repository for t in spec.targets if not t.tag]:

@@ -168,16 +168,9 @@ class ImportRequest(BaseModel):
             limits=limits,
         )
 
-    def public(self) -> dict[str, Any]:
-        """The request without its secrets: what may be stored and shown."""
-        doc = self.model_dump(mode="json", exclude_none=True)
-        if self.source.credentials is not None:
-            doc["source"]["credentials"] = {"username": self.source.credentials.username, "password": "***"}
-        return doc
-
     def without_secrets(self) -> dict[str, Any]:
-        """The request as a queue message or a job's record carries it: inline credentials left
-        out (they travel sealed, apart)."""
+        """The request as a queue message or a job's record carries it (JSON, as it leaves):
+        inline credentials left out (they travel sealed, apart)."""
         doc = self.model_dump(mode="json", exclude_none=True)
         doc["source"].pop("credentials", None)
         return doc

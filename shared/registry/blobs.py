@@ -3,14 +3,21 @@
 - ``fetch_blob`` streams a blob, verifying size and digest in flight, and resumes a dropped
   connection with ``Range`` (RFC 9110 §14). The last chunk is held back until the digest checks
   out, so a consumer that streams into an upload never completes a corrupt one.
-- ``push_blob_chunked`` is how the engine uploads every blob: the blob in one ``PATCH`` of no
-  stated length (``Transfer-Encoding: chunked``, as go-containerregistry streams), then a bodyless
-  ``PUT ?digest=``; a stop ends the body at once (:mod:`shared.stopping`) and the session is
-  deleted. With ``chunk_size`` it sends ``PATCH`` chunks with ``Content-Range`` instead (a stop then
-  waits for the chunk in flight). After a ``416`` or a dropped connection it asks the registry
+- ``push_blob_whole`` is how the engine uploads a blob of up to :data:`WHOLE_MAX` bytes: read
+  whole from the source first (a stop ends that wait, and the session, which holds nothing yet, is
+  deleted), then sent from memory in one ``PUT ?digest=`` of stated length, which a stop lets
+  finish (milliseconds: the bytes are at hand); the blob it makes is referenced by nothing until a
+  manifest names it, and the registry's garbage collection removes it. One request per blob
+  fewer than a streamed ``PATCH`` and ``PUT``, which is what many small layers cost.
+- ``push_blob_chunked`` is how the engine uploads every larger blob: the blob in one ``PATCH`` of
+  no stated length (``Transfer-Encoding: chunked``, as go-containerregistry streams), then a
+  bodyless ``PUT ?digest=``; a stop ends the body at once (:mod:`shared.stopping`) and the session
+  is deleted. With ``chunk_size`` it sends ``PATCH`` chunks with ``Content-Range`` instead (a stop
+  then waits for the chunk in flight). After a ``416`` or a dropped connection it asks the registry
   where the upload stands (``GET`` → ``204`` + ``Range``) and goes on from there.
-- ``push_blob`` is a monolithic streaming ``PUT`` of stated length, which cannot end early: for
-  callers that no stop reaches (fixtures, benchmarks), not the engine.
+- ``push_blob`` is a monolithic ``PUT`` of stated length, which cannot end early: streamed, for
+  callers that no stop reaches (fixtures, benchmarks); from memory, the second half of
+  ``push_blob_whole``.
 - ``start_upload(mount=...)`` tries a cross-repository mount: ``201`` means no bytes need to move,
   ``202`` opens an ordinary upload session to continue with.
 - A failed or stopped upload session is cancelled with ``DELETE``, whose answer is never read
@@ -40,13 +47,18 @@ from shared.http.retry import Attempts
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
 from shared.registry import scopes as sc
-from shared.registry.streams import Opener, Session, Slicer, SourceFailed, opener, watched
+from shared.registry.streams import Opener, Session, Slicer, SourceFailed, opener, watched, whole
 from shared.registry.transport import Response, Transport
 from shared.strict import header_int
 
 log = logging.getLogger(__name__)
 
 _CONTENT_RANGE_START = "bytes "
+
+#: Blobs up to this size go up from memory in one ``PUT`` (:meth:`BlobOps.push_blob_whole`): at
+#: most this much per concurrent upload is held (64 uploads: 64 MiB); beyond it the request saved
+#: is lost in the transfer's own time.
+WHOLE_MAX = 1 << 20
 
 
 def _pull(repo: str) -> frozenset[sc.Scope]:
@@ -210,9 +222,11 @@ class BlobOps:
         location: httpx.URL | None = None,
     ) -> None:
         """A monolithic upload: one streaming ``PUT`` with the digest and the exact length (not
-        stoppable: a body of stated length cannot end early; the engine does not use it). One
-        operation: after a failure worth retrying (a dropped connection, 503, 429) the session is
-        cancelled and the upload starts again in a fresh one (when ``body`` can be opened again)."""
+        stoppable: a body of stated length cannot end early; a streamed body is never sent twice
+        on one attempt, even from memory, as the wire would resend bytes on a broken reused
+        connection into a session that body's cut made unusable). One operation: after a failure worth retrying (a
+        dropped connection, 503, 429) the session is cancelled and the upload starts again in a
+        fresh one (when ``body`` can be opened again)."""
         open_at, reopenable = opener(body)
         attempts = self.transport.retry.start()
         while True:
@@ -235,6 +249,18 @@ class BlobOps:
             except BaseException:
                 await self.cancel_upload(location, repo)
                 raise
+
+    async def push_blob_whole(self, repo: str, desc: Descriptor, open_at: Opener, *, location: httpx.URL) -> None:
+        """A small blob (:data:`WHOLE_MAX`) into the open session at ``location``: read whole
+        (a stop ends the wait; the session, empty still, is deleted), then one ``PUT`` from memory
+        that a stop lets finish."""
+        try:
+            data = await whole(open_at(0), desc.size, f"upload {desc.digest}")
+            stopping.check()
+        except BaseException:
+            await self.cancel_upload(location, repo)
+            raise
+        await self.push_blob(repo, desc, data, location=location)
 
     async def upload_offset(self, location: httpx.URL, repo: str) -> tuple[httpx.URL, int]:
         """Where an upload session stands: ``GET`` → ``204`` with ``Range: 0-<last>``."""

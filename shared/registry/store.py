@@ -13,6 +13,7 @@ import httpx
 from shared.content.protocols import Landed, Opener
 from shared.errors import NotFoundError, RegistryError
 from shared.oci.manifest import Descriptor, parse_manifest, successors
+from shared.registry.blobs import WHOLE_MAX
 from shared.registry.client import PushedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,13 @@ class RegistryRepository:
         return "copied"
 
     async def _upload(self, desc: Descriptor, open_at: Opener, location: httpx.URL) -> None:
-        """Every blob, whatever its size, in one streamed ``PATCH`` then ``PUT ?digest=``: a stop
-        can end that body at any moment and delete the session (a monolithic ``PUT`` of stated
-        length saves a request but can only be cut, leaving its session and data behind)."""
-        await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
+        """A small blob read whole, then one ``PUT`` from memory that a stop lets finish (into a
+        blob nothing references yet); a larger one in a streamed ``PATCH`` that a stop ends at a
+        piece, then ``PUT ?digest=``. Either way a stop leaves no session holding data."""
+        if desc.size <= WHOLE_MAX:
+            await self.client.push_blob_whole(self.repository, desc, open_at, location=location)
+        else:
+            await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)
 
     async def push_manifest(self, desc: Descriptor, data: bytes) -> bool:
         pushed = await self._put_manifest(str(desc.digest), desc, data)

@@ -1,7 +1,7 @@
 """The byte streams an upload sends (:mod:`shared.registry.blobs`): a body as an opener that
-can start again at an offset, the source's failures told apart from the target's, and a blob cut
-into consecutive slices, each its own request body, that a stop ends at once
-(:func:`shared.stopping.before_stop`)."""
+can start again at an offset, the source's failures told apart from the target's, a small blob
+read whole, and a blob cut into consecutive slices, each its own request body, that a stop ends
+at once (:func:`shared.stopping.before_stop`)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,31 @@ def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
         return body, True
     once = body
     return (lambda offset: once), False
+
+
+async def whole(stream: AsyncIterable[bytes], size: int, what: str) -> bytes:
+    """All ``size`` bytes of ``stream`` in memory (never more); a stop ends the wait on it at once
+    (:class:`shared.stopping.Stopped`), and ``stream`` is closed on the way out."""
+    pieces: list[bytes] = []
+    got = 0
+    iterator = aiter(stream)
+    try:
+        while True:
+            try:
+                piece = await stopping.before_stop(anext(iterator))
+            except StopAsyncIteration:
+                break
+            got += len(piece)
+            if got > size:
+                raise SizeMismatchError(what, size, got)
+            pieces.append(piece)
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+    if got != size:
+        raise SizeMismatchError(what, size, got)
+    return b"".join(pieces)
 
 
 class Session:

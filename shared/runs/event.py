@@ -56,6 +56,10 @@ class RunSummary(BaseModel):
     omitted: dict[str, int] = Field(default_factory=dict, description="Entries left out of a list over MAX_LISTED.")
 
 
+#: The run's own fields the summary carries as they are.
+_AS_THEY_ARE = ("kind", "state", "trigger", "retryOf", "counts", "bytes", "createdAt", "endedAt")
+
+
 def event_id(run_id: str) -> str:
     return f"{run_id}.ended"
 
@@ -76,14 +80,7 @@ def summary(run: Run) -> RunSummary:
     ended = run.endedAt or run.updatedAt
     return RunSummary(
         runId=run.id,
-        kind=run.kind,
-        state=run.state,
-        trigger=run.trigger,
-        retryOf=run.retryOf,
-        counts=run.counts,
-        bytes=run.bytes,
-        createdAt=run.createdAt,
-        endedAt=run.endedAt,
+        **{name: getattr(run, name) for name in _AS_THEY_ARE},
         durationSeconds=round(max(0.0, (ended - run.createdAt).total_seconds()), 3),
         targets=moved[:MAX_LISTED],
         failed=failed[:MAX_LISTED],

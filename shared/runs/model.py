@@ -170,7 +170,7 @@ class RunChange(BaseModel):
 
 
 class RunRecord(RunChange):
-    """A run as the status table keeps it (the row format is :mod:`shared.azure_storage.runs`'s)."""
+    """A run as the status table keeps it (the row format is :mod:`shared.azure_storage.runrows`')."""
 
     id: str
     kind: RunKind

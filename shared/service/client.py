@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Literal, NotRequired, Required, TypeVar
+from typing import Any, Literal, NotRequired, Required, TypedDict, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from typing_extensions import TypedDict
 
 from shared.errors import ServiceError
 from shared.http.policy import is_loopback

@@ -33,7 +33,7 @@ from shared.errors import FerryError, PullBudgetSpent, UnexpectedError
 from shared.importing.engines import engine_for
 from shared.importing.launch import Access, Wiring, launch
 from shared.importing.request import ImportRequest
-from shared.importing.result import ImportResult
+from shared.importing.result import ImportResult, ResultDocument
 from shared.importing.spec import TargetRef
 from shared.logs import job_fields
 from shared.service.attempts import JobCancelled, ProgressWriter, Watch, begin, new_attempt, not_run
@@ -51,12 +51,12 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 2.0
 
 
-def _observed(attempt: Attempt, result: ImportResult | None = None, outcome: str | None = None) -> None:
+def _observed(attempt: Attempt, result: ResultDocument | None = None, outcome: str | None = None) -> None:
     """The attempt's end on the job's span and in the metrics (nothing when telemetry is off)."""
     outcome = outcome or attempt.outcome
     seconds = (now() - attempt.startedAt).total_seconds()
-    telemetry.ended(telemetry.current(), outcome, result.document() if result else None, attempt.code)
-    nbytes, engine = int(attempt.bytes or 0), result.engine if result else None
+    telemetry.ended(telemetry.current(), outcome, result, attempt.code)
+    nbytes, engine = int(attempt.bytes or 0), (result or {}).get("engine")
     telemetry.record_job(outcome, seconds, attempt.code, nbytes, engine)
 
 
@@ -252,7 +252,7 @@ class Worker:
         if result.verification is not None:  # what verified what, kept with the job (docs/signing.md)
             change.verification = [result.verification]
         await self._ended(job_id, attempt, change)
-        _observed(attempt, result)
+        _observed(attempt, change.result)
         log.info("job %s succeeded: %s", job_id, result.summary(), extra=fields)
 
     async def _cancelled(self, job_id: str, attempt: Attempt, progress: ProgressWriter, left: list[str]) -> None:
@@ -277,8 +277,7 @@ class Worker:
         # detail: what lies under the message (the HTTP exchange)
         error = JobError(code=exc.code, message=str(exc), detail=clean(exc.detail) if exc.detail else None)
         attempt.outcome, attempt.code, attempt.message = "failed", exc.code, shorten(str(exc), 2000)
-        copied = progress.now()
-        attempt.bytes = copied["bytesMoved"] if copied else 0
+        attempt.bytes = copied["bytesMoved"] if (copied := progress.now()) else 0
         number = attempt.number
         if exc.retryable and failures < self.settings.max_dequeue_count:
             state = await self._ended(job_id, attempt, JobChange(state="queued", error=error))

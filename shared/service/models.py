@@ -8,15 +8,14 @@ request itself is :class:`shared.importing.request.ImportRequest`; a run is
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NotRequired
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
-from typing_extensions import TypedDict
 
-from shared.azure_storage.records import Attempt, JobRecord, Requester, State, Waiting, now
+from shared.azure_storage.records import Attempt, JobRecord, Kept, Requester, State, Waiting, now
 from shared.engine.progress import Snapshot
 from shared.importing.request import ImportRequest
-from shared.importing.result import ImportResult
+from shared.importing.result import ResultDocument
 from shared.importing.spec import ImportSpec
 from shared.runs.model import Run
 
@@ -42,14 +41,6 @@ class ImportJob(BaseModel):
         return request.without_secrets()
 
 
-class SessionsLeft(BaseModel):
-    """A cancelled job's ``result`` when the target would not delete its upload sessions: their
-    URLs, without query (the registry keeps them until it expires them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    uploadSessionsLeft: list[str]
-
-
 class ImportStatus(BaseModel):
     """``GET /api/imports/{id}``: a job's state, as the status table records it, with every
     attempt (``GET /api/imports`` shows the last one only)."""
@@ -66,10 +57,8 @@ class ImportStatus(BaseModel):
     cancelRequestedAt: datetime | None = None
     source: str = ""
     targets: list[str] = Field(default_factory=list)
-    progress: Snapshot | None = None
-    result: ImportResult | SessionsLeft | None = Field(
-        None, description="What the import came to (a cancelled job: the upload sessions left open)."
-    )
+    progress: Kept[Snapshot] | None = None
+    result: Kept[ResultDocument] | None = None
     error: dict[str, str] | None = None
     run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
     requestedBy: Requester | None = Field(
@@ -79,13 +68,6 @@ class ImportStatus(BaseModel):
     waiting: Waiting | None = Field(
         None, description="Why a queued job waits, and until when (the pull budget).", exclude_if=lambda v: v is None
     )
-
-    @field_serializer("result")
-    def _result(self, result: ImportResult | SessionsLeft | None) -> dict[str, Any] | None:
-        """The result's JSON: an import's fields that are set, in order (``document()``)."""
-        if isinstance(result, ImportResult):
-            return result.document()
-        return None if result is None else result.model_dump()
 
 
 class Accepted(BaseModel):
@@ -105,13 +87,12 @@ class JobList(BaseModel):
     next: str | None = None
 
 
-class RetriedJob(TypedDict):
-    """A job of a run being retried: the new job's ``id``, or the ``error`` that kept it from
-    being retried."""
+class RetriedJob(BaseModel):
+    """A job of a run being retried: the new job (``id``), or why it was not retried (``error``)."""
 
     retryOf: str
-    id: NotRequired[str]
-    error: NotRequired[str]
+    id: str | None = Field(None, exclude_if=lambda v: v is None)
+    error: str | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class RunAccepted(BaseModel):

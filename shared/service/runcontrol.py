@@ -124,9 +124,9 @@ def retry(
     for job in failed:
         try:
             status, _ = submitter.resubmit(job.id, requested_by=requested_by, run=slot)
-            notes.append({"retryOf": job.id, "id": status.id})
+            notes.append(RetriedJob(retryOf=job.id, id=status.id))
         except (JobStateError, BadRequest) as exc:
-            notes.append({"retryOf": job.id, "error": str(exc)})
+            notes.append(RetriedJob(retryOf=job.id, error=str(exc)))
     slot.seal()
     if slot.id is None or not slot.made:
         raise JobStateError(f"run {run_id}: none of its failed jobs could be retried", state=run.state)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from shared.azure_storage.store import Received
+from shared.azure_storage.queue import Received
 from shared.events.config import EventsConfig
 from shared.events.delivery import Outcome, deliver, wanted
 from shared.events.publish import Publisher

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from shared.oci.digest import Digest
+from shared.verify.report import FindingReport
 
 #: A signature's own format, as the job's result names it.
 COSIGN = "cosign"  # the sha256-<hex>.sig tag with simple-signing payloads
@@ -43,14 +44,14 @@ class Finding:
     subject: Digest
     predicate: Any = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "authority": self.authority,
-            "format": self.format,
-            "signer": self.signer,
-            "signature": str(self.evidence),
-            "subject": str(self.subject),
-        }
+    def to_json(self) -> FindingReport:
+        out = FindingReport(
+            authority=self.authority,
+            format=self.format,
+            signer=self.signer,
+            signature=str(self.evidence),
+            subject=str(self.subject),
+        )
         if self.predicate_type:
             out["predicateType"] = self.predicate_type
         return out

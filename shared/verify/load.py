@@ -23,6 +23,7 @@ from shared.verify.policy import (
     PublicKey,
 )
 from shared.verify.trustroot import parse_trusted_root
+from shared.yamljson import SyntaxProblem, parse_yaml_or_json
 
 #: The curves a cosign key may use (cosign signs with P-256; P-384 and P-521 verify too).
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -262,20 +263,11 @@ def load_policies_file(path: str | Path) -> Policies:
     the automation's): what a worker or the CLI needs to apply a policy a request names."""
     file = Path(path)
     try:
-        text = file.read_text()
+        doc = parse_yaml_or_json(file.read_text())
     except OSError as exc:
         raise PolicyError(f"rules file {file}", exc.strerror or str(exc)) from None
-    try:
-        if text.lstrip().startswith("{"):
-            import json  # noqa: PLC0415
-
-            doc = json.loads(text)
-        else:
-            import yaml  # noqa: PLC0415 - only where a rules file is read
-
-            doc = yaml.safe_load(text)
-    except Exception as exc:
-        raise PolicyError(f"rules file {file}", f"not valid YAML or JSON: {type(exc).__name__}") from None
+    except SyntaxProblem as exc:
+        raise PolicyError(f"rules file {file}", str(exc)[:300]) from None
     if not isinstance(doc, dict):
         return Policies()
     part = {k: doc[k] for k in ("authorities", "policies") if k in doc}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.errors import SignatureInvalidError, SignatureRequiredError
 from shared.oci import mediatypes as mt
@@ -20,6 +19,7 @@ from shared.verify import bundle, cosign, notary
 from shared.verify.evidence import Evidence, Gathered, gather
 from shared.verify.findings import BUNDLE, COSIGN, Finding, Unusable
 from shared.verify.policy import Authority, Policy
+from shared.verify.report import ProblemReport, VerdictReport
 
 _ATTESTATION_MANIFEST = "vnd.docker.reference.type"
 
@@ -50,19 +50,20 @@ class Verdict:
     def satisfied(self) -> bool:
         return self.problem is None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "policy": self.policy.name,
-            "mode": self.policy.mode,
-            "digest": str(self.digest),
-            "satisfied": self.satisfied,
-            "verified": [f.to_json() for f in self.findings],
-        }
+    def to_json(self) -> VerdictReport:
+        out = VerdictReport(
+            policy=self.policy.name,
+            mode=self.policy.mode,
+            digest=str(self.digest),
+            satisfied=self.satisfied,
+            verified=[f.to_json() for f in self.findings],
+        )
         if self.problem is not None:
-            out["warning" if self.policy.mode == "warn" else "error"] = {
-                "code": self.problem.code,
-                "message": str(self.problem),
-            }
+            problem = ProblemReport(code=self.problem.code, message=str(self.problem))
+            if self.policy.mode == "warn":
+                out["warning"] = problem
+            else:
+                out["error"] = problem
         return out
 
 
