@@ -42,7 +42,7 @@ from shared.automation.calls import rules_state, run_mirrors
 from shared.errors import BadRequest, ConfigurationError, IdempotencyKeyReusedError, JobStateError, UnknownJobError
 from shared.importing.request import ImportRequest
 from shared.service import control, runcontrol
-from shared.service.models import ImportStatus, status_of
+from shared.service.models import Accepted, ImportStatus, JobList, status_of
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = "5"
@@ -58,18 +58,6 @@ class Conflict(Problem):
     """The job is not in a state the request applies to: its state is given."""
 
     state: str
-
-
-class Accepted(BaseModel):
-    id: str
-    state: str
-    location: str
-    created: bool
-
-
-class JobList(BaseModel):
-    items: list[ImportStatus]
-    next: str | None = None
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -25,6 +25,7 @@ from shared.errors import BadRequest
 from shared.importing.request import ImportRequest
 from shared.runs.model import Run
 from shared.service import runcontrol
+from shared.service.models import RetriedJob, RunAccepted, RunList
 from shared.service.requester import requested_by
 
 RETRY_AFTER = "5"
@@ -39,26 +40,13 @@ class RunRequest(BaseModel):
     imports: list[ImportRequest] = Field(min_length=1, max_length=runcontrol.MAX_BATCH)
 
 
-class RunAccepted(BaseModel):
-    id: str
-    state: str
-    location: str
-    created: bool
-    jobs: list[dict[str, Any]] = Field(default_factory=list, description="A retry: each job retried, or why not.")
-
-
-class RunList(BaseModel):
-    items: list[Run]
-    next: str | None = None
-
-
 def caller(request: Request, services: Services) -> Requester:
     """Who sent ``request`` (shared/service/requester.py)."""
     name = requested_by(request.headers, request.query_params, easy_auth=services.settings.easy_auth)
     return Requester(kind="api", name=name)
 
 
-def _accepted(run_id: str, created: bool, jobs: list[dict[str, Any]] | None = None) -> JSONResponse:
+def _accepted(run_id: str, created: bool, jobs: list[RetriedJob] | None = None) -> JSONResponse:
     location = f"/api/runs/{run_id}"
     doc = RunAccepted(id=run_id, state="running", location=location, created=created, jobs=jobs or [])
     return JSONResponse(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from shared.importing.launch import Access, Engine
     from shared.importing.result import ImportResult
     from shared.importing.spec import ImportSpec
+    from shared.service.client import RequestDocument, SourceDocument
 
 from shared.cli_args import parse
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
@@ -62,23 +63,26 @@ def _target_credential(args: argparse.Namespace, registry: str) -> Credential:
     return Resolver()(registry)
 
 
-def _request_doc(args: argparse.Namespace) -> dict[str, Any]:
+def _request_doc(args: argparse.Namespace) -> RequestDocument:
     """The CLI's arguments as the API's request document (no credentials)."""
     from shared.importing.spec import parse_source
     from shared.oci.reference import is_resource_id
 
-    source: dict[str, Any] = {"sourceImage": args.source}
+    source: SourceDocument = {"sourceImage": args.source}
     if args.registry and is_resource_id(args.registry):
         source["resourceId"] = args.registry
     else:
         ref = parse_source(args.source, args.registry)
-        source.update(registryUri=ref.registry, sourceImage=str(ref).removeprefix(ref.registry + "/"))
-    return {
+        source["registryUri"], source["sourceImage"] = ref.registry, str(ref).removeprefix(ref.registry + "/")
+    doc: RequestDocument = {
         "targetRegistry": args.name, "source": source, "targetTags": args.image,
         "untaggedTargetRepositories": args.repository, "mode": "Force" if args.force else "NoForce",
         "platforms": args.platform, "includeReferrers": args.include_referrers, "dryRun": args.dry_run,
-        "engine": args.engine, **({"verify": args.verify} if args.verify else {}),
+        "engine": args.engine,
     }  # fmt: skip
+    if args.verify:
+        doc["verify"] = args.verify
+    return doc
 
 
 def _request(args: argparse.Namespace) -> Any:

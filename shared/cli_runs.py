@@ -24,14 +24,16 @@ from shared.errors import ServiceError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
 
 if TYPE_CHECKING:
-    from shared.service.client import ServiceClient
+    from pydantic import BaseModel
+
+    from shared.service.client import RequestDocument, ServiceClient
 
 ENDED = ("succeeded", "failed", "partial", "cancelled")
 
 
 def through_service(
     args: argparse.Namespace,
-    request_doc: Callable[[argparse.Namespace], dict[str, Any]],
+    request_doc: Callable[[argparse.Namespace], RequestDocument],
     source_login: Callable[[argparse.Namespace], tuple[str | None, str | None]],
 ) -> int | None:
     """``jobs``, ``runs``, and ``import`` for a service (``--service``, ``FERRY_SERVICE_URL``);
@@ -59,7 +61,7 @@ def through_service(
     return submit_sources(args, docs) if len(docs) > 1 else cli_service.submit(args, docs[0])
 
 
-def submit_sources(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
+def submit_sources(args: argparse.Namespace, docs: list[RequestDocument]) -> int:
     """Several ``--source``: one run of their imports, followed to its end."""
     if args.image or args.repository:
         print_failed(
@@ -72,19 +74,13 @@ def submit_sources(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
         accepted = client.submit_run(docs)
     except ServiceError as exc:
         return _refused(exc)
+    run_id = accepted.id
     if args.no_wait:
-        print(
-            json.dumps(
-                {"id": accepted["id"], "state": accepted["state"], "location": client.location(accepted["location"])}
-            )
-        )
-        print(
-            f"ferry: run {accepted['id']} of {len(docs)} imports; follow it with `ferry runs wait {accepted['id']}`",
-            file=sys.stderr,
-        )
+        print(json.dumps({"id": run_id, "state": accepted.state, "location": client.location(accepted.location)}))
+        print(f"ferry: run {run_id} of {len(docs)} imports; follow it with `ferry runs wait {run_id}`", file=sys.stderr)
         return EXIT_OK
-    print(f"ferry: run {accepted['id']} of {len(docs)} imports at {client.url}", file=sys.stderr)
-    return wait(client, accepted["id"])
+    print(f"ferry: run {run_id} of {len(docs)} imports at {client.url}", file=sys.stderr)
+    return wait(client, run_id)
 
 
 def wait(client: ServiceClient, run_id: str, poll: float = 0.5) -> int:
@@ -93,17 +89,17 @@ def wait(client: ServiceClient, run_id: str, poll: float = 0.5) -> int:
     try:
         while True:
             run = client.run(run_id)
-            counts = run.get("counts") or {}
+            counts = run.counts
             line = (
-                f"ferry: run {run_id} {run['state']}: {counts.get('succeeded', 0)} succeeded, "
-                f"{counts.get('failed', 0)} failed, {counts.get('cancelled', 0)} cancelled of {counts.get('total', 0)}"
+                f"ferry: run {run_id} {run.state}: {counts.succeeded} succeeded, "
+                f"{counts.failed} failed, {counts.cancelled} cancelled of {counts.total}"
             )
             if line != said:
                 print(line, file=sys.stderr)
                 said = line
-            if run["state"] in ENDED:
-                print(json.dumps(run, indent=2))
-                return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
+            if run.state in ENDED:
+                print(json.dumps(run.model_dump(mode="json"), indent=2))
+                return EXIT_OK if run.state == "succeeded" else EXIT_FAILED
             time.sleep(poll)
     except KeyboardInterrupt:
         print(
@@ -118,7 +114,7 @@ def wait(client: ServiceClient, run_id: str, poll: float = 0.5) -> int:
 def runs(args: argparse.Namespace) -> int:
     """``ferry runs list|show|wait|cancel|retry``."""
 
-    def ask(client: ServiceClient) -> int | dict[str, Any]:
+    def ask(client: ServiceClient) -> int | BaseModel:
         if args.runs_command == "wait":
             return wait(client, args.id)
         if args.runs_command == "list":
@@ -126,12 +122,10 @@ def runs(args: argparse.Namespace) -> int:
         if args.runs_command == "cancel":
             return client.cancel_run(args.id)
         if args.runs_command == "retry":
-            doc = client.retry_run(args.id)
-            print(
-                f"ferry: run {doc['id']} retries the failures of {args.id}; `ferry runs wait {doc['id']}`",
-                file=sys.stderr,
-            )
-            return doc
+            accepted = client.retry_run(args.id)
+            print(f"ferry: run {accepted.id} retries the failures of {args.id}; `ferry runs wait {accepted.id}`",
+                  file=sys.stderr)  # fmt: skip
+            return accepted
         return client.run(args.id)
 
     return answered(args, ask)

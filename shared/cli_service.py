@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import ServiceError
 from shared.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, print_failed
 
-if TYPE_CHECKING:  # the client (and httpx) only when a command talks to a service
-    from shared.service.client import ServiceClient
+if TYPE_CHECKING:  # the client (and httpx, pydantic) only when a command talks to a service
+    from pydantic import BaseModel
+
+    from shared.service.client import RequestDocument, ServiceClient
+    from shared.service.models import Accepted, ImportStatus
 
 #: The API's request fields as the command line names them.
 FLAGS = {
@@ -81,7 +84,7 @@ def client_of(args: argparse.Namespace) -> ServiceClient:
     return ServiceClient(url, function_key=env.function_key.reveal() if env.function_key else None, token=token)
 
 
-def submit(args: argparse.Namespace, request: dict[str, Any]) -> int:
+def submit(args: argparse.Namespace, request: RequestDocument) -> int:
     """Submit ``request``; with ``--no-wait`` print the job, else follow it to its end."""
 
     client = client_of(args)
@@ -97,16 +100,16 @@ def submit(args: argparse.Namespace, request: dict[str, Any]) -> int:
     if args.no_wait:
         return _print_accepted(client, accepted)
     try:
-        print(f"ferry: job {accepted['id']} {accepted['state']} at {client.url}", file=sys.stderr)
-        return follow(client, accepted["id"])
+        print(f"ferry: job {accepted.id} {accepted.state} at {client.url}", file=sys.stderr)
+        return follow(client, accepted.id)
     except KeyboardInterrupt:  # before following began
-        return _stopped_following(accepted["id"])
+        return _stopped_following(accepted.id)
 
 
-def _print_accepted(client: ServiceClient, accepted: dict[str, Any]) -> int:
-    job_id = accepted["id"]
-    print(json.dumps({"id": job_id, "state": accepted["state"], "location": client.location(accepted["location"])}))
-    print(f"ferry: job {job_id} {accepted['state']}; follow it with `ferry jobs wait {job_id}`", file=sys.stderr)
+def _print_accepted(client: ServiceClient, accepted: Accepted) -> int:
+    job_id, state = accepted.id, accepted.state
+    print(json.dumps({"id": job_id, "state": state, "location": client.location(accepted.location)}))
+    print(f"ferry: job {job_id} {state}; follow it with `ferry jobs wait {job_id}`", file=sys.stderr)
     return EXIT_OK
 
 
@@ -118,12 +121,12 @@ def follow(client: ServiceClient, job_id: str) -> int:
     try:
         while True:
             status = client.job(job_id)
-            if status["state"] in ("succeeded", "failed", "cancelled"):
+            if status.state in ("succeeded", "failed", "cancelled"):
                 if drawn:
                     line.close()
                 return _ended(status)
-            if status.get("progress") and time.monotonic() - drawn >= line.interval:
-                line.draw(status["progress"])
+            if status.progress and time.monotonic() - drawn >= line.interval:
+                line.draw(status.progress)
                 drawn = time.monotonic()
             polls += 1
             time.sleep(0.1 if polls < 20 else 0.5 if polls < 120 else 2.0)
@@ -141,62 +144,61 @@ def _stopped_following(job_id: str) -> int:
     return EXIT_INTERRUPTED
 
 
-def _ended(status: dict[str, Any]) -> int:
+def _ended(status: ImportStatus) -> int:
     """The JSON document a local run prints, and its exit code."""
-    if status["state"] == "succeeded":
-        print(json.dumps({**(status.get("result") or {}), "status": "succeeded"}, indent=2))
+    if status.state == "succeeded":
+        print(json.dumps({**(status.result or {}), "status": "succeeded"}, indent=2))
         return EXIT_OK
-    if status["state"] == "cancelled":
-        doc = {"status": "cancelled", "id": status["id"], "progress": status.get("progress")}
+    if status.state == "cancelled":
+        doc = {"status": "cancelled", "id": status.id, "progress": status.progress}
         print(json.dumps(doc, indent=2))
-        print(f"ferry: job {status['id']} was cancelled; no tag was moved", file=sys.stderr)
+        print(f"ferry: job {status.id} was cancelled; no tag was moved", file=sys.stderr)
         return EXIT_FAILED
-    print_failed(status.get("error") or {"code": "FAILED", "message": "the job failed"})
+    print_failed(status.error or {"code": "FAILED", "message": "the job failed"})
     return EXIT_FAILED
 
 
 def _refused(exc: ServiceError) -> int:
     """A refusal as a local run reports bad input (exit 2) or a failure (exit 1)."""
-    fields = exc.answer.get("fields") or []
-    if exc.status == 400 and fields:
-        named = [{"flag": flag_of(str(f.get("field", ""))), "message": str(f.get("message", ""))} for f in fields]
+    if exc.status == 400 and exc.fields:
+        named = [{"flag": flag_of(field), "message": message} for field, message in exc.fields]
         message = "; ".join(f"{f['flag']}: {f['message']}" for f in named)
         print_failed({"code": "BAD_INPUT", "message": message, "fields": named})
         return EXIT_BAD_INPUT
-    error: dict[str, Any] = {"code": exc.code, "message": str(exc)}
-    if "state" in exc.answer:
-        error["state"] = exc.answer["state"]
+    error = {"code": exc.code, "message": str(exc)}
+    if exc.state is not None:
+        error["state"] = exc.state
     print_failed(error)
     return EXIT_FAILED
 
 
-def answered(args: argparse.Namespace, ask: Callable[[ServiceClient], int | dict[str, Any]]) -> int:
-    """Ask the service (``ask`` returns an exit code, or the answer to print as JSON); a refusal
-    is printed as the service gave it."""
+def answered(args: argparse.Namespace, ask: Callable[[ServiceClient], int | BaseModel]) -> int:
+    """Ask the service (``ask`` returns an exit code, or the answer to print as JSON, as the
+    service sent it); a refusal is printed as the service gave it."""
     try:
         done = ask(client_of(args))
     except ServiceError as exc:
         return _refused(exc)
     if isinstance(done, int):
         return done
-    print(json.dumps(done, indent=2))
+    print(json.dumps(done.model_dump(mode="json"), indent=2))
     return EXIT_OK
 
 
 def jobs(args: argparse.Namespace) -> int:
     """``ferry jobs list|show|cancel|retry|wait``."""
 
-    def ask(client: ServiceClient) -> int | dict[str, Any]:
+    def ask(client: ServiceClient) -> int | BaseModel:
         if args.jobs_command == "wait":
             return follow(client, args.id)
         if args.jobs_command == "retry":
             return _print_accepted(client, client.retry(args.id))
         if args.jobs_command == "list":
-            doc = client.jobs(args.state, args.limit)
+            listed = client.jobs(args.state, args.limit)
             if (args.output or ("table" if sys.stdout.isatty() else "json")) == "table":
-                print(table(doc.get("items") or []))
+                print(table(listed.items))
                 return EXIT_OK
-            return doc
+            return listed
         if args.jobs_command == "cancel":
             return client.cancel(args.id)
         return client.job(args.id)
@@ -205,22 +207,22 @@ def jobs(args: argparse.Namespace) -> int:
 
 
 #: ``ferry jobs list``'s table: (heading, how a job shows in that column).
-_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("ID", lambda j: j.get("id", "")),
-    ("STATE", lambda j: j.get("state", "")),
-    ("CREATED", lambda j: str(j.get("createdAt", ""))[:19].replace("T", " ")),
-    ("TRIES", lambda j: str(j.get("attemptCount", 0))),
-    ("SOURCE", lambda j: j.get("source", "")),
-    ("TARGETS", lambda j: ", ".join(j.get("targets") or [])),
-    ("ERROR", lambda j: (j.get("error") or {}).get("code", "")),
+_COLUMNS: tuple[tuple[str, Callable[[ImportStatus], str]], ...] = (
+    ("ID", lambda j: j.id),
+    ("STATE", lambda j: j.state),
+    ("CREATED", lambda j: f"{j.createdAt:%Y-%m-%d %H:%M:%S}"),
+    ("TRIES", lambda j: str(j.attemptCount)),
+    ("SOURCE", lambda j: j.source),
+    ("TARGETS", lambda j: ", ".join(j.targets)),
+    ("ERROR", lambda j: (j.error or {}).get("code", "")),
 )
 
 
-def table(items: list[dict[str, Any]]) -> str:
+def table(items: list[ImportStatus]) -> str:
     """Jobs as ``az ... -o table`` shows them: one line each, columns aligned."""
     from shared.text import printable  # noqa: PLC0415 - the list command only
 
-    rows = [[h for h, _ in _COLUMNS]] + [[printable(str(show(job))) for _, show in _COLUMNS] for job in items]
+    rows = [[h for h, _ in _COLUMNS]] + [[printable(show(job)) for _, show in _COLUMNS] for job in items]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     rows.insert(1, ["-" * w for w in widths])
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

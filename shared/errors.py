@@ -47,8 +47,9 @@ secret Ferry holds (also when a registry echoes one back) and escapes control ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.text import clean, shorten
@@ -240,16 +241,26 @@ class ArmTimeoutError(FerryError):
 
 class ServiceError(FerryError):
     """The service refused a request, or could not be reached. ``code`` is the service's own
-    (``BAD_REQUEST``, ``JOB_STATE``, ``NOT_FOUND``...) or ``SERVICE_UNREACHABLE``/``SERVICE_ERROR``."""
+    (``BAD_REQUEST``, ``JOB_STATE``, ``NOT_FOUND``...) or ``SERVICE_UNREACHABLE``/``SERVICE_ERROR``;
+    ``fields``: each bad field of a ``400`` and why; ``state``: a ``409``'s job or run state."""
 
     code = "SERVICE_ERROR"
 
-    def __init__(self, message: str, *, code: str = "", status: int = 0, answer: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int = 0,
+        fields: Sequence[tuple[str, str]] = (),
+        state: str | None = None,
+    ) -> None:
         super().__init__(message)
         if code:
             self.code = code
         self.status = status
-        self.answer = answer or {}
+        self.fields = list(fields)
+        self.state = state
 
 
 class ContentIntegrityError(FerryError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 #: Loggers that speak per request: quiet unless debugging.
 CHATTY = ("azure", "httpx", "httpcore", "urllib3", "uvicorn.access")
@@ -30,6 +29,6 @@ def configure(level: str = "INFO", *, handler: bool = True) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
-def job_fields(job_id: str, source: str = "", targets: list[str] | None = None) -> dict[str, Any]:
+def job_fields(job_id: str, source: str = "", targets: list[str] | None = None) -> dict[str, str]:
     """The structured fields of a job event (``extra=``)."""
     return {"jobId": job_id, "source": source, "targets": ", ".join(targets or ())}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from shared.engine.progress import Progress
+    from shared.engine.progress import Progress, Snapshot
 
 
 class ProgressLine:
@@ -20,19 +19,14 @@ class ProgressLine:
     def __call__(self, p: Progress) -> None:
         self.draw(p.snapshot())
 
-    def draw(self, snap: Mapping[str, Any]) -> None:
-        """The line for a progress snapshot (:class:`~shared.engine.progress.Snapshot`: what the
-        worker records, or a service job's as the API shows it)."""
-        seconds = max(float(snap.get("seconds") or 0), 1e-6)
-        blobs = sum(int(snap.get(k) or 0) for k in ("blobsCopied", "blobsMounted", "blobsPresent", "blobsForeign"))
-        moved, done = (
-            int(snap.get("bytesMoved") or 0),
-            int(snap.get("bytesMoved") or 0) + int(snap.get("bytesSkipped") or 0),
-        )
+    def draw(self, snap: Snapshot) -> None:
+        """The line for a progress snapshot (what the worker records, and a service job shows)."""
+        seconds = max(snap["seconds"], 1e-6)
+        blobs = snap["blobsCopied"] + snap["blobsMounted"] + snap["blobsPresent"] + snap["blobsForeign"]
+        moved, done = snap["bytesMoved"], snap["bytesMoved"] + snap["bytesSkipped"]
         line = (
-            f"manifests {snap.get('manifestsDone', 0)}/{snap.get('manifestsTotal', 0)}  "
-            f"blobs {blobs}/{snap.get('blobsTotal', 0)}  "
-            f"{done / 1e6:.1f}/{int(snap.get('bytesTotal') or 0) / 1e6:.1f} MB  {moved / 1e6 / seconds:.1f} MB/s"
+            f"manifests {snap['manifestsDone']}/{snap['manifestsTotal']}  blobs {blobs}/{snap['blobsTotal']}  "
+            f"{done / 1e6:.1f}/{snap['bytesTotal'] / 1e6:.1f} MB  {moved / 1e6 / seconds:.1f} MB/s"
         )
         self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
         self.stream.flush()

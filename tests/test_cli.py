@@ -15,6 +15,7 @@ from shared.errors import InvalidReferenceError
 from shared.importing.spec import TargetRef, build_spec
 from tests.conftest import Reg
 from tests.harness.images import make_image, make_multiarch, seed
+from tests.harness.registry import free_port
 
 pytestmark = pytest.mark.process  # every test here starts a process
 
@@ -360,3 +361,17 @@ async def test_a_local_imports_start_up_runs_no_garbage_collection(open_reg: Reg
     said = [line for line in done.stderr.splitlines() if line.startswith(("start-up:", "then:"))]
     assert said[0] == "start-up: 0 collections, enabled False", done.stderr
     assert said[1].startswith("then: enabled True, frozen ") and int(said[1].rsplit(" ", 1)[1]) > 10_000, said
+
+
+def test_a_service_command_reads_answers_without_the_azure_sdk() -> None:
+    """``ferry jobs`` reads the API's answers as the API's own models, and those are plain values:
+    the Azure SDK the service stores them with is not loaded to show a job (nothing listens on the
+    port: the command fails as it would, having imported what it needs)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "jobs", "--service", f"http://127.0.0.1:{free_port()}", "list"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and '"code": "SERVICE_UNREACHABLE"' in done.stdout, done.stdout + done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert {"shared.service.client", "shared.service.models", "shared.runs.model"} <= loaded
+    assert not {"azure", "shared.azure_storage.store"} & loaded, {"azure", "shared.azure_storage.store"} & loaded

@@ -172,3 +172,27 @@ def test_jobs_list_is_a_table_on_a_terminal_and_takes_service_after_the_subcomma
         os.close(main)
         os.close(child)
     assert shown.splitlines()[0].split()[:2] == ["ID", "STATE"] and job["id"] in shown
+
+
+def test_what_the_cli_prints_of_jobs_and_runs_is_the_services_json(
+    service: Service, open_reg: Reg, target_reg: Reg, repo: str
+) -> None:
+    """The client reads each answer as the API's model and prints it again: the same bytes as the
+    answer it got printed as JSON (what the CLI printed before its answers had types), and a
+    followed import prints the job's result as a local run does."""
+    asyncio.run(seed(open_reg, repo, make_multiarch(seed=repo), "v1"))
+    followed = ferry(
+        "import", "--service", service.url, "--name", target_reg.host, "--source", f"{open_reg.host}/{repo}:v1"
+    )
+    assert followed.returncode == 0, followed.stderr
+    job = httpx.get(f"{service.url}/api/imports").json()["items"][0]
+    assert followed.stdout == json.dumps({**job["result"], "status": "succeeded"}, indent=2) + "\n"
+    for command, path in (
+        (("jobs", "show", job["id"]), f"/api/imports/{job['id']}"),
+        (("jobs", "list", "-o", "json"), "/api/imports"),
+        (("runs", "show", job["run"]), f"/api/runs/{job['run']}"),
+        (("runs", "list"), "/api/runs"),
+    ):
+        printed = ferry(*command, "--service", service.url)
+        assert printed.returncode == 0, printed.stderr
+        assert printed.stdout == json.dumps(httpx.get(service.url + path).json(), indent=2) + "\n", command

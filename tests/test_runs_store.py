@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from shared.azure_storage import JobQueue, StorageConfig, new_job_id
+from shared.azure_storage.queue import JobQueue
 from shared.azure_storage.records import JobError, JobRecord
 from shared.azure_storage.runs import RunStore
+from shared.azure_storage.store import StorageConfig, new_job_id
 from shared.credentials import Secret
 from shared.events.config import Destination, EventsConfig
 from shared.events.publish import Publisher

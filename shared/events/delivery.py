@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from shared.events.config import Destination, EventsConfig
 from shared.events.publish import Publisher
@@ -21,8 +21,21 @@ from shared.text import clean, shorten
 
 log = logging.getLogger(__name__)
 
-#: Reports one destination's outcome: (destination name, outcome document).
-Report = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+class Outcome(TypedDict):
+    """How the delivery to one destination ended: the attempts made, the last status answered
+    (None: no answer), when, and the last error in words (None once delivered). The run keeps it
+    as a :class:`~shared.runs.model.DestinationOutcome`."""
+
+    attempts: int
+    status: int | None
+    at: str
+    state: Literal["delivered", "undelivered"]
+    error: str | None
+
+
+#: Reports one destination's outcome: (destination name, outcome).
+Report = Callable[[str, Outcome], Awaitable[None]]
 
 
 def wanted(config: EventsConfig, state: str) -> list[Destination]:
@@ -40,11 +53,11 @@ async def deliver(
     *,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Outcome]:
     """Deliver to each of ``destinations`` at once; returns each one's outcome (also reported
     through ``report`` as each ends)."""
 
-    async def one(destination: Destination) -> tuple[str, dict[str, Any]]:
+    async def one(destination: Destination) -> tuple[str, Outcome]:
         outcome = await _attempts(config, publisher, destination, event_id, body, sleep, clock)
         await report(destination.name, outcome)
         return destination.name, outcome
@@ -60,22 +73,23 @@ async def _attempts(
     body: bytes,
     sleep: Callable[[float], Awaitable[Any]],
     clock: Callable[[], float],
-) -> dict[str, Any]:
+) -> Outcome:
     started, made = clock(), 0
     while True:
         made += 1
         attempt = await publisher.send(destination, event_id, body)
-        outcome = {"attempts": made, "status": attempt.status, "at": datetime.now(UTC).isoformat()}
+        at = datetime.now(UTC).isoformat()
         if attempt.delivered:
             log.info("event %s delivered to %s %s (attempt %d)", event_id, destination.kind, destination.name, made)
-            return {**outcome, "state": "delivered", "error": None}
+            return Outcome(attempts=made, status=attempt.status, at=at, state="delivered", error=None)
         wait = random.uniform(0.5, 1.0) * min(config.backoff_cap, config.backoff_base * 2 ** (made - 1))  # noqa: S311
         if attempt.permanent or clock() - started + wait > config.delivery_seconds:
             log.warning(
                 "event %s undelivered to %s %s after %d attempts: %s",
                 event_id, destination.kind, destination.name, made, attempt.error,
             )  # fmt: skip
-            return {**outcome, "state": "undelivered", "error": shorten(clean(attempt.error or ""), 500)}
+            error = shorten(clean(attempt.error or ""), 500)
+            return Outcome(attempts=made, status=attempt.status, at=at, state="undelivered", error=error)
         log.info(
             "event %s: %s %s: %s; again in %.1f s", event_id, destination.kind, destination.name, attempt.error, wait
         )

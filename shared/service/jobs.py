@@ -245,7 +245,7 @@ class Worker:
             log.exception("job %s: could not count its end into run %s", record.id, run)
 
     async def _succeeded(
-        self, job_id: str, result: ImportResult, final: Snapshot | None, attempt: Attempt, fields: dict[str, Any]
+        self, job_id: str, result: ImportResult, final: Snapshot | None, attempt: Attempt, fields: dict[str, str]
     ) -> None:
         attempt.outcome, attempt.bytes = "succeeded", int(result.bytes or 0)
         change = JobChange(state="succeeded", result=result.document(), progress=final, error=None)

@@ -22,7 +22,7 @@ import random
 import signal
 from collections.abc import Callable
 
-from shared.azure_storage import Received
+from shared.azure_storage.queue import Received
 from shared.service.jobs import RetryLater
 from shared.service.runevents import serve_events
 from shared.service.wiring import Services, event_sender

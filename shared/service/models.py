@@ -1,6 +1,9 @@
-"""The service's documents at its edges: the queue message (:class:`ImportJob`) and the API's view
-of a job (:class:`ImportStatus`, made from its :class:`~shared.azure_storage.records.JobRecord`).
-The request itself is :class:`shared.importing.request.ImportRequest`."""
+"""The service's documents at its edges: the queue message (:class:`ImportJob`), the API's view
+of a job (:class:`ImportStatus`, made from its :class:`~shared.azure_storage.records.JobRecord`)
+and its other answers (:class:`Accepted`, :class:`JobList`, :class:`RunAccepted`,
+:class:`RunList`), which the API sends and its client (:mod:`shared.service.client`) reads. The
+request itself is :class:`shared.importing.request.ImportRequest`; a run is
+:class:`shared.runs.model.Run`."""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from shared.azure_storage.records import Attempt, JobRecord, Requester, State, Waiting, now
+from shared.azure_storage.records import Attempt, JobRecord, Kept, Requester, State, Waiting, now
+from shared.engine.progress import Snapshot
 from shared.importing.request import ImportRequest
+from shared.importing.result import ResultDocument
 from shared.importing.spec import ImportSpec
+from shared.runs.model import Run
 
 
 class ImportJob(BaseModel):
@@ -51,8 +57,8 @@ class ImportStatus(BaseModel):
     cancelRequestedAt: datetime | None = None
     source: str = ""
     targets: list[str] = Field(default_factory=list)
-    progress: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    progress: Kept[Snapshot] | None = None
+    result: Kept[ResultDocument] | None = None
     error: dict[str, str] | None = None
     run: str | None = Field(None, description="The run this job belongs to (GET /api/runs/{id}).")
     requestedBy: Requester | None = Field(
@@ -62,6 +68,48 @@ class ImportStatus(BaseModel):
     waiting: Waiting | None = Field(
         None, description="Why a queued job waits, and until when (the pull budget).", exclude_if=lambda v: v is None
     )
+
+
+class Accepted(BaseModel):
+    """``202`` for ``POST /api/imports`` and ``POST .../retry``: the job, where to follow it, and
+    whether this request made it (``false``: an ``Idempotency-Key`` seen before)."""
+
+    id: str
+    state: str
+    location: str
+    created: bool
+
+
+class JobList(BaseModel):
+    """``GET /api/imports``: jobs newest first, each with its last attempt; ``next`` continues."""
+
+    items: list[ImportStatus]
+    next: str | None = None
+
+
+class RetriedJob(BaseModel):
+    """A job of a run being retried: the new job (``id``), or why it was not retried (``error``)."""
+
+    retryOf: str
+    id: str | None = Field(None, exclude_if=lambda v: v is None)
+    error: str | None = Field(None, exclude_if=lambda v: v is None)
+
+
+class RunAccepted(BaseModel):
+    """``202`` for ``POST /api/runs`` and ``POST /api/runs/{id}/retry``."""
+
+    id: str
+    state: str
+    location: str
+    created: bool
+    jobs: list[RetriedJob] = Field(default_factory=list, description="A retry: each job retried, or why not.")
+
+
+class RunList(BaseModel):
+    """``GET /api/runs``: runs newest first, without their jobs; ``next`` continues."""
+
+    items: list[Run]
+    next: str | None = None
 
 
 def status_of(record: JobRecord, attempts: list[Attempt] | None = None) -> ImportStatus:

@@ -22,6 +22,7 @@ from shared.errors import BadRequest, IdempotencyKeyReusedError, JobStateError, 
 from shared.importing.request import ImportRequest
 from shared.runs.model import ENDED, Run, RunJob
 from shared.service import control
+from shared.service.models import RetriedJob
 from shared.service.runs import Runs, RunSlot, trigger
 from shared.service.submit import Submitter
 
@@ -110,7 +111,7 @@ def cancel(submitter: Submitter, runs: Runs, run_id: str) -> Run:
 
 def retry(
     submitter: Submitter, runs: Runs, run_id: str, requested_by: Requester | None = None
-) -> tuple[str, list[dict[str, str]]]:
+) -> tuple[str, list[RetriedJob]]:
     """A new run of the run's failed and cancelled jobs; returns its id and what each came to."""
     run = show(runs, run_id)
     if run.state not in ENDED:
@@ -119,13 +120,13 @@ def retry(
     if not failed:
         raise JobStateError(f"run {run_id} {run.state}: it has no failed or cancelled job to retry", state=run.state)
     slot = RunSlot(runs, submitter.new_id, "retry", trigger("retry", requested_by), retry_of=run_id)
-    notes: list[dict[str, str]] = []
+    notes: list[RetriedJob] = []
     for job in failed:
         try:
             status, _ = submitter.resubmit(job.id, requested_by=requested_by, run=slot)
-            notes.append({"retryOf": job.id, "id": status.id})
+            notes.append(RetriedJob(retryOf=job.id, id=status.id))
         except (JobStateError, BadRequest) as exc:
-            notes.append({"retryOf": job.id, "error": str(exc)})
+            notes.append(RetriedJob(retryOf=job.id, error=str(exc)))
     slot.seal()
     if slot.id is None or not slot.made:
         raise JobStateError(f"run {run_id}: none of its failed jobs could be retried", state=run.state)

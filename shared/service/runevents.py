@@ -19,11 +19,11 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from shared.azure_storage import Received
+from shared.azure_storage.queue import Received
 from shared.events.config import EventsConfig
-from shared.events.delivery import deliver, wanted
+from shared.events.delivery import Outcome, deliver, wanted
 from shared.events.publish import Publisher
 from shared.runs.event import cloud_event, encode
 from shared.runs.model import DestinationOutcome, RunChange, RunRecord, StoredEvent
@@ -97,7 +97,7 @@ class EventSender:
         todo = [d for d in wanted(self.config, run.state) if d.name not in done]
         document = cloud_event(run, self.config.source)
 
-        async def report(name: str, outcome: dict[str, Any]) -> None:  # the delivery's report, as JSON
+        async def report(name: str, outcome: Outcome) -> None:
             await asyncio.to_thread(
                 self.records.change, run_id, _outcome(name, DestinationOutcome.model_validate(outcome))
             )

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import telemetry
-from shared.azure_storage import JobQueue, StatusStore, StorageConfig, new_job_id
 from shared.azure_storage.budget import TableLedgers
+from shared.azure_storage.queue import JobQueue
 from shared.azure_storage.runs import RunStore
+from shared.azure_storage.store import StatusStore, StorageConfig, new_job_id
 from shared.events.publish import Publisher
 from shared.http.budget import PullBudget
 from shared.service.jobs import Worker
