@@ -254,3 +254,78 @@ async def test_progress_is_reported() -> None:
     progress = await copy_graph(src, dst, plan, reporter=reporter)
     assert seen[-1] == (progress.blobs_total, progress.bytes_total)
     assert len(seen) > 5 and seen == sorted(seen)
+
+
+# -- a small blob is read while the target is asked -----------------------------------------
+
+
+class AskingTarget(MemoryStore):
+    """Answers whether it has a blob only once the source has begun to send that blob (or after
+    0.3 s): it shows whether the engine reads a blob while the target is being asked."""
+
+    def __init__(self, started: dict[Digest, asyncio.Event]) -> None:
+        super().__init__("dst.example", "app")
+        self.started = started
+        self.read_while_asked: set[Digest] = set()
+
+    async def exists(self, desc: Descriptor) -> bool:
+        if not desc.is_manifest:
+            try:
+                await asyncio.wait_for(self.started[desc.digest].wait(), 0.3)
+                self.read_while_asked.add(desc.digest)
+            except TimeoutError:
+                pass
+        return await super().exists(desc)
+
+
+class WatchedSource(MemoryStore):
+    """Says when each blob's stream begins, and counts the streams closed before their end."""
+
+    def __init__(self) -> None:
+        super().__init__("src.example", "app")
+        self.started: dict[Digest, asyncio.Event] = {}
+        self.cut: Counter[Digest] = Counter()
+
+    async def fetch(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        self.started.setdefault(desc.digest, asyncio.Event()).set()
+        sent = offset
+        try:
+            async for chunk in super().fetch(desc, offset):
+                await asyncio.sleep(0.01)
+                yield chunk
+                sent += len(chunk)
+        finally:
+            if sent < desc.size:
+                self.cut[desc.digest] += 1
+
+
+def _asked(src: WatchedSource, image: Image) -> AskingTarget:
+    for blob in image.blobs:
+        src.started.setdefault(blob.descriptor.digest, asyncio.Event())
+    return AskingTarget(src.started)
+
+
+async def test_a_small_blob_is_read_while_the_target_is_asked_a_large_one_after() -> None:
+    src = WatchedSource()
+    image = make_image((300_000, 2 * 2**20), seed="ahead")
+    root = load(src, image)
+    dst = _asked(src, image)
+    progress = await copy(src, dst, root)
+    small = {b.descriptor.digest for b in image.blobs if b.descriptor.size <= 2**20}
+    assert dst.read_while_asked == small  # the 2 MiB layer is read once the target asks for it
+    assert progress.bytes_moved == sum(b.descriptor.size for b in image.blobs)
+    assert set(dst.blobs) == {b.descriptor.digest for b in image.blobs}
+
+
+async def test_a_small_blob_the_target_has_is_dropped_unread_and_not_counted() -> None:
+    src = WatchedSource()
+    image = make_image((300_000, 200_000), seed="ahead-present")
+    root = load(src, image)
+    dst = _asked(src, image)
+    present = image.blobs[1]
+    dst.blobs[present.descriptor.digest] = present.data
+    progress = await copy(src, dst, root)
+    assert present.descriptor.digest in dst.read_while_asked  # it was being read...
+    assert src.cut[present.descriptor.digest] == 1  # ...and its stream was closed before its end
+    assert progress.bytes_moved == sum(b.descriptor.size for b in image.blobs) - present.descriptor.size
+    assert progress.blobs_present == 1 and progress.bytes_skipped == present.descriptor.size

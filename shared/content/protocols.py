@@ -16,6 +16,9 @@ from shared.oci.manifest import Descriptor
 Opener = Callable[[int], AsyncIterator[bytes]]
 #: How a blob came to be in the target: it was there, it was mounted, or its bytes were sent.
 Landed = Literal["present", "mounted", "copied"]
+#: Blobs up to this size are small: a registry target reads one whole before sending it in one
+#: request, and the engine starts reading it while the target is asked whether it needs it.
+SMALL_BLOB = 1 << 20
 
 
 class Source(Protocol):

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shared import stopping, telemetry
-from shared.content.protocols import Opener, Source, Target
+from shared.content.protocols import SMALL_BLOB, Opener, Source, Target
+from shared.engine.ahead import ReadAhead
 from shared.engine.plan import Plan
 from shared.engine.progress import Progress, Reporter
 from shared.errors import NotFoundError
@@ -150,7 +151,13 @@ class _Walk:
             return
         with telemetry.phase("blob", **{"ferry.digest": str(desc.digest), "ferry.size": desc.size}) as span:
             async with self.gate:
-                landed = await self.dst.put_blob(desc, self.opener(desc), self.mount_source)
+                # A small blob from another registry is read while the target is asked for it.
+                ahead = ReadAhead(self.src.fetch(desc)) if desc.size <= SMALL_BLOB and not self.mount_source else None
+                try:
+                    landed = await self.dst.put_blob(desc, self.opener(desc, ahead), self.mount_source)
+                finally:
+                    if ahead is not None:
+                        ahead.drop()
             span.set_attribute("ferry.blob.landed", landed)
         if landed == "copied":
             self.progress.blobs_copied += 1
@@ -161,8 +168,10 @@ class _Walk:
             self.progress.blobs_present += 1
         self.progress.bytes_skipped += desc.size
 
-    def opener(self, desc: Descriptor) -> Opener:
+    def opener(self, desc: Descriptor, ahead: ReadAhead | None = None) -> Opener:
         def open_at(offset: int) -> AsyncIterator[bytes]:
+            if ahead is not None and offset == 0 and not ahead.taken:
+                return self._counted(ahead.pieces())
             return self._counted(self.src.fetch(desc, offset))
 
         return open_at

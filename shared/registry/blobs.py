@@ -34,6 +34,7 @@ from contextlib import aclosing
 import httpx
 
 from shared import stopping
+from shared.content.protocols import SMALL_BLOB
 from shared.errors import (
     DigestMismatchError,
     FerryError,
@@ -58,7 +59,7 @@ _CONTENT_RANGE_START = "bytes "
 #: Blobs up to this size go up from memory in one ``PUT`` (:meth:`BlobOps.push_blob_whole`): at
 #: most this much per concurrent upload is held (64 uploads: 64 MiB); beyond it the request saved
 #: is lost in the transfer's own time.
-WHOLE_MAX = 1 << 20
+WHOLE_MAX = SMALL_BLOB
 
 
 def _pull(repo: str) -> frozenset[sc.Scope]:
