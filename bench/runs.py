@@ -119,8 +119,8 @@ class Counting:
 
 def operations(svc: Services, src: str, dst: str, jobs: int) -> dict[str, Any]:
     store = svc.runs.records
-    counting = Counting(store.table)  # type: ignore[attr-defined]
-    store.table = counting  # type: ignore[attr-defined]
+    counting = Counting(store.table)
+    store.table = counting  # type: ignore[assignment]  # counts the calls it passes on
     api = TestClient(create_app(lambda: svc))
     run_id = api.post("/api/runs", json=_batch(src, dst, jobs, "ops")).json()["id"]
     submitted = dict(counting.calls)

@@ -56,9 +56,7 @@ def _served(api: TestClient, svc: Services, run_id: str) -> dict[str, str]:
     event = encode(cloud_event(run, "/ferry/golden")).decode()
     sender = EventSender(svc.runs.records, EventsConfig(destinations=(), source="/ferry/golden"), _publisher())
     asyncio.run(sender.handle(json.dumps({"run": run_id})))
-    rows = svc.runs.records.table.query_entities(  # type: ignore[attr-defined]
-        "PartitionKey eq @p", parameters={"p": f"run-{run_id}"}
-    )
+    rows = svc.runs.records.table.query_entities("PartitionKey eq @p", parameters={"p": f"run-{run_id}"})
     kept = [{k: v for k, v in sorted(dict(r).items()) if k != "Timestamp"} for r in rows]
     return {
         "show": api.get(f"/api/runs/{run_id}").text,

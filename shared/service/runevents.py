@@ -22,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from shared.azure_storage.queue import Received
+from shared.azure_storage.runs import RunStore
 from shared.events.config import EventsConfig
 from shared.events.delivery import Outcome, deliver, wanted
 from shared.events.publish import Publisher
 from shared.runs.event import cloud_event, encode
 from shared.runs.model import DestinationOutcome, RunChange, RunRecord, StoredEvent
-from shared.service.runs import RunRecords
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EventBusy(Exception):
 class EventSender:
     """Delivers one run's event (see the module's docstring)."""
 
-    def __init__(self, records: RunRecords, config: EventsConfig, publisher: Publisher, claim: float = 120.0) -> None:
+    def __init__(self, records: RunStore, config: EventsConfig, publisher: Publisher, claim: float = 120.0) -> None:
         self.records = records
         self.config = config
         self.publisher = publisher

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
 
 from shared.azure_storage.records import JobRecord, Requester
-from shared.azure_storage.runs import Counted
+from shared.azure_storage.runs import Counted, RunStore
 from shared.runs.model import (
     ENDED,
     MESSAGE_CHARS,
@@ -41,31 +41,6 @@ PENDING_GRACE = timedelta(seconds=30)
 JOB_ENDS = ("succeeded", "failed", "cancelled")
 
 
-class RunRecords(Protocol):
-    """What :class:`Runs` needs of the run store (:class:`shared.azure_storage.runs.RunStore`)."""
-
-    def create(
-        self,
-        run_id: str,
-        kind: RunKind,
-        trigger: Trigger,
-        jobs: list[RunJob],
-        *,
-        open_: bool,
-        retry_of: str | None = None,
-    ) -> None: ...
-    def add_job(self, run_id: str, job: RunJob) -> None: ...
-    def seal(self, run_id: str, up_to_date: int = 0) -> Counted: ...
-    def count(self, run_id: str, end: RunJob) -> Counted | None: ...
-    def get(self, run_id: str) -> RunRecord | None: ...
-    def jobs(self, run_id: str) -> list[StoredJob]: ...
-    def change(self, run_id: str, change: Callable[[RunRecord], RunChange | None]) -> RunRecord | None: ...
-    def request_cancel(self, run_id: str) -> RunRecord | None: ...
-    def list(
-        self, kind: str | None, state: str | None, limit: int, continuation: str | None
-    ) -> tuple[list[RunRecord], str | None]: ...
-
-
 class Sender(Protocol):
     def send(self, content: str) -> None: ...
 
@@ -78,7 +53,7 @@ def run_of(record: RunRecord, jobs: list[StoredJob] | None = None) -> Run:
 class Runs:
     """Opening runs and counting their jobs' ends; queueing their events."""
 
-    def __init__(self, records: RunRecords, events: Sender, job: Callable[[str], JobRecord | None]) -> None:
+    def __init__(self, records: RunStore, events: Sender, job: Callable[[str], JobRecord | None]) -> None:
         self.records = records
         self.events = events
         #: A job's status record by id (to repair a run from its jobs' records).
