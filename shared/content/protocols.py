@@ -17,7 +17,9 @@ Opener = Callable[[int], AsyncIterator[bytes]]
 #: How a blob came to be in the target: it was there, it was mounted, or its bytes were sent.
 Landed = Literal["present", "mounted", "copied"]
 #: Blobs up to this size are small: a registry target reads one whole before sending it in one
-#: request, and the engine starts reading it while the target is asked whether it needs it.
+#: request, and the engine starts reading it while the target is asked whether it needs it. At
+#: most this much is held per operation in flight (64 of them: 64 MiB); beyond it the request
+#: saved is lost in the transfer's own time.
 SMALL_BLOB = 1 << 20
 
 

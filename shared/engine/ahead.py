@@ -13,14 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-
-async def _read(chunks: AsyncIterator[bytes]) -> bytes:
-    try:
-        return b"".join([chunk async for chunk in chunks])
-    finally:  # a drop closes the source's stream, and its connection with it
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+from shared.content.streams import whole
+from shared.oci.manifest import Descriptor
 
 
 def _retrieved(task: asyncio.Future[bytes]) -> None:
@@ -29,10 +23,11 @@ def _retrieved(task: asyncio.Future[bytes]) -> None:
 
 
 class ReadAhead:
-    """``chunks`` read whole in a task of their own, from now."""
+    """``chunks``, the blob ``desc``, read whole (within its size) in a task of their own, from
+    now; a drop or a stop closes the source's stream, and its connection with it."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._task = asyncio.ensure_future(_read(chunks))
+    def __init__(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        self._task = asyncio.ensure_future(whole(chunks, desc.size, f"read {desc.digest}"))
         self._task.add_done_callback(_retrieved)
         self.taken = False
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from shared import stopping, telemetry
 from shared.content.protocols import SMALL_BLOB, Opener, Source, Target
+from shared.content.streams import aclose
 from shared.engine.ahead import ReadAhead
 from shared.engine.plan import Plan
 from shared.engine.progress import Progress, Reporter
@@ -151,8 +152,7 @@ class _Walk:
             return
         with telemetry.phase("blob", **{"ferry.digest": str(desc.digest), "ferry.size": desc.size}) as span:
             async with self.gate:
-                # A small blob from another registry is read while the target is asked for it.
-                ahead = ReadAhead(self.src.fetch(desc)) if desc.size <= SMALL_BLOB and not self.mount_source else None
+                ahead = self._read_ahead(desc)
                 try:
                     landed = await self.dst.put_blob(desc, self.opener(desc, ahead), self.mount_source)
                 finally:
@@ -167,6 +167,12 @@ class _Walk:
         else:
             self.progress.blobs_present += 1
         self.progress.bytes_skipped += desc.size
+
+    def _read_ahead(self, desc: Descriptor) -> ReadAhead | None:
+        """A small blob from another registry is read while the target is asked for it."""
+        if desc.size > SMALL_BLOB or self.mount_source:
+            return None
+        return ReadAhead(desc, self.src.fetch(desc))
 
     def opener(self, desc: Descriptor, ahead: ReadAhead | None = None) -> Opener:
         def open_at(offset: int) -> AsyncIterator[bytes]:
@@ -183,9 +189,7 @@ class _Walk:
                 self.reporter.tick()
                 yield chunk
         finally:  # closed with this (a stopped upload reads no further): its connection too
-            close = getattr(chunks, "aclose", None)
-            if close is not None:
-                await close()
+            await aclose(chunks)
 
 
 async def copy_graph(

@@ -3,12 +3,13 @@
 - ``fetch_blob`` streams a blob, verifying size and digest in flight, and resumes a dropped
   connection with ``Range`` (RFC 9110 §14). The last chunk is held back until the digest checks
   out, so a consumer that streams into an upload never completes a corrupt one.
-- ``push_blob_whole`` is how the engine uploads a blob of up to :data:`WHOLE_MAX` bytes: read
-  whole from the source first (a stop ends that wait, and the session, which holds nothing yet, is
-  deleted), then sent from memory in one ``PUT ?digest=`` of stated length, which a stop lets
-  finish (milliseconds: the bytes are at hand); the blob it makes is referenced by nothing until a
-  manifest names it, and the registry's garbage collection removes it. One request per blob
-  fewer than a streamed ``PATCH`` and ``PUT``, which is what many small layers cost.
+- ``push_blob_whole`` is how the engine uploads a small blob (up to
+  :data:`~shared.content.protocols.SMALL_BLOB`): read whole from the source first (a stop ends
+  that wait, and the session, which holds nothing yet, is deleted), then sent from memory in one
+  ``PUT ?digest=`` of stated length, which a stop lets finish (milliseconds: the bytes are at
+  hand); the blob it makes is referenced by nothing until a manifest names it, and the registry's
+  garbage collection removes it. One request per blob fewer than a streamed ``PATCH`` and
+  ``PUT``, which is what many small layers cost.
 - ``push_blob_chunked`` is how the engine uploads every larger blob: the blob in one ``PATCH`` of
   no stated length (``Transfer-Encoding: chunked``, as go-containerregistry streams), then a
   bodyless ``PUT ?digest=``; a stop ends the body at once (:mod:`shared.stopping`) and the session
@@ -34,7 +35,7 @@ from contextlib import aclosing
 import httpx
 
 from shared import stopping
-from shared.content.protocols import SMALL_BLOB
+from shared.content.streams import whole
 from shared.errors import (
     DigestMismatchError,
     FerryError,
@@ -48,18 +49,13 @@ from shared.http.retry import Attempts
 from shared.oci.digest import Digest
 from shared.oci.manifest import Descriptor
 from shared.registry import scopes as sc
-from shared.registry.streams import Opener, Session, Slicer, SourceFailed, opener, watched, whole
+from shared.registry.streams import Opener, Session, Slicer, SourceFailed, opener, watched
 from shared.registry.transport import Response, Transport
 from shared.strict import header_int
 
 log = logging.getLogger(__name__)
 
 _CONTENT_RANGE_START = "bytes "
-
-#: Blobs up to this size go up from memory in one ``PUT`` (:meth:`BlobOps.push_blob_whole`): at
-#: most this much per concurrent upload is held (64 uploads: 64 MiB); beyond it the request saved
-#: is lost in the transfer's own time.
-WHOLE_MAX = SMALL_BLOB
 
 
 def _pull(repo: str) -> frozenset[sc.Scope]:
@@ -223,11 +219,11 @@ class BlobOps:
         location: httpx.URL | None = None,
     ) -> None:
         """A monolithic upload: one streaming ``PUT`` with the digest and the exact length (not
-        stoppable: a body of stated length cannot end early; a streamed body is never sent twice
-        on one attempt, even from memory, as the wire would resend bytes on a broken reused
-        connection into a session that body's cut made unusable). One operation: after a failure worth retrying (a
-        dropped connection, 503, 429) the session is cancelled and the upload starts again in a
-        fresh one (when ``body`` can be opened again)."""
+        stoppable: a body of stated length cannot end early). Streamed even from memory: the
+        wire resends a ``bytes`` body on a broken reused connection, into a session the cut made
+        unusable. One operation: after a failure worth retrying (a dropped connection, 503, 429)
+        the session is cancelled and the upload starts again in a fresh one (when ``body`` can
+        be opened again)."""
         open_at, reopenable = opener(body)
         attempts = self.transport.retry.start()
         while True:
@@ -252,9 +248,9 @@ class BlobOps:
                 raise
 
     async def push_blob_whole(self, repo: str, desc: Descriptor, open_at: Opener, *, location: httpx.URL) -> None:
-        """A small blob (:data:`WHOLE_MAX`) into the open session at ``location``: read whole
-        (a stop ends the wait; the session, empty still, is deleted), then one ``PUT`` from memory
-        that a stop lets finish."""
+        """A small blob into the open session at ``location``: read whole (a stop ends the wait;
+        the session, empty still, is deleted), then one ``PUT`` from memory that a stop lets
+        finish."""
         try:
             data = await whole(open_at(0), desc.size, f"upload {desc.digest}")
             stopping.check()

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from shared.content.protocols import Landed, Opener
+from shared.content.protocols import SMALL_BLOB, Landed, Opener
 from shared.errors import NotFoundError, RegistryError
 from shared.oci.manifest import Descriptor, parse_manifest, successors
-from shared.registry.blobs import WHOLE_MAX
 from shared.registry.client import PushedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ class RegistryRepository:
         """A small blob read whole, then one ``PUT`` from memory that a stop lets finish (into a
         blob nothing references yet); a larger one in a streamed ``PATCH`` that a stop ends at a
         piece, then ``PUT ?digest=``. Either way a stop leaves no session holding data."""
-        if desc.size <= WHOLE_MAX:
+        if desc.size <= SMALL_BLOB:
             await self.client.push_blob_whole(self.repository, desc, open_at, location=location)
         else:
             await self.client.push_blob_chunked(self.repository, desc, open_at, location=location)

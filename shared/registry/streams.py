@@ -1,7 +1,7 @@
 """The byte streams an upload sends (:mod:`shared.registry.blobs`): a body as an opener that
-can start again at an offset, the source's failures told apart from the target's, a small blob
-read whole, and a blob cut into consecutive slices, each its own request body, that a stop ends
-at once (:func:`shared.stopping.before_stop`)."""
+can start again at an offset, the source's failures told apart from the target's, and a blob cut
+into consecutive slices, each its own request body, that a stop ends at once
+(:func:`shared.stopping.before_stop`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 import httpx
 
 from shared import stopping
+from shared.content.streams import aclose
 from shared.errors import FerryError, SizeMismatchError
 
 Opener = Callable[[int], AsyncIterable[bytes]]
@@ -33,9 +34,7 @@ async def watched(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     except FerryError as exc:
         raise SourceFailed(exc) from exc
     finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose(stream)
 
 
 def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
@@ -50,31 +49,6 @@ def opener(body: bytes | AsyncIterable[bytes] | Opener) -> tuple[Opener, bool]:
         return body, True
     once = body
     return (lambda offset: once), False
-
-
-async def whole(stream: AsyncIterable[bytes], size: int, what: str) -> bytes:
-    """All ``size`` bytes of ``stream`` in memory (never more); a stop ends the wait on it at once
-    (:class:`shared.stopping.Stopped`), and ``stream`` is closed on the way out."""
-    pieces: list[bytes] = []
-    got = 0
-    iterator = aiter(stream)
-    try:
-        while True:
-            try:
-                piece = await stopping.before_stop(anext(iterator))
-            except StopAsyncIteration:
-                break
-            got += len(piece)
-            if got > size:
-                raise SizeMismatchError(what, size, got)
-            pieces.append(piece)
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
-    if got != size:
-        raise SizeMismatchError(what, size, got)
-    return b"".join(pieces)
 
 
 class Session:
@@ -103,10 +77,8 @@ class Slicer:
 
     async def aclose(self) -> None:
         """Close the source (its connection with it) when the slices stop before its end."""
-        close = getattr(self._source, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+        with contextlib.suppress(Exception):
+            await aclose(self._source)
 
     async def take(self, length: int, *, stoppable: bool = False) -> AsyncIterator[bytes]:
         """The next ``length`` bytes; ``stoppable``: ends early, between pieces, when a stop is
