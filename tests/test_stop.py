@@ -116,6 +116,15 @@ def _uploading(target: Reg, repo: str, seconds: float, alive: Any = lambda: True
         time.sleep(0.02)
 
 
+def _ferry_import(source: str, target: str, repo: str) -> subprocess.Popen[str]:
+    """``ferry import`` of the throttled source's image into ``target``, a process of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "import", "--name", target, "--source", f"{source}/stop/app:v1",
+         "--image", f"{repo}:v1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def _tags(target: Reg, repo: str) -> list[str]:
     answer = httpx.get(f"http://{target.host}/v2/{repo}/tags/list")
     return list(answer.json().get("tags") or []) if answer.status_code == 200 else []
@@ -128,11 +137,7 @@ def _tags(target: Reg, repo: str) -> list[str]:
 def test_ctrl_c_at_a_random_moment_leaves_no_upload_session_with_data(run: int, target_reg: Reg, repo: str) -> None:
     delay = random.Random(f"ctrl-c-{run}").uniform(0.0, 3.0)
     with hostile_server(throttled_source()) as (source, _):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "import", "--name", target_reg.host, "--source",
-             f"{source}/stop/app:v1", "--image", f"{repo}:v1"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        proc = _ferry_import(source, target_reg.host, repo)
         try:
             _uploading(target_reg, repo, 20, lambda: proc.poll() is None)
             time.sleep(delay)
@@ -332,11 +337,7 @@ def test_ctrl_c_names_the_sessions_the_target_would_not_delete(target_reg: Reg, 
     )
     try:
         with hostile_server(throttled_source()) as (source, _):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "import", "--name", proxy.host, "--source",
-                 f"{source}/stop/app:v1", "--image", f"{repo}:v1"],
-                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            proc = _ferry_import(source, proxy.host, repo)
             try:
                 _uploading(target_reg, repo, 20, lambda: proc.poll() is None)
                 time.sleep(0.5)
