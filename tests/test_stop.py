@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import random
 import signal
@@ -44,6 +43,7 @@ from tests.harness.figures import record
 from tests.harness.hostile import Pieces, hostile_server, response
 from tests.harness.images import make_image, seed
 from tests.harness.service import drain
+from tests.harness.uploads import manifest_answer, streamed_image
 
 pytestmark = pytest.mark.process
 
@@ -70,29 +70,18 @@ def throttled_source() -> Any:
     for n, size in enumerate(SIZES):
         block, digest = _blob(n, size)
         layers[digest] = (block, size)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
-    config_digest = f"sha256:{hashlib.sha256(config.encode()).hexdigest()}"
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}
-                   for d, (_, s) in layers.items()],
-    }).encode()  # fmt: skip
-    digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+    config, config_digest, manifest, digest = streamed_image({d: s for d, (_, s) in layers.items()})
 
     def answer(method: str, path: str, headers: dict[str, str]) -> bytes | Pieces:
         if "/manifests/" in path:
-            fields = {"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Docker-Content-Digest": digest}
-            body = manifest if method == "GET" else b""
-            return response(200, body, {**fields, "Content-Length": str(len(manifest))}, length=False)
+            return manifest_answer(method, manifest, digest)
         name = path.rsplit("/", 1)[-1]
         if name in layers:
             block, size = layers[name]
             start = response(200, b"", {"Content-Length": str(size)}, length=False)
             return [(start, 0.0)] + [(block, THROTTLE)] * (size // PIECE)
         if name == config_digest:
-            return response(200, config.encode())
+            return response(200, config)
         return response(404, b"")
 
     return answer

@@ -19,6 +19,30 @@ LAYER_CHUNK = bytes(range(256)) * 256  # 64 KiB
 LAYER_CHUNKS = 3200  # 200 MiB
 
 
+def streamed_image(layers: dict[str, int]) -> tuple[bytes, str, bytes, str]:
+    """A single-platform OCI image of ``layers`` (digest → size; their bytes are the caller's to
+    serve): (config, its digest, manifest, its digest)."""
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": list(layers)}}
+    )
+    config_digest = f"sha256:{hashlib.sha256(config.encode()).hexdigest()}"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}
+                   for d, s in layers.items()],
+    }).encode()  # fmt: skip
+    return config.encode(), config_digest, manifest, f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+
+
+def manifest_answer(method: str, manifest: bytes, digest: str) -> bytes:
+    """A registry's answer to ``HEAD`` or ``GET`` of ``manifest``."""
+    fields = {"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Docker-Content-Digest": digest}
+    body = manifest if method == "GET" else b""
+    return response(200, body, {**fields, "Content-Length": str(len(manifest))}, length=False)
+
+
 def big_image() -> tuple[dict[str, tuple[bytes, str]], str, bytes, int]:
     """A 200 MiB single-layer image, its layer never held whole: (blobs by digest, the layer's
     digest, the manifest, the layer's size)."""
@@ -26,15 +50,8 @@ def big_image() -> tuple[dict[str, tuple[bytes, str]], str, bytes, int]:
     for _ in range(LAYER_CHUNKS):
         hasher.update(LAYER_CHUNK)
     layer, size = f"sha256:{hasher.hexdigest()}", len(LAYER_CHUNK) * LAYER_CHUNKS
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}})
-    config_digest = f"sha256:{hashlib.sha256(config.encode()).hexdigest()}"
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": size}],
-    }).encode()  # fmt: skip
-    return {config_digest: (config.encode(), "config")}, layer, manifest, size
+    config, config_digest, manifest, _ = streamed_image({layer: size})
+    return {config_digest: (config, "config")}, layer, manifest, size
 
 
 def trickling_source(seen_layer: threading.Event) -> Any:
@@ -43,9 +60,7 @@ def trickling_source(seen_layer: threading.Event) -> Any:
 
     def answer(method: str, path: str, headers: dict[str, str]) -> bytes | Pieces:
         if "/manifests/" in path:
-            fields = {"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Docker-Content-Digest": digest}
-            body = manifest if method == "GET" else b""
-            return response(200, body, {**fields, "Content-Length": str(len(manifest))}, length=False)
+            return manifest_answer(method, manifest, digest)
         name = path.rsplit("/", 1)[-1]
         if name == layer:  # 200 MiB at about 6 MB/s: half a minute, unless cancelled
             seen_layer.set()
@@ -70,7 +85,7 @@ def upload_session(registry: Reg, path: str) -> str:
 
 def upload_path(relay: Relay, seconds: float, registry: Reg) -> str:
     """The upload URL the import is sending the layer to, once it is: the ``PATCH`` whose session
-    stays open (every blob streams in a ``PATCH``; the small config's is over in milliseconds)."""
+    stays open (a blob over 1 MiB streams in a ``PATCH``; the small config goes in one ``PUT``)."""
     deadline = time.monotonic() + seconds
     while True:
         for method, path in list(relay.requests):
