@@ -19,11 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler, field_serializer
+from pydantic import BaseModel, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from shared.engine.progress import Snapshot
-from shared.importing.request import ImportRequest
+from shared.importing.request import PublicRequest
 from shared.importing.result import ResultDocument
 from shared.verify.report import VerdictReport
 
@@ -109,7 +109,7 @@ class JobChange(BaseModel):
     cancelRequestedAt: datetime | None = None
     source: str | None = None
     targets: list[str] | None = None
-    request: ImportRequest | None = None
+    request: PublicRequest | None = None
     progress: Kept[Snapshot] | None = None
     result: Kept[ResultDocument] | None = None
     error: JobError | None = None
@@ -117,10 +117,6 @@ class JobChange(BaseModel):
     requestedBy: Requester | None = None
     verification: list[Kept[VerdictReport]] | None = None
     waiting: Waiting | None = None
-
-    @field_serializer("request")
-    def _request(self, request: ImportRequest | None) -> dict[str, Any] | None:
-        return None if request is None else request.without_secrets()
 
 
 class JobRecord(JobChange):

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     StrictBool,
     ValidationInfo,
@@ -174,3 +175,7 @@ class ImportRequest(BaseModel):
         doc = self.model_dump(mode="json", exclude_none=True)
         doc["source"].pop("credentials", None)
         return doc
+
+
+#: A request as it leaves in a queue message or a job's record: :meth:`ImportRequest.without_secrets`.
+PublicRequest = Annotated[ImportRequest, PlainSerializer(ImportRequest.without_secrets)]

@@ -8,13 +8,12 @@ request itself is :class:`shared.importing.request.ImportRequest`; a run is
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.azure_storage.records import Attempt, JobRecord, Kept, Requester, State, Waiting, now
 from shared.engine.progress import Snapshot
-from shared.importing.request import ImportRequest
+from shared.importing.request import PublicRequest
 from shared.importing.result import ResultDocument
 from shared.importing.spec import ImportSpec
 from shared.runs.model import Run
@@ -25,7 +24,7 @@ class ImportJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: str
-    request: ImportRequest
+    request: PublicRequest
     sealed: str | None = None
     createdAt: datetime = Field(default_factory=now)
     #: Set when a wait for the pull budget put the job back as a new message
@@ -35,10 +34,6 @@ class ImportJob(BaseModel):
     #: The W3C trace context (``traceparent``, ``tracestate``) of what made the job, so the job's
     #: trace continues it; absent when telemetry is off (the message is then as it always was).
     traceContext: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
-
-    @field_serializer("request")
-    def _request(self, request: ImportRequest) -> dict[str, Any]:
-        return request.without_secrets()
 
 
 class ImportStatus(BaseModel):
